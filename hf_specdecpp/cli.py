@@ -1,0 +1,24 @@
+"""The `hf-specdecpp` command line: one typer app, each command group registered from its own module."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="hf-specdecpp",
+    help="SpecDec++ adaptive speculative decoding for Hugging Face transformers.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+# Each module below defines `register(app)` adding its commands; keep one line per module.
+# --- command registrations (one per line) ---
+# --- end of command registrations ---
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Tiny draft/target pairs built from configs, for tests and the offline demo.
+
+The draft is a noisy copy of the target, so the two agree often but not always and acceptance varies.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedModel, Qwen2Config
+
+ARCHITECTURES = ("llama", "qwen2")
+
+
+def tiny_config(arch: str = "llama", vocab_size: int = 96, hidden_size: int = 32, num_layers: int = 2, **overrides):
+    """A small Llama or Qwen2 config (eos 1, bos 0, pad 0)."""
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=0,
+        tie_word_embeddings=False,
+    )
+    common.update(overrides)
+    if arch == "llama":
+        return LlamaConfig(**common)
+    if arch == "qwen2":
+        return Qwen2Config(**common)
+    raise ValueError(f"Unknown tiny architecture {arch!r}; choose one of {ARCHITECTURES}")
+
+
+def tiny_pair(
+    arch: str = "llama",
+    vocab_size: int = 96,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    noise: float = 0.05,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[PreTrainedModel, PreTrainedModel]:
+    """(target, draft): a random tiny target and a draft that is the target plus Gaussian weight noise.
+
+    `noise` is relative to each weight tensor's standard deviation; 0 gives a draft identical to the target.
+    """
+    config = tiny_config(arch, vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers)
+    torch.manual_seed(seed)
+    target = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+    # Random init gives nearly flat logits; sharpen the output layer so greedy/sampled text has structure.
+    with torch.no_grad():
+        target.get_output_embeddings().weight.mul_(8.0)
+    draft = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+    draft.load_state_dict(target.state_dict())
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for param in draft.parameters():
+            if param.numel() > 1 and noise > 0:
+                scale = param.float().std().item() or 1.0
+                param.add_((torch.randn(param.shape, generator=generator) * noise * scale).to(param.dtype))
+    for model in (target, draft):
+        model.generation_config.pad_token_id = 0
+        model.generation_config.eos_token_id = 1
+        model.generation_config.bos_token_id = 0
+    return target, draft
