@@ -1,0 +1,162 @@
+"""The one place where hf_specdecpp patches transformers: a `candidate_generator=` argument for generate().
+
+transformers has no public hook to supply a custom `CandidateGenerator` to assisted generation:
+`generate()` rejects unknown keyword arguments and `GenerationMixin._get_candidate_generator` picks a
+generator by hard-coded branches. This module wraps both, once, at import of `hf_specdecpp`:
+
+- `generate(..., candidate_generator=gen)` stores `gen` in a context variable (per thread and task) for the
+  duration of that call only, supplies `assistant_model=gen.draft_model` when none was passed, and always
+  clears it again, also after an exception;
+- `_get_candidate_generator` returns the stored generator, bound to the call, when there is one, and
+  otherwise defers to the original. Without `candidate_generator=` both wrappers call the originals unchanged.
+
+The patch is version-guarded (see `compat.py`), idempotent, and `verify_upstream()` checks the private
+details it relies on; the test suite calls it so that a transformers change fails loudly.
+`uninstall()` restores the originals. The patch-free alternative is `custom_generate=generator`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+
+from transformers.generation.candidate_generator import CandidateGenerator
+from transformers.generation.utils import GenerationMixin
+
+from ..compat import check_transformers_version
+
+_PATCH_ATTRIBUTE = "__hf_specdecpp_original__"
+_ACTIVE_GENERATOR: contextvars.ContextVar = contextvars.ContextVar("hf_specdecpp_candidate_generator", default=None)
+
+# The parameters of `_get_candidate_generator` that the wrapper forwards (transformers 5.23).
+EXPECTED_GET_CANDIDATE_GENERATOR_PARAMS = (
+    "self",
+    "generation_config",
+    "input_ids",
+    "inputs_tensor",
+    "logits_processor",
+    "model_kwargs",
+    "assistant_model",
+    "target_tokenizer",
+    "assistant_tokenizer",
+)
+
+
+def verify_upstream() -> None:
+    """Raise RuntimeError when transformers' private plumbing differs from what the patch relies on."""
+    check_transformers_version()
+    get_generator = _original(GenerationMixin._get_candidate_generator)
+    params = tuple(inspect.signature(get_generator).parameters)
+    if params != EXPECTED_GET_CANDIDATE_GENERATOR_PARAMS:
+        raise RuntimeError(
+            "transformers' GenerationMixin._get_candidate_generator changed its parameters to "
+            f"{params}; hf_specdecpp expects {EXPECTED_GET_CANDIDATE_GENERATOR_PARAMS}."
+        )
+    source = inspect.getsource(GenerationMixin._assisted_decoding)
+    for needle in ("self._get_candidate_generator(", "candidate_generator.get_candidates(",
+                   "candidate_generator.update_candidate_strategy("):
+        if needle not in source:
+            raise RuntimeError(f"transformers' assisted decoding no longer calls `{needle}...)`.")
+    generate_params = inspect.signature(_original(GenerationMixin.generate)).parameters
+    if "assistant_model" not in generate_params or "candidate_generator" in generate_params:
+        raise RuntimeError("transformers' generate() signature changed around `assistant_model`/`candidate_generator`.")
+
+
+def _original(function):
+    return getattr(function, _PATCH_ATTRIBUTE, function)
+
+
+def is_installed() -> bool:
+    return hasattr(GenerationMixin.generate, _PATCH_ATTRIBUTE)
+
+
+def active_candidate_generator():
+    """The candidate generator of the generate() call running in this context, if any."""
+    return _ACTIVE_GENERATOR.get()
+
+
+def install() -> None:
+    """Add `candidate_generator=` to `generate()`. Safe to call more than once."""
+    if is_installed():
+        return
+    verify_upstream()
+    original_generate = GenerationMixin.generate
+    original_get_candidate_generator = GenerationMixin._get_candidate_generator
+    generate_signature = inspect.signature(original_generate)
+
+    @functools.wraps(original_generate)
+    def generate(self, *args, candidate_generator: CandidateGenerator | None = None, **kwargs):
+        if candidate_generator is None:
+            return original_generate(self, *args, **kwargs)
+        if not isinstance(candidate_generator, CandidateGenerator) or not hasattr(candidate_generator, "bind"):
+            raise TypeError(
+                "candidate_generator must be an hf_specdecpp candidate generator (e.g. "
+                f"SpecDecPPCandidateGenerator), got {type(candidate_generator).__name__}"
+            )
+        arguments = generate_signature.bind_partial(self, *args, **kwargs).arguments
+        assistant_model = arguments.get("assistant_model")
+        draft = candidate_generator.draft_model
+        if assistant_model is None and draft is None:
+            raise ValueError(
+                "candidate_generator= needs a draft model: pass `assistant_model=` to generate() or "
+                f"`draft_model=` to {type(candidate_generator).__name__}."
+            )
+        if assistant_model is not None and draft is not None and assistant_model is not draft:
+            raise ValueError(
+                "generate() got an `assistant_model` that differs from the candidate generator's `draft_model`."
+            )
+        if assistant_model is None:
+            kwargs["assistant_model"] = draft
+        candidate_generator.check_models(self, assistant_model or draft)
+        candidate_generator.acquire()
+        token = _ACTIVE_GENERATOR.set(candidate_generator)
+        try:
+            return original_generate(self, *args, **kwargs)
+        finally:
+            _ACTIVE_GENERATOR.reset(token)
+            candidate_generator.release()
+
+    @functools.wraps(original_get_candidate_generator)
+    def _get_candidate_generator(
+        self,
+        generation_config,
+        input_ids,
+        inputs_tensor,
+        logits_processor,
+        model_kwargs,
+        assistant_model=None,
+        target_tokenizer=None,
+        assistant_tokenizer=None,
+    ):
+        generator = _ACTIVE_GENERATOR.get()
+        if generator is None:
+            return original_get_candidate_generator(
+                self, generation_config, input_ids, inputs_tensor, logits_processor, model_kwargs,
+                assistant_model, target_tokenizer, assistant_tokenizer,
+            )
+        from .validation import check_tokenizers
+
+        check_tokenizers(target_tokenizer, assistant_tokenizer)
+        return generator.bind(
+            target=self,
+            input_ids=input_ids,
+            assistant_model=assistant_model,
+            generation_config=generation_config,
+            model_kwargs=model_kwargs,
+            inputs_tensor=inputs_tensor,
+            logits_processor=logits_processor,
+        )
+
+    setattr(generate, _PATCH_ATTRIBUTE, original_generate)
+    setattr(_get_candidate_generator, _PATCH_ATTRIBUTE, original_get_candidate_generator)
+    GenerationMixin.generate = generate
+    GenerationMixin._get_candidate_generator = _get_candidate_generator
+
+
+def uninstall() -> None:
+    """Restore transformers' own `generate` and `_get_candidate_generator`."""
+    if not is_installed():
+        return
+    GenerationMixin.generate = _original(GenerationMixin.generate)
+    GenerationMixin._get_candidate_generator = _original(GenerationMixin._get_candidate_generator)
