@@ -153,6 +153,11 @@ class AcceptanceHead(
             **kwargs,
         )
 
+    def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs):
+        """`PyTorchModelHubMixin.push_to_hub`, with `repo_id` filled into the model card's usage snippet."""
+        model_card_kwargs = {"repo_id": repo_id, **(model_card_kwargs or {})}
+        return super().push_to_hub(repo_id, model_card_kwargs=model_card_kwargs, **kwargs)
+
     @classmethod
     def _from_pretrained(
         cls,
@@ -169,6 +174,16 @@ class AcceptanceHead(
     ) -> "AcceptanceHead":
         """Load strictly from `model.safetensors`, or from a reference-format `pytorch_model.bin`."""
         if "hidden_size" not in model_kwargs:
+            if not os.path.isdir(model_id):
+                # The mixin swallows Hub errors while fetching config.json: fetch it again so that a missing repo or
+                # revision surfaces as huggingface_hub's own error instead of a misleading config error.
+                try:
+                    hf_hub_download(
+                        repo_id=model_id, filename=constants.CONFIG_NAME, revision=revision, cache_dir=cache_dir,
+                        force_download=force_download, token=token, local_files_only=local_files_only,
+                    )
+                except EntryNotFoundError:
+                    pass  # the repo exists but has no config.json: reported below
             raise OSError(
                 f"No usable config.json for an acceptance head in {model_id!r}: it must record `hidden_size` "
                 "(and `num_layers`)."
