@@ -6,7 +6,12 @@ import socket
 import sys
 
 import pytest
+import torch
+
 from huggingface_hub import constants, hf_api
+
+# Tiny models run faster on one thread, and the tests then leave the other core free.
+torch.set_num_threads(1)
 
 try:  # tests/ is a rootdir conftest directory, not a package, unless someone adds an __init__.py
     from .hub_server import HubServer

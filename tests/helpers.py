@@ -1,0 +1,29 @@
+"""Small builders shared by the inference tests."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from hf_specdecpp import AcceptanceHead
+
+
+def constant_head(hidden_size: int, probability: float, num_layers: int = 1) -> AcceptanceHead:
+    """A head that predicts the same acceptance probability for every hidden state."""
+    head = AcceptanceHead(hidden_size, num_layers)
+    p = min(max(probability, 1e-12), 1 - 1e-12)
+    with torch.no_grad():
+        head.classifier.weight.zero_()
+        head.classifier.bias.fill_(math.log(p / (1 - p)))
+    return head
+
+
+def random_head(hidden_size: int, seed: int = 0, num_layers: int = 2) -> AcceptanceHead:
+    """An untrained head whose predictions vary from token to token."""
+    torch.manual_seed(seed)
+    head = AcceptanceHead(hidden_size, num_layers)
+    with torch.no_grad():
+        head.classifier.weight.mul_(20.0)
+        head.classifier.bias.fill_(1.0)
+    return head

@@ -1,0 +1,136 @@
+"""Bad input gets a clear error before any generation, and chat-template inputs work as usual."""
+
+import pytest
+import torch
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import Whitespace
+from transformers import PreTrainedTokenizerFast
+
+from hf_specdecpp import AcceptanceHead, SpecDecPPCandidateGenerator
+from hf_specdecpp.compat import check_transformers_version, is_supported_transformers
+from hf_specdecpp.inference import generate_patch
+from hf_specdecpp.testing import tiny_pair
+
+from helpers import constant_head, random_head
+
+IDS = torch.tensor([[2, 5, 6, 7]])
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return tiny_pair("qwen2", noise=0.02, seed=2)
+
+
+def test_head_hidden_size_mismatch_names_both_sizes(pair):
+    target, draft = pair
+    generator = SpecDecPPCandidateGenerator(head=AcceptanceHead(48, 1))
+    calls = []
+    handle = target.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match=r"hidden size 48.*hidden size 32"):
+            target.generate(IDS, assistant_model=draft, candidate_generator=generator, max_new_tokens=4)
+    finally:
+        handle.remove()
+    assert calls == []  # raised before any generation
+    with pytest.raises(ValueError, match="48"):
+        SpecDecPPCandidateGenerator(head=AcceptanceHead(48, 1), draft_model=draft)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, -0.5, 2.0])
+def test_threshold_outside_unit_interval(threshold):
+    with pytest.raises(ValueError, match="threshold"):
+        SpecDecPPCandidateGenerator(head=AcceptanceHead(32, 1), threshold=threshold)
+
+
+def test_min_above_max():
+    with pytest.raises(ValueError, match="min_candidates"):
+        SpecDecPPCandidateGenerator(head=AcceptanceHead(32, 1), min_candidates=6, max_candidates=3)
+
+
+def test_not_a_head():
+    with pytest.raises(TypeError, match="AcceptanceHead"):
+        SpecDecPPCandidateGenerator(head="org/head-repo")
+
+
+def test_batch_larger_than_one(pair):
+    target, draft = pair
+    generator = SpecDecPPCandidateGenerator(head=random_head(32))
+    batch = torch.tensor([[2, 5, 6, 7], [3, 4, 5, 6]])
+    with pytest.raises(ValueError, match="batch size 1"):
+        target.generate(batch, assistant_model=draft, candidate_generator=generator, max_new_tokens=4)
+    assert generate_patch.active_candidate_generator() is None
+
+
+def test_different_vocabularies(pair):
+    target, _ = pair
+    other_target, other_draft = tiny_pair("qwen2", vocab_size=120, seed=5)
+    generator = SpecDecPPCandidateGenerator(head=random_head(32))
+    with pytest.raises(ValueError, match=r"vocabulary \(120 tokens\) differs from the target's \(96"):
+        target.generate(IDS, assistant_model=other_draft, candidate_generator=generator, max_new_tokens=4)
+
+
+def test_no_draft_anywhere(pair):
+    target, _ = pair
+    generator = SpecDecPPCandidateGenerator(head=random_head(32))
+    with pytest.raises(ValueError, match="needs a draft model"):
+        target.generate(IDS, candidate_generator=generator, max_new_tokens=4)
+    with pytest.raises(ValueError, match="give the draft to the generator"):
+        target.generate(IDS, custom_generate=generator, max_new_tokens=4)
+
+
+def test_draft_in_generator_only_is_enough(pair):
+    target, draft = pair
+    reference = target.generate(IDS, max_new_tokens=10, do_sample=False)
+    generator = SpecDecPPCandidateGenerator(head=random_head(32), draft_model=draft)
+    out = target.generate(IDS, candidate_generator=generator, max_new_tokens=10, do_sample=False)
+    assert torch.equal(out, reference)
+
+
+def test_conflicting_drafts(pair):
+    target, draft = pair
+    _, other = tiny_pair("qwen2", noise=0.1, seed=9)
+    generator = SpecDecPPCandidateGenerator(head=random_head(32), draft_model=draft)
+    with pytest.raises(ValueError, match="differs"):
+        target.generate(IDS, assistant_model=other, candidate_generator=generator, max_new_tokens=4)
+
+
+def test_wrong_candidate_generator_type(pair):
+    target, draft = pair
+    with pytest.raises(TypeError, match="candidate_generator must be"):
+        target.generate(IDS, assistant_model=draft, candidate_generator=object(), max_new_tokens=4)
+
+
+def test_unsupported_transformers_version_names_range():
+    assert is_supported_transformers("5.23.0") and is_supported_transformers("5.23.1.dev0")
+    assert not is_supported_transformers("4.57.1") and not is_supported_transformers("5.24.0")
+    with pytest.raises(ImportError, match=r">=5\.23\.0,<5\.24\.0"):
+        check_transformers_version("4.46.0")
+
+
+def _chat_tokenizer() -> PreTrainedTokenizerFast:
+    words = ["<pad>", "<eos>", "<user>", "<assistant>"] + [f"w{i}" for i in range(92)]
+    model = WordLevel({w: i for i, w in enumerate(words)}, unk_token="<pad>")
+    tok = Tokenizer(model)
+    tok.pre_tokenizer = Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+    fast.chat_template = (
+        "{% for m in messages %}{{ '<' + m['role'] + '> ' + m['content'] + ' ' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<assistant> ' }}{% endif %}"
+    )
+    return fast
+
+
+def test_chat_template_inputs(pair):
+    target, draft = pair
+    tokenizer = _chat_tokenizer()
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "w5 w6 w7 w8"}], add_generation_prompt=True, return_tensors="pt",
+        return_dict=True,
+    )
+    reference = target.generate(**inputs, max_new_tokens=12, do_sample=False)
+    generator = SpecDecPPCandidateGenerator(head=constant_head(32, 0.9), threshold=0.5)
+    out = target.generate(**inputs, assistant_model=draft, candidate_generator=generator, max_new_tokens=12,
+                          do_sample=False)
+    assert torch.equal(out, reference)
+    assert tokenizer.decode(out[0, inputs["input_ids"].shape[1]:]).strip()

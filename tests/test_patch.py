@@ -1,0 +1,159 @@
+"""The candidate_generator= patch: idempotent, a no-op without the argument, nothing left after errors,
+thread-safe, and pinned to the upstream details it relies on."""
+
+import threading
+
+import pytest
+import torch
+from transformers.generation.streamers import BaseStreamer
+from transformers.generation.utils import GenerationMixin
+
+from hf_specdecpp import SpecDecPPCandidateGenerator
+from hf_specdecpp.inference import generate_patch
+from hf_specdecpp.testing import tiny_pair
+
+from helpers import constant_head, random_head
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return tiny_pair("llama", noise=0.02, seed=1)
+
+
+IDS = torch.tensor([[2, 5, 6, 7, 8, 9]])
+
+
+def test_upstream_plumbing_is_what_the_patch_expects():
+    # Fails when transformers changes the private hooks the patch wraps.
+    generate_patch.verify_upstream()
+    assert generate_patch.is_installed()
+
+
+def test_install_is_idempotent_and_uninstall_restores():
+    patched_generate = GenerationMixin.generate
+    generate_patch.install()
+    assert GenerationMixin.generate is patched_generate
+    original = getattr(patched_generate, "__hf_specdecpp_original__")
+    generate_patch.uninstall()
+    try:
+        assert GenerationMixin.generate is original
+        assert not generate_patch.is_installed()
+    finally:
+        generate_patch.install()
+    assert generate_patch.is_installed()
+
+
+def test_without_candidate_generator_nothing_changes(pair):
+    target, draft = pair
+    # plain and stock-assisted generation still go through transformers' own code paths
+    plain = target.generate(IDS, max_new_tokens=12, do_sample=False)
+    stock = target.generate(IDS, assistant_model=draft, max_new_tokens=12, do_sample=False)
+    assert torch.equal(plain, stock)
+    assert generate_patch.active_candidate_generator() is None
+
+
+def test_unknown_kwarg_still_rejected(pair):
+    target, _ = pair
+    with pytest.raises(ValueError, match="not used by the model"):
+        target.generate(IDS, max_new_tokens=2, not_an_argument=1)
+
+
+def test_nothing_left_active_after_an_exception(pair):
+    target, draft = pair
+
+    class Boom(Exception):
+        pass
+
+    class FailingStreamer(BaseStreamer):
+        def put(self, value):
+            if value.shape[-1] != IDS.shape[-1]:
+                raise Boom()
+
+        def end(self):
+            pass
+
+    generator = SpecDecPPCandidateGenerator(head=random_head(32), threshold=0.5)
+    with pytest.raises(Boom):
+        target.generate(IDS, assistant_model=draft, candidate_generator=generator, streamer=FailingStreamer(),
+                        max_new_tokens=10)
+    assert generate_patch.active_candidate_generator() is None
+    # the generator is released and the next plain call uses the stock path
+    plain = target.generate(IDS, max_new_tokens=8, do_sample=False)
+    again = target.generate(IDS, assistant_model=draft, candidate_generator=generator, max_new_tokens=8,
+                            do_sample=False)
+    assert torch.equal(plain, again)
+
+
+def test_streamer_receives_exactly_the_output(pair):
+    target, draft = pair
+
+    class Collect(BaseStreamer):
+        def __init__(self):
+            self.chunks, self.ended = [], False
+
+        def put(self, value):
+            self.chunks.append(value.reshape(-1).tolist())
+
+        def end(self):
+            self.ended = True
+
+    for route in ("candidate_generator", "custom_generate"):
+        streamer = Collect()
+        if route == "candidate_generator":
+            generator = SpecDecPPCandidateGenerator(head=random_head(32), threshold=0.5)
+            out = target.generate(IDS, assistant_model=draft, candidate_generator=generator, streamer=streamer,
+                                  max_new_tokens=15, do_sample=False)
+        else:
+            generator = SpecDecPPCandidateGenerator(head=random_head(32), threshold=0.5, draft_model=draft,
+                                                    streamer=streamer)
+            out = target.generate(IDS, custom_generate=generator, max_new_tokens=15, do_sample=False)
+        streamed = [token for chunk in streamer.chunks for token in chunk]
+        assert streamed == out[0].tolist(), route
+        assert streamer.ended
+        assert len(streamer.chunks) == generator.stats.rounds + 1  # the prompt, then one chunk per round
+
+
+def test_two_threads_generate_concurrently(pair):
+    target, draft = pair
+    prompts = [torch.tensor([[2, 5, 6, 7, 8, 9]]), torch.tensor([[3, 17, 4, 40, 41]])]
+    expected = [target.generate(p, max_new_tokens=20, do_sample=False) for p in prompts]
+    results, errors = {}, []
+
+    def work(name, prompt, use_plugin):
+        try:
+            for _ in range(3):
+                if use_plugin:
+                    generator = SpecDecPPCandidateGenerator(head=random_head(32, seed=len(name)), threshold=0.5)
+                    out = target.generate(prompt, assistant_model=draft, candidate_generator=generator,
+                                          max_new_tokens=20, do_sample=False)
+                else:
+                    out = target.generate(prompt, max_new_tokens=20, do_sample=False)
+                results.setdefault(name, []).append(out)
+                assert generate_patch.active_candidate_generator() is None
+        except Exception as err:  # surfaced below
+            errors.append(err)
+
+    threads = [
+        threading.Thread(target=work, args=("a", prompts[0], True)),
+        threading.Thread(target=work, args=("b", prompts[1], True)),
+        threading.Thread(target=work, args=("c", prompts[0], False)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    assert all(torch.equal(o, expected[0]) for o in results["a"])
+    assert all(torch.equal(o, expected[1]) for o in results["b"])
+    assert all(torch.equal(o, expected[0]) for o in results["c"])
+
+
+def test_one_generator_cannot_serve_two_calls_at_once(pair):
+    target, draft = pair
+    generator = SpecDecPPCandidateGenerator(head=constant_head(32, 0.99), threshold=0.5)
+    generator.acquire()
+    try:
+        with pytest.raises(RuntimeError, match="already serving"):
+            target.generate(IDS, assistant_model=draft, candidate_generator=generator, max_new_tokens=4)
+    finally:
+        generator.release()
