@@ -13,6 +13,8 @@ app = typer.Typer(
 
 # Each module below defines `register(app)` adding its commands; keep one line per module.
 # --- command registrations (one per line) ---
+from .models.fetch import register as _register_models; _register_models(app)  # noqa: E402,E702
+from .training.commands import register as _register_training; _register_training(app)  # noqa: E402,E702
 # --- end of command registrations ---
 
 

@@ -1,0 +1,317 @@
+"""calibrate: measure the draft/target cost ratio and choose the threshold h by simulating drafting rounds.
+
+Costs are in units of one target decode step (a forward pass over 1 new token with a KV cache):
+`c` = draft decode step / target decode step, and verifying K candidates (a target pass over K+1 new tokens)
+costs `v(K) = 1 + s*K`, where `s` comes from a linear fit of measured target time in the number of new tokens.
+
+The simulation walks every dev response (the r = 0 pass of make-data: head predictions and labels at every
+position). A round starting at position j drafts K tokens, K given by the policy: the SpecDec++ stopping rule
+(exactly `RejectionThresholdCriteria`: token 1 is never scored, after drafting token t the product covers the
+predictions of tokens 1..t-1, stop when `1 - prod > h`, K within [min, max]) or a fixed K. The accepted count
+n is the number of leading accepted positions (greedy: hard labels; sampling: Bernoulli(label) draws with a
+fixed seed, the same draws for every policy); the round yields n+1 tokens (n+... up to K+1) and costs
+`K*c + v(K)`; the next round starts at j+n+1. Policies are compared by cost per generated token (target
+alone = 1).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..head import AcceptanceHead
+from .common import (
+    TrainingError,
+    load_model,
+    pick_device,
+    pick_dtype,
+    progress,
+    synchronize,
+)
+from .data import load_features, read_metadata
+
+DEFAULT_THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.05, 0.951, 0.05))
+
+
+# ---------------------------------------------------------------------------------------------- cost measurement
+@torch.no_grad()
+def measure_costs(draft, target, *, prompt_length: int = 128, ks: tuple[int, ...] = (0, 1, 2, 4, 8, 16),
+                  repeats: int = 10, warmup: int = 2, seed: int = 0, show_progress: bool = False) -> dict[str, Any]:
+    """Median forward times with a KV cache: one draft decode step, and target passes over k+1 new tokens.
+
+    Returns seconds plus the normalised model `c_draft` (= cost ratio) and `verify_slope` (see module doc).
+    """
+    from transformers import DynamicCache
+
+    def timed(model, new_tokens: int, **kwargs) -> float:
+        device = next(model.parameters()).device
+        vocab = model.config.get_text_config().vocab_size
+        gen = torch.Generator().manual_seed(seed)
+        prompt = torch.randint(2, vocab, (1, prompt_length), generator=gen).to(device)
+        new = torch.randint(2, vocab, (1, new_tokens), generator=gen).to(device)
+        cache = DynamicCache(config=model.config)
+        model(input_ids=prompt, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        times = []
+        for i in range(warmup + repeats):
+            synchronize(device)
+            start = time.perf_counter()
+            model(input_ids=new, past_key_values=cache, use_cache=True, **kwargs)
+            synchronize(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+            cache.crop(-new_tokens)  # drop the timed tokens again
+        return statistics.median(times)
+
+    steps = progress(total=1 + len(ks), desc="calibrate: timing", disable=not show_progress, unit="pass")
+    draft_s = timed(draft, 1, output_hidden_states=True, logits_to_keep=1)
+    steps.update(1)
+    verify = {}
+    for k in ks:
+        verify[k] = timed(target, k + 1)
+        steps.update(1)
+    steps.close()
+    x = np.array([k + 1 for k in ks], dtype=np.float64)
+    y = np.array([verify[k] for k in ks], dtype=np.float64)
+    if len(ks) >= 2:
+        per_token, intercept = np.polyfit(x, y, 1)
+    else:
+        per_token, intercept = 0.0, float(y[0])
+    per_token = max(float(per_token), 0.0)
+    base = float(intercept) + per_token  # fitted time of a 1-token target pass
+    if base <= 0:
+        base = float(verify.get(0, y.min()))
+        intercept = base - per_token
+    return {
+        "draft_step_s": draft_s,
+        "target_verify_s": {str(k): t for k, t in verify.items()},
+        "verify_intercept_s": float(intercept),
+        "verify_per_token_s": per_token,
+        "target_step_s": base,
+        "c_draft": draft_s / base,
+        "verify_slope": per_token / base,
+        "prompt_length": prompt_length,
+        "repeats": repeats,
+        "device": str(next(target.parameters()).device),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- simulation
+def threshold_round_length(pred: np.ndarray, start: int, limit: int, threshold: float, min_candidates: int) -> int:
+    """K for a round starting at `start` under the SpecDec++ rule, at most `limit` (max candidates / data end)."""
+    cum = 1.0
+    t = 1
+    while True:
+        if t >= limit:
+            return limit
+        if t >= min_candidates and 1.0 - cum > threshold:
+            return t
+        cum *= float(pred[start + t - 1])  # the head's score of token t, available after drafting token t+1
+        t += 1
+
+
+def _accept_runs(accepted: np.ndarray) -> np.ndarray:
+    """run[j] = number of consecutive accepted positions starting at j."""
+    run = np.zeros(len(accepted) + 1, dtype=np.int64)
+    for j in range(len(accepted) - 1, -1, -1):
+        run[j] = run[j + 1] + 1 if accepted[j] else 0
+    return run[:-1]
+
+
+def simulate_policy(preds: list[np.ndarray], outcomes: list[list[np.ndarray]], *, c_draft: float,
+                    verify_slope: float, threshold: float | None = None, fixed_k: int | None = None,
+                    min_candidates: int = 1, max_candidates: int = 20) -> dict[str, float]:
+    """Simulated cost per generated token of one policy (threshold OR fixed K) over all responses and draws.
+
+    `outcomes[d][r]` is the boolean acceptance of every position of response r in draw d.
+    """
+    if (threshold is None) == (fixed_k is None):
+        raise ValueError("give exactly one of threshold and fixed_k")
+    total_cost = total_tokens = rounds = drafted = 0.0
+    for draw in outcomes:
+        for pred, accepted in zip(preds, draw):
+            run = _accept_runs(accepted)
+            n = len(accepted)
+            j = 0
+            while j < n:
+                limit = min(max_candidates, n - j)
+                if fixed_k is not None:
+                    k = min(fixed_k, n - j)
+                else:
+                    k = threshold_round_length(pred, j, limit, threshold, min_candidates)
+                n_acc = min(int(run[j]), k)
+                total_tokens += min(n_acc + 1, n - j)
+                total_cost += k * c_draft + 1.0 + verify_slope * k
+                rounds += 1
+                drafted += k
+                j += n_acc + 1
+    return {
+        "time_per_token": total_cost / max(total_tokens, 1),
+        "speedup": total_tokens / max(total_cost, 1e-12),
+        "tokens_per_round": total_tokens / max(rounds, 1),
+        "mean_candidates": drafted / max(rounds, 1),
+    }
+
+
+def acceptance_outcomes(labels: list[np.ndarray], greedy: bool, num_draws: int = 8, seed: int = 0) -> list[list[np.ndarray]]:
+    """Greedy: hard labels (one 'draw'). Sampling: `num_draws` Bernoulli(label) draws with a fixed seed."""
+    if greedy:
+        return [[np.asarray(l) >= 0.5 for l in labels]]
+    rng = np.random.default_rng(seed)
+    return [[rng.random(len(l)) < np.asarray(l) for l in labels] for _ in range(num_draws)]
+
+
+def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float, thresholds=DEFAULT_THRESHOLDS,
+                     refine: bool = True, min_candidates: int = 1, max_candidates: int = 20,
+                     show_progress: bool = False) -> dict[str, Any]:
+    """Grid-search h (then a 0.01 grid around the best), and the best fixed K for comparison."""
+    common = dict(c_draft=c_draft, verify_slope=verify_slope, min_candidates=min_candidates,
+                  max_candidates=max_candidates)
+    grid: dict[float, dict] = {}
+    bar = progress(total=len(thresholds) + max_candidates, desc="calibrate: simulating", disable=not show_progress,
+                   unit="policy")
+    for h in thresholds:
+        grid[float(h)] = simulate_policy(preds, outcomes, threshold=float(h), **common)
+        bar.update(1)
+    if refine:
+        best = min(grid, key=lambda h: grid[h]["time_per_token"])
+        for h in np.arange(best - 0.04, best + 0.0401, 0.01):
+            h = round(float(h), 2)
+            if 0.0 < h < 1.0 and h not in grid:
+                grid[h] = simulate_policy(preds, outcomes, threshold=h, **common)
+    fixed = {}
+    for k in range(1, max_candidates + 1):
+        fixed[k] = simulate_policy(preds, outcomes, fixed_k=k, **common)
+        bar.update(1)
+    bar.close()
+    best_h = min(sorted(grid), key=lambda h: grid[h]["time_per_token"])
+    best_k = min(sorted(fixed), key=lambda k: fixed[k]["time_per_token"])
+    return {
+        "threshold": best_h,
+        "time_per_token": grid[best_h]["time_per_token"],
+        "speedup": grid[best_h]["speedup"],
+        "tokens_per_round": grid[best_h]["tokens_per_round"],
+        "mean_candidates": grid[best_h]["mean_candidates"],
+        "best_fixed_k": best_k,
+        "fixed_k_time_per_token": fixed[best_k]["time_per_token"],
+        "fixed_k_speedup": fixed[best_k]["speedup"],
+        "grid": {f"{h:.2f}": grid[h]["time_per_token"] for h in sorted(grid)},
+        "fixed_k": {str(k): fixed[k]["time_per_token"] for k in sorted(fixed)},
+    }
+
+
+def save_plot(result: dict, path: str | os.PathLike, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hs = [float(h) for h in result["grid"]]
+    ts = list(result["grid"].values())
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(hs, ts, marker="o", ms=3, label="SpecDec++ threshold h")
+    ax.axhline(result["fixed_k_time_per_token"], color="tab:red", ls="--",
+               label=f"best fixed K = {result['best_fixed_k']}")
+    ax.axhline(1.0, color="gray", ls=":", label="target alone")
+    ax.axvline(result["threshold"], color="tab:green", ls="-.", label=f"chosen h = {result['threshold']:.2f}")
+    ax.set_xlabel("threshold h")
+    ax.set_ylabel("simulated time per token (target steps)")
+    ax.set_title(title or "acceptance-head threshold calibration")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------- the command
+@torch.no_grad()
+def calibrate_head(
+    head_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    *,
+    output_dir: str | os.PathLike | None = None,
+    draft: str | Any | None = None,
+    target: str | Any | None = None,
+    cost_ratio: float | None = None,
+    verify_slope: float | None = None,
+    thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
+    min_candidates: int = 1,
+    max_candidates: int = 20,
+    num_draws: int = 8,
+    seed: int = 0,
+    repeats: int = 10,
+    prompt_length: int = 128,
+    device: str | None = None,
+    dtype: str | None = None,
+    plot: bool = True,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Measure costs (unless `cost_ratio` is given), choose h on the dev split, write both into the head config.
+
+    The calibrated head is saved to `output_dir` (default: `head_dir`, updated in place) with the metrics in
+    `training_info["calibration"]` and the plot `calibration.png`. Returns the calibration result.
+    """
+    head_dir = Path(head_dir)
+    output_dir = Path(output_dir) if output_dir is not None else head_dir
+    try:
+        head = AcceptanceHead.from_pretrained(str(head_dir))
+    except (OSError, ValueError) as err:
+        raise TrainingError(f"Could not load the acceptance head in {head_dir}: {err}") from err
+    meta = read_metadata(data_dir)
+    for role, declared in (("draft", head.draft_model_id), ("target", head.target_model_id)):
+        if declared is not None and declared != meta[role]["id"]:
+            raise TrainingError(f"The head is declared for {role} {declared!r} but the data set {data_dir} was made "
+                                f"with {role} {meta[role]['id']!r}.")
+    if head.hidden_size != meta["hidden_size"]:
+        raise TrainingError(f"The head's hidden size {head.hidden_size} differs from the data's {meta['hidden_size']}")
+    if not 1 <= min_candidates <= max_candidates:
+        raise TrainingError("need 1 <= min candidates <= max candidates")
+
+    # ---- costs
+    if cost_ratio is None:
+        dev = pick_device(device)
+        dt = pick_dtype(dtype, dev)
+        draft_model = load_model(draft or meta["draft"]["id"], dev, dt) if not hasattr(draft, "config") else draft
+        target_model = load_model(target or meta["target"]["id"], dev, dt) if not hasattr(target, "config") else target
+        costs = measure_costs(draft_model, target_model, prompt_length=prompt_length, repeats=repeats, seed=seed,
+                              show_progress=show_progress)
+        if verify_slope is not None:
+            costs["verify_slope"] = float(verify_slope)
+    else:
+        costs = {"c_draft": float(cost_ratio), "verify_slope": float(verify_slope or 0.0), "measured": False}
+
+    # ---- dev predictions and simulation
+    dev_ds = load_features(data_dir, "dev").select_columns(["calib_hidden", "calib_labels"]).with_format("numpy")
+    if len(dev_ds) == 0:
+        raise TrainingError(f"No dev records in {data_dir}: make the data with a dev fraction > 0")
+    head.eval()
+    preds, labels = [], []
+    for row in dev_ds:
+        hidden = torch.as_tensor(np.asarray(row["calib_hidden"], dtype=np.float32))
+        preds.append(head(hidden).numpy().astype(np.float64))
+        labels.append(np.asarray(row["calib_labels"], dtype=np.float64))
+    greedy = not meta["decoding"]["do_sample"]
+    outcomes = acceptance_outcomes(labels, greedy, num_draws=num_draws, seed=seed)
+    result = choose_threshold(preds, outcomes, c_draft=costs["c_draft"], verify_slope=costs["verify_slope"],
+                              thresholds=thresholds, min_candidates=min_candidates, max_candidates=max_candidates,
+                              show_progress=show_progress)
+    result.update({"cost": costs, "cost_ratio": costs["c_draft"], "min_candidates": min_candidates,
+                   "max_candidates": max_candidates, "dev_responses": len(labels),
+                   "dev_positions": int(sum(len(l) for l in labels)), "greedy": greedy,
+                   "num_draws": 1 if greedy else num_draws})
+
+    info = dict(head.training_info or {})
+    info["calibration"] = result
+    head.update_config(recommended_threshold=float(result["threshold"]), cost_ratio=float(costs["c_draft"]),
+                       training_info=info)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "README.md").unlink(missing_ok=True)
+    head.save_pretrained(str(output_dir))
+    if plot:
+        save_plot(result, output_dir / "calibration.png")
+    return result

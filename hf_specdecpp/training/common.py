@@ -1,0 +1,143 @@
+"""Shared helpers of the training commands: errors, model loading, fingerprints, JSON files, progress bars."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class TrainingError(Exception):
+    """An expected failure (bad input, mismatched models or settings); the CLI prints it without a traceback."""
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise TrainingError(f"Unknown dtype {dtype!r}; choose one of {sorted(names)} or 'auto'")
+    return names[dtype]
+
+
+def model_id_of(model) -> str:
+    return str(getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "") or "<in-memory model>")
+
+
+def load_model(model_id: str, device: torch.device, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype)
+    except (OSError, ValueError) as err:
+        raise TrainingError(f"Could not load model {model_id!r}: {err}") from err
+    return model.to(device).eval()
+
+
+def load_tokenizer(model_id: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model_id)
+    except (OSError, ValueError) as err:
+        raise TrainingError(f"Could not load the tokenizer of {model_id!r}: {err}") from err
+
+
+def output_vocab_size(model) -> int:
+    emb = model.get_output_embeddings()
+    if emb is not None and hasattr(emb, "out_features"):
+        return int(emb.out_features)
+    return int(model.config.get_text_config().vocab_size)
+
+
+def model_fingerprint(model) -> dict[str, Any]:
+    """Identify a model: its id, Hub commit, config digest and a digest of a sample of its weights.
+
+    The weight sample is canonicalised to bfloat16, so the same checkpoint loaded in float32 or bfloat16 (CPU or
+    GPU) gives the same fingerprint.
+    """
+    config = model.config.to_dict()
+    for key in ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "_commit_hash", "architectures",
+                "use_cache", "attn_implementation", "_attn_implementation", "_attn_implementation_autoset"):
+        config.pop(key, None)
+    config_sha = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    weights = hashlib.sha256()
+    params = list(model.named_parameters())
+    step = max(1, len(params) // 8)
+    for name, param in params[::step]:
+        sample = param.detach().reshape(-1)[:256].to("cpu", torch.bfloat16).view(torch.int16)
+        weights.update(name.encode())
+        weights.update(str(tuple(param.shape)).encode())
+        weights.update(sample.numpy().tobytes())
+    return {
+        "id": model_id_of(model),
+        "commit": getattr(model.config, "_commit_hash", None),
+        "config_sha": config_sha,
+        "weights_sha": weights.hexdigest()[:16],
+    }
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON atomically (temp file + rename), so an interruption never leaves a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def diff_settings(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Human-readable differences between two nested dicts."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(diff_settings(a, b, prefix=f"{prefix}{key}."))
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} (existing) vs {b!r} (now)")
+    return out
+
+
+def progress(iterable=None, total=None, desc: str = "", disable: bool = False, unit: str = "it"):
+    """A tqdm progress bar (rich-styled when `tqdm.rich` is usable) for a long step."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=disable, unit=unit, dynamic_ncols=True, leave=False)
+
+
+@contextlib.contextmanager
+def quiet_datasets():
+    """Silence datasets' own per-save progress bars inside our progress bars."""
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

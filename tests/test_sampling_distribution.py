@@ -1,0 +1,99 @@
+"""Sampling with SpecDec++ keeps the target's distribution (exact enumeration on a tiny vocabulary).
+
+The target's exact joint distribution P of the first two generated tokens is enumerated from its processed
+logits. N samples from generate() then give an empirical distribution whose total-variation distance to P is,
+under a correct implementation, at most E[TV] + sqrt(ln(1/delta) / (2N)) with probability 1 - delta
+(McDiarmid: one sample moves TV by at most 1/N), where E[TV] <= 0.5 * sum_x sqrt(P(x) / N).
+With delta = 1e-6 the test fails by chance once in a million runs. The same detector must flag a generator
+that returns the draft's UNPROCESSED logits instead of the scores its tokens were drawn from.
+"""
+
+import math
+
+import pytest
+import torch
+from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
+
+from hf_specdecpp import SpecDecPPCandidateGenerator
+from hf_specdecpp.testing import tiny_pair
+
+from helpers import constant_head
+
+VOCAB = 8
+PROMPT = torch.tensor([[2, 5, 6]])  # no pad/bos token (0) inside: no attention-mask subtleties
+TEMPERATURE, TOP_K = 0.4, 4
+NUM_SAMPLES = 2000
+DELTA = 1e-6
+GENERATE_KWARGS = dict(do_sample=True, temperature=TEMPERATURE, top_k=TOP_K, max_new_tokens=3, eos_token_id=None)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    target, draft = tiny_pair("llama", vocab_size=VOCAB, noise=0.3, seed=3)
+    with torch.no_grad():  # flatter logits: many outcomes have visible probability
+        target.get_output_embeddings().weight.mul_(0.25)
+        draft.get_output_embeddings().weight.mul_(0.25)
+    return target, draft
+
+
+def exact_first_two(model) -> dict[tuple[int, int], float]:
+    """P(t1, t2 | prompt) under temperature + top-k processing, by enumeration."""
+    processors = LogitsProcessorList([TemperatureLogitsWarper(TEMPERATURE), TopKLogitsWarper(TOP_K)])
+    out = {}
+    with torch.no_grad():
+        p1 = processors(PROMPT, model(PROMPT).logits[:, -1]).softmax(-1)[0]
+        for a in range(VOCAB):
+            seq = torch.cat([PROMPT, torch.tensor([[a]])], dim=-1)
+            p2 = processors(seq, model(seq).logits[:, -1]).softmax(-1)[0]
+            for b in range(VOCAB):
+                out[(a, b)] = float(p1[a] * p2[b])
+    return out
+
+
+def empirical_tv(target, draft, generator_cls, route="candidate_generator") -> tuple[float, float, list[int]]:
+    exact = exact_first_two(target)
+    # a head that always predicts acceptance: the first round drafts 2 tokens, so two candidates get verified
+    generator = generator_cls(head=constant_head(32, 1 - 1e-9), threshold=0.5, max_candidates=4, draft_model=draft)
+    torch.manual_seed(1234)
+    counts: dict[tuple[int, int], int] = {}
+    first_round_lengths = []
+    for _ in range(NUM_SAMPLES):
+        out = target.generate(PROMPT, **{route: generator}, **GENERATE_KWARGS)
+        key = tuple(out[0, PROMPT.shape[1]: PROMPT.shape[1] + 2].tolist())
+        counts[key] = counts.get(key, 0) + 1
+        first_round_lengths.append(generator.stats.candidate_lengths[0])
+    tv = 0.5 * sum(abs(counts.get(k, 0) / NUM_SAMPLES - p) for k, p in exact.items())
+    tv += 0.5 * sum(c / NUM_SAMPLES for k, c in counts.items() if k not in exact)
+    bound = 0.5 * sum(math.sqrt(p / NUM_SAMPLES) for p in exact.values()) + math.sqrt(
+        math.log(1 / DELTA) / (2 * NUM_SAMPLES)
+    )
+    return tv, bound, first_round_lengths
+
+
+class UnprocessedScoresGenerator(SpecDecPPCandidateGenerator):
+    """A deliberately broken generator: returns the draft's raw logits, not the processed scores it sampled from."""
+
+    def get_candidates(self, input_ids, **kwargs):
+        candidates, scores = super().get_candidates(input_ids)
+        if scores is None:
+            return candidates, scores
+        with torch.no_grad():
+            raw = self.assistant_model(candidates).logits[:, input_ids.shape[1] - 1: -1].float()
+        return candidates, raw
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ["candidate_generator", "custom_generate"])
+def test_sampling_preserves_target_distribution(pair, route):
+    target, draft = pair
+    tv, bound, first_round = empirical_tv(target, draft, SpecDecPPCandidateGenerator, route)
+    assert set(first_round) == {2}  # every call verified two drafted candidates in its first round
+    assert tv <= bound, f"TV {tv:.4f} exceeds the bound {bound:.4f}"
+
+
+@pytest.mark.slow
+def test_detector_flags_unprocessed_draft_scores(pair):
+    target, draft = pair
+    tv, bound, _ = empirical_tv(target, draft, UnprocessedScoresGenerator)
+    # with processed scores the TV stays below the bound; raw scores shift the distribution far beyond it
+    assert tv > bound, f"TV {tv:.4f} should exceed the bound {bound:.4f} when raw logits are returned"

@@ -1,0 +1,281 @@
+"""make-data -> train -> calibrate -> push on a tiny draft/target pair, plus resumption and input errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hf_specdecpp.cli import app
+from hf_specdecpp.head import AcceptanceHead
+from hf_specdecpp.training import (
+    TrainingError,
+    calibrate_head,
+    evaluate_predictions,
+    load_features,
+    make_data,
+    read_metadata,
+    train_head,
+)
+from hf_specdecpp.training.data import pack_batch, response_hidden
+from hf_specdecpp.training.tiny import save_tiny_pair, tiny_prompts
+
+NOISE = 0.3
+NUM_PROMPTS = 64
+MAX_NEW = 64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models are dominated by thread start-up costs on a busy machine: one intra-op thread is much faster."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    target, draft = save_tiny_pair(root / "models", noise=NOISE, seed=0)
+    prompts = root / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in tiny_prompts(NUM_PROMPTS, seed=0, with_response=40)))
+    data = root / "data"
+    make_data(data, draft=draft, target=target, prompts_file=prompts, max_new_tokens=MAX_NEW, shard_size=16,
+              batch_size=8, dev_fraction=0.25, show_progress=False)
+    return {"root": root, "target": target, "draft": draft, "prompts": prompts, "data": data}
+
+
+@pytest.fixture(scope="module")
+def trained(ws):
+    out = ws["root"] / "head"
+    state = train_head(ws["data"], out, epochs=8, batch_size=4, lr=3e-3, show_progress=False)
+    return out, state
+
+
+def _kw(ws, **over):
+    kw = dict(draft=ws["draft"], target=ws["target"], prompts_file=ws["prompts"], max_new_tokens=MAX_NEW,
+              shard_size=16, batch_size=8, dev_fraction=0.25, show_progress=False)
+    kw.update(over)
+    return kw
+
+
+# ---------------------------------------------------------------------------------------------- make-data
+def test_dataset_layout_and_metadata(ws):
+    meta = read_metadata(ws["data"])
+    assert meta["vocab_size"] == 96 and meta["hidden_size"] == 32 and meta["mix_ratio"] == 0.15
+    assert meta["decoding"]["do_sample"] is False and meta["responses"] == "target"
+    assert meta["draft"]["weights_sha"] != meta["target"]["weights_sha"]
+    train, dev = load_features(ws["data"], "train"), load_features(ws["data"], "dev")
+    assert len(train) + len(dev) == NUM_PROMPTS and len(dev) == 16
+    ids = sorted(list(train["prompt_index"]) + list(dev["prompt_index"]))
+    assert ids == list(range(NUM_PROMPTS))  # every prompt exactly once
+    row = dev.with_format("numpy")[0]
+    n = len(row["response_tokens"])
+    assert row["calib_hidden"].shape == (n, 32) and len(row["calib_labels"]) == n
+    assert row["hidden"].shape == (len(row["positions"]), 32) == (len(row["labels"]), 32)
+
+
+def test_only_draft_positions_carry_labels_and_cached_hidden_is_the_draft_state(ws):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = load_features(ws["data"], "dev").with_format("numpy")
+    draft = AutoModelForCausalLM.from_pretrained(ws["draft"]).eval()
+    tok = AutoTokenizer.from_pretrained(ws["target"])
+    prompts = [json.loads(l)["prompt"] for l in ws["prompts"].read_text().splitlines()]
+    total_mixed = total = 0
+    for row in dev:
+        pos = row["positions"]
+        # The label rows are exactly the per-position labels of the drafted positions.
+        np.testing.assert_allclose(row["labels"], row["calib_labels"][pos])
+        # Rebuild Z: draft tokens at the labelled positions, response tokens elsewhere, and rerun the draft.
+        x, y = np.array(row["response_tokens"]), np.array(row["draft_tokens"])
+        is_draft = np.zeros(len(x), bool)
+        is_draft[pos] = True
+        z = np.where(is_draft, y, x)
+        total_mixed += int((~is_draft).sum())
+        total += len(x)
+        p_ids = tok(prompts[row["prompt_index"]])["input_ids"]
+        batch = pack_batch([p_ids], [z.tolist()], 0, torch.device("cpu"))
+        hidden = response_hidden(draft, *batch)[0].numpy()
+        np.testing.assert_allclose(row["hidden"], hidden[pos], atol=2e-2, rtol=1e-2)
+        # greedy labels: 1 iff the draft argmax equals the target argmax (X is the target's greedy output)
+        assert set(np.unique(row["calib_labels"])) <= {0.0, 1.0}
+        np.testing.assert_array_equal(row["calib_labels"], (x == y).astype(np.float32))
+    assert 0.05 < total_mixed / total < 0.3  # about r = 0.15 of the positions keep X
+
+
+def test_sampling_labels_in_dataset_mode(ws):
+    out = ws["root"] / "data_sampled"
+    make_data(out, **_kw(ws, responses="dataset", temperature=0.8, top_p=0.9, max_prompts=12))
+    meta = read_metadata(out)
+    assert meta["decoding"] == {"temperature": 0.8, "top_p": 0.9, "top_k": 0, "do_sample": True}
+    rows = load_features(out, "train").with_format("numpy")
+    labels = np.concatenate([np.asarray(l) for l in rows["labels"]])
+    assert ((labels >= 0) & (labels <= 1)).all() and ((labels > 0) & (labels < 1)).any()  # soft labels
+    assert all(len(r) == 40 for r in rows["response_tokens"])  # the data set's answers, 40 words
+
+
+def test_make_data_resume_after_interruption_loses_and_duplicates_nothing(ws):
+    out = ws["root"] / "data_resume"
+
+    def boom(shard):
+        if shard == 0:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        make_data(out, **_kw(ws), on_shard_done=boom)
+    manifest = json.loads((out / "progress.json").read_text())
+    assert list(manifest["shards"]) == ["0"] and not manifest["complete"]
+    (out / "shards" / ".tmp-train-00001").mkdir()  # debris of a shard killed mid-write
+    make_data(out, **_kw(ws))
+    for split in ("train", "dev"):
+        a = load_features(out, split).with_format("numpy")
+        b = load_features(ws["data"], split).with_format("numpy")
+        assert sorted(a["prompt_index"]) == sorted(b["prompt_index"])
+        for ra, rb in zip(a, b):
+            assert ra["prompt_index"] == rb["prompt_index"]
+            np.testing.assert_array_equal(ra["labels"], rb["labels"])
+    assert not (out / "shards" / ".tmp-train-00001").exists()
+
+
+# ---------------------------------------------------------------------------------------------- train
+def test_trained_head_beats_constant_predictor(ws, trained):
+    out, state = trained
+    best = state["best"]["metrics"]
+    assert len(state["history"]) == 8
+    assert best["weighted_bce"] < best["baseline_weighted_bce"]
+    assert best["auroc_reject"] > 0.65
+    head = AcceptanceHead.from_pretrained(str(out))
+    assert head.draft_model_id == ws["draft"] and head.target_model_id == ws["target"]
+    assert head.training_info["dev_metrics"]["weighted_bce"] == best["weighted_bce"]
+    # Unweighted loss: the head also beats the base rate on the plain BCE.
+    plain_out = ws["root"] / "head_plain"
+    plain = train_head(ws["data"], plain_out, epochs=8, batch_size=4, lr=3e-3, w_reject=1.0, show_progress=False)
+    m = plain["best"]["metrics"]
+    assert m["bce"] < m["baseline_bce"] and m["auroc_reject"] > 0.65
+
+
+def test_train_resume_after_interruption(ws, trained):
+    out = ws["root"] / "head_resume"
+    kw = dict(epochs=3, batch_size=4, lr=3e-3, show_progress=False)
+
+    def boom(epoch, metrics):
+        if epoch == 1:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        train_head(ws["data"], out, on_epoch_end=boom, **kw)
+    with pytest.raises(TrainingError, match="resume"):
+        train_head(ws["data"], out, **kw)  # an existing run is never silently restarted
+    state = train_head(ws["data"], out, resume=True, **kw)
+    assert [h["epoch"] for h in state["history"]] == [1, 2, 3]
+    ref = train_head(ws["data"], ws["root"] / "head_ref", **kw)
+    resumed, straight = AcceptanceHead.from_pretrained(str(out)), AcceptanceHead.from_pretrained(str(ws["root"] / "head_ref"))
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value)
+    assert state["history"][-1]["weighted_bce"] == pytest.approx(ref["history"][-1]["weighted_bce"])
+    with pytest.raises(TrainingError, match="other data or settings"):
+        train_head(ws["data"], out, resume=True, **{**kw, "lr": 1e-2})
+
+
+def test_train_refuses_data_for_other_models(ws):
+    with pytest.raises(TrainingError, match="declared for draft"):
+        train_head(ws["data"], ws["root"] / "x", draft_model_id="someone/else", show_progress=False)
+
+
+# ---------------------------------------------------------------------------------------------- calibrate
+def test_calibrated_threshold_beats_fixed_k(ws, trained):
+    out, _ = trained
+    cal_dir = ws["root"] / "head_cal"
+    r = calibrate_head(out, ws["data"], output_dir=cal_dir, cost_ratio=0.05, verify_slope=0.02, show_progress=False)
+    fixed = {int(k): v for k, v in r["fixed_k"].items()}
+    assert r["time_per_token"] < fixed[4]  # a fixed-K policy on the same data
+    assert r["time_per_token"] <= r["fixed_k_time_per_token"] + 1e-9  # ... and the best one
+    assert r["time_per_token"] < 1.0  # faster than the target alone
+    head = AcceptanceHead.from_pretrained(str(cal_dir))
+    assert head.recommended_threshold == r["threshold"] and head.cost_ratio == 0.05
+    assert head.training_info["calibration"]["best_fixed_k"] == r["best_fixed_k"]
+    assert (cal_dir / "calibration.png").stat().st_size > 1000
+
+
+def test_measured_costs(ws, trained):
+    from hf_specdecpp.training import measure_costs
+    from transformers import AutoModelForCausalLM
+
+    d = AutoModelForCausalLM.from_pretrained(ws["draft"]).eval()
+    t = AutoModelForCausalLM.from_pretrained(ws["target"]).eval()
+    c = measure_costs(d, t, prompt_length=16, ks=(0, 2, 4), repeats=3, warmup=1)
+    assert c["draft_step_s"] > 0 and c["c_draft"] > 0 and c["verify_slope"] >= 0
+
+
+# ---------------------------------------------------------------------------------------------- CLI + push
+def test_cli_end_to_end_with_push(ws, hub_server, tmp_path):
+    runner = CliRunner()
+    data, head = tmp_path / "data", tmp_path / "head"
+    r = runner.invoke(app, ["make-data", str(data), "--draft", ws["draft"], "--target", ws["target"], "--prompts",
+                            str(ws["prompts"]), "--max-new-tokens", "16", "--max-prompts", "16", "--shard-size", "8",
+                            "--dev-fraction", "0.25"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["train", str(data), str(head), "--epochs", "2", "--batch-size", "4", "--num-layers", "2"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["calibrate", str(head), str(data), "--cost-ratio", "0.1", "--verify-slope", "0.01"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["push", str(head), "org/acc-head"])
+    assert r.exit_code == 0, r.output
+    files = hub_server.state.repos["org/acc-head"].files("main")
+    assert {"model.safetensors", "config.json", "README.md", "calibration.png"} <= set(files)
+    card = files["README.md"].decode()
+    for needle in (ws["draft"], ws["target"], "w_reject = 6.00", "recommended threshold", "AUROC", "cost ratio",
+                   "greedy", "candidate_generator=SpecDecPPCandidateGenerator", "org/acc-head", "2 residual blocks"):
+        assert needle in card, needle
+    pulled = AcceptanceHead.from_pretrained("org/acc-head")
+    local = AcceptanceHead.from_pretrained(str(head))
+    assert pulled.recommended_threshold == local.recommended_threshold and pulled.cost_ratio == 0.1
+    for key, value in local.state_dict().items():
+        assert torch.equal(pulled.state_dict()[key], value)
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def test_missing_prompt_file(ws, tmp_path):
+    with pytest.raises(TrainingError, match="not found"):
+        make_data(tmp_path / "d", **_kw(ws, prompts_file=tmp_path / "nope.jsonl"))
+    r = CliRunner().invoke(app, ["make-data", str(tmp_path / "d"), "--draft", ws["draft"], "--target", ws["target"],
+                                 "--prompts", str(tmp_path / "nope.jsonl")])
+    assert r.exit_code == 1 and "not found" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("bad,lineno", [("{not json", 3), ('{"other": 1}', 3), ('[1, 2]', 3),
+                                         ('{"messages": [{"role": "user"}]}', 3)])
+def test_malformed_jsonl_names_the_line(ws, tmp_path, bad, lineno):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "w7 w8"}\n\n' + bad + "\n")
+    with pytest.raises(TrainingError, match=f"line {lineno}"):
+        make_data(tmp_path / "d", **_kw(ws, prompts_file=path))
+    assert not (tmp_path / "d").exists()
+
+
+def test_mismatched_tokenizer_or_vocab(ws, tmp_path):
+    t2, d2 = save_tiny_pair(tmp_path / "other_tok", noise=NOISE, tokenizer_vocab_size=90)
+    with pytest.raises(TrainingError, match="tokenizer differs"):
+        make_data(tmp_path / "d1", **_kw(ws, draft=d2))
+    t3, d3 = save_tiny_pair(tmp_path / "other_vocab", noise=NOISE, vocab_size=100)
+    with pytest.raises(TrainingError, match=r"vocabulary \(100\) differs"):
+        make_data(tmp_path / "d2", **_kw(ws, draft=d3))
+
+
+def test_refuses_to_resume_with_other_settings(ws):
+    before = (ws["data"] / "metadata.json").read_text()
+    with pytest.raises(TrainingError, match="other models or settings") as err:
+        make_data(ws["data"], **_kw(ws, temperature=0.7))
+    assert "decoding.temperature" in str(err.value)
+    t4, d4 = save_tiny_pair(ws["root"] / "other_seed", noise=NOISE, seed=5)
+    with pytest.raises(TrainingError, match="draft.weights_sha"):
+        make_data(ws["data"], **_kw(ws, draft=d4, target=ws["target"]))
+    assert (ws["data"] / "metadata.json").read_text() == before
+    assert len(load_features(ws["data"], "train")) == 48
