@@ -83,7 +83,7 @@ def main() -> None:
         n, t = args.prompts or 16, args.max_new_tokens or 128
         gen_n, gen_t = (4 if args.gen_prompts is None else args.gen_prompts), args.gen_tokens or t
     else:
-        from hf_specdecpp.training.tiny import save_tiny_pair
+        from hf_specdecpp.testing import save_tiny_pair
 
         target, draft = save_tiny_pair(work / "models", noise=0.3)
         n, t = args.prompts or 64, args.max_new_tokens or 64
@@ -92,7 +92,7 @@ def main() -> None:
     if args.real:
         records = [PromptRecord(messages=_normalise_messages(r["conversations"], "synthetic")) for r in raw]
     else:  # the tiny tokenizer knows only words w6..w95
-        from hf_specdecpp.training.tiny import tiny_prompts
+        from hf_specdecpp.testing import tiny_prompts
 
         records = [PromptRecord(prompt=r["prompt"], response=r["response"])
                    for r in tiny_prompts(max(n, gen_n), with_response=t)]

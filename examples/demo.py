@@ -30,7 +30,7 @@ def train_tiny_head(workdir: Path) -> tuple[str, str, str]:
     """Build the tiny pair, make data, train and calibrate a head; return (target_dir, draft_dir, head_dir)."""
     from hf_specdecpp.training import calibrate_head, make_data, train_head
     from hf_specdecpp.training.data import PromptRecord
-    from hf_specdecpp.training.tiny import save_tiny_pair, tiny_prompts
+    from hf_specdecpp.testing import save_tiny_pair, tiny_prompts
 
     target_dir, draft_dir = save_tiny_pair(workdir / "models", noise=0.03, seed=0)
     records = [PromptRecord(prompt=r["prompt"]) for r in tiny_prompts(160, seed=0)]

@@ -2,15 +2,11 @@
 
 import pytest
 import torch
-from tokenizers import Tokenizer
-from tokenizers.models import WordLevel
-from tokenizers.pre_tokenizers import Whitespace
-from transformers import PreTrainedTokenizerFast
 
 from hf_specdecpp import AcceptanceHead, SpecDecPPCandidateGenerator
 from hf_specdecpp.compat import check_transformers_version, is_supported_transformers
 from hf_specdecpp.inference import generate_patch
-from hf_specdecpp.testing import tiny_pair
+from hf_specdecpp.testing import tiny_pair, tiny_tokenizer
 
 from helpers import constant_head, random_head
 
@@ -108,24 +104,11 @@ def test_unsupported_transformers_version_names_range():
         check_transformers_version("4.46.0")
 
 
-def _chat_tokenizer() -> PreTrainedTokenizerFast:
-    words = ["<pad>", "<eos>", "<user>", "<assistant>"] + [f"w{i}" for i in range(92)]
-    model = WordLevel({w: i for i, w in enumerate(words)}, unk_token="<pad>")
-    tok = Tokenizer(model)
-    tok.pre_tokenizer = Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
-    fast.chat_template = (
-        "{% for m in messages %}{{ '<' + m['role'] + '> ' + m['content'] + ' ' }}{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<assistant> ' }}{% endif %}"
-    )
-    return fast
-
-
 def test_chat_template_inputs(pair):
     target, draft = pair
-    tokenizer = _chat_tokenizer()
+    tokenizer = tiny_tokenizer()
     inputs = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "w5 w6 w7 w8"}], add_generation_prompt=True, return_tensors="pt",
+        [{"role": "user", "content": "w6 w7 w8 w9"}], add_generation_prompt=True, return_tensors="pt",
         return_dict=True,
     )
     reference = target.generate(**inputs, max_new_tokens=12, do_sample=False)

@@ -23,7 +23,7 @@ from hf_specdecpp.training import (
     train_head,
 )
 from hf_specdecpp.training.data import pack_batch, response_hidden
-from hf_specdecpp.training.tiny import save_tiny_pair, tiny_prompts
+from hf_specdecpp.testing import save_tiny_pair, tiny_prompts
 
 NOISE = 0.3
 NUM_PROMPTS = 64
