@@ -279,3 +279,34 @@ def test_refuses_to_resume_with_other_settings(ws):
         make_data(ws["data"], **_kw(ws, draft=d4, target=ws["target"]))
     assert (ws["data"] / "metadata.json").read_text() == before
     assert len(load_features(ws["data"], "train")) == 48
+
+
+def test_greedy_target_responses_skip_the_target_pass_with_identical_labels(ws):
+    """Greedy labels from the target's own greedy responses equal the labels from an explicit target pass."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hf_specdecpp.training.data import generate_responses, process_batch
+    from hf_specdecpp.training.labels import DecodingSettings
+
+    draft = AutoModelForCausalLM.from_pretrained(ws["draft"]).eval()
+    target = AutoModelForCausalLM.from_pretrained(ws["target"]).eval()
+    tok = AutoTokenizer.from_pretrained(ws["target"])
+    prompts = [tok(json.loads(l)["prompt"])["input_ids"] for l in ws["prompts"].read_text().splitlines()[:8]]
+    settings = DecodingSettings()
+    responses = generate_responses(target, prompts, settings, 24, 0, [1], torch.device("cpu"))
+    common = dict(settings=settings, mix_ratio=0.15, with_calibration=True, pad_id=0, device=torch.device("cpu"))
+    calls = []
+    handle = target.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        fast = process_batch(draft, target, prompts, responses, sample_gen=torch.Generator().manual_seed(0),
+                             mix_gen=torch.Generator().manual_seed(1), responses_are_target_argmax=True, **common)
+        assert calls == []  # no target forward pass
+        full = process_batch(draft, target, prompts, responses, sample_gen=torch.Generator().manual_seed(0),
+                             mix_gen=torch.Generator().manual_seed(1), **common)
+        assert calls  # the explicit path does run the target
+    finally:
+        handle.remove()
+    for a, b in zip(fast, full):
+        np.testing.assert_array_equal(a["calib_labels"], b["calib_labels"])
+        np.testing.assert_array_equal(a["labels"], b["labels"])
+        assert a["positions"] == b["positions"]

@@ -272,16 +272,25 @@ def generate_responses(target, prompts: Sequence[Sequence[int]], settings: Decod
 
 def process_batch(draft, target, prompts, responses, *, settings: DecodingSettings, mix_ratio: float,
                   with_calibration: bool, pad_id: int, device: torch.device, sample_gen: torch.Generator,
-                  mix_gen: torch.Generator) -> list[dict]:
-    """Labels and cached head inputs for a batch of (prompt ids, response ids); one record per response."""
+                  mix_gen: torch.Generator, responses_are_target_argmax: bool = False) -> list[dict]:
+    """Labels and cached head inputs for a batch of (prompt ids, response ids); one record per response.
+
+    `responses_are_target_argmax`: the responses are the target's own greedy output, so each response token
+    IS the target's argmax at its position and the greedy label needs no target forward pass.
+    """
     ids, mask, pos, P, N = pack_batch(prompts, responses, pad_id, device)
-    t_logits = response_logits(target, ids, mask, pos, P, N)
+    greedy_from_target = responses_are_target_argmax and settings.greedy
+    t_logits = None if greedy_from_target else response_logits(target, ids, mask, pos, P, N)
     d_logits = response_logits(draft, ids, mask, pos, P, N)
     records, mixed, drafted = [], [], []
     for b, resp in enumerate(responses):
         n = len(resp)
-        y, labels = acceptance_labels(t_logits[b, :n], d_logits[b, :n], settings, generator=sample_gen)
-        x = torch.tensor(resp, dtype=torch.long, device=y.device)
+        x = torch.tensor(resp, dtype=torch.long, device=d_logits.device)
+        if greedy_from_target:
+            y = d_logits[b, :n].argmax(dim=-1)
+            labels = (y == x).float()
+        else:
+            y, labels = acceptance_labels(t_logits[b, :n], d_logits[b, :n], settings, generator=sample_gen)
         z, is_draft = mix_tokens(x, y, mix_ratio, generator=mix_gen)
         mixed.append(z.tolist())
         drafted.append(y.tolist())
@@ -531,7 +540,8 @@ def make_data(
                     continue
                 recs_out = process_batch(draft_model, target_model, [e[2] for e in part], [e[3] for e in part],
                                          settings=settings, mix_ratio=mix_ratio, with_calibration=split == "dev",
-                                         pad_id=pad_id, device=dev, sample_gen=sample_gen, mix_gen=mix_gen)
+                                         pad_id=pad_id, device=dev, sample_gen=sample_gen, mix_gen=mix_gen,
+                                         responses_are_target_argmax=responses == "target")
                 for e, rec in zip(part, recs_out):
                     rec["prompt_index"] = e[0]
                     rows[split].append(rec)
