@@ -11,6 +11,8 @@ check_transformers_version()
 from .head import AcceptanceHead  # noqa: E402
 from .inference import (  # noqa: E402
     DraftLoopCandidateGenerator,
+    EntropyStoppingCandidateGenerator,
+    FixedLengthCandidateGenerator,
     RejectionThresholdCriteria,
     SpecDecPPCandidateGenerator,
     SpeculationStats,
@@ -25,6 +27,8 @@ __all__ = [
     "SUPPORTED_RANGE",
     "AcceptanceHead",
     "DraftLoopCandidateGenerator",
+    "EntropyStoppingCandidateGenerator",
+    "FixedLengthCandidateGenerator",
     "RejectionThresholdCriteria",
     "SpecDecPPCandidateGenerator",
     "SpeculationStats",

@@ -15,6 +15,7 @@ app = typer.Typer(
 # --- command registrations (one per line) ---
 from .models.fetch import register as _register_models; _register_models(app)  # noqa: E402,E702
 from .training.commands import register as _register_training; _register_training(app)  # noqa: E402,E702
+from .benchmarks.commands import register as _register_bench; _register_bench(app)  # noqa: E402,E702
 # --- end of command registrations ---
 
 

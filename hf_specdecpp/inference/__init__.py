@@ -1,11 +1,14 @@
 """The inference path: candidate generators, the stopping rule, and their plumbing into generate()."""
 
+from .baselines import EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator
 from .candidate_generator import DraftLoopCandidateGenerator, SpecDecPPCandidateGenerator
 from .stats import SpeculationStats
 from .stopping import RejectionThresholdCriteria
 
 __all__ = [
     "DraftLoopCandidateGenerator",
+    "EntropyStoppingCandidateGenerator",
+    "FixedLengthCandidateGenerator",
     "RejectionThresholdCriteria",
     "SpecDecPPCandidateGenerator",
     "SpeculationStats",

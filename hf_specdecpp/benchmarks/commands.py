@@ -1,0 +1,140 @@
+"""The `bench` command of the CLI (see `register`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+DATASETS = ("humaneval", "mtbench", "both")
+
+
+def _numbers(text: str, kind, option: str) -> list:
+    try:
+        values = [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from None
+    if not values:
+        raise typer.BadParameter("expected at least one value", param_hint=option)
+    return values
+
+
+def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: int = 20) -> dict:
+    """The standard configuration set: target alone, transformers default and heuristic, fixed K, entropy
+    stopping (AdaEDL-style) and SpecDec++ at each threshold (when a head is given)."""
+    from ..inference.baselines import EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator
+    from ..inference.candidate_generator import SpecDecPPCandidateGenerator
+    from .runner import ASSISTED, HEURISTIC, TARGET_ALONE
+
+    configs: dict = {"target": TARGET_ALONE, "hf-default": ASSISTED, "hf-heuristic": HEURISTIC}
+    for k in fixed_k:
+        configs[f"fixed-K{k}"] = FixedLengthCandidateGenerator(num_candidates=k)
+    for lam in entropy_lams:
+        configs[f"entropy-{lam:g}"] = EntropyStoppingCandidateGenerator(lam=lam, max_candidates=max_candidates)
+    if head is not None:
+        for h in thresholds:
+            configs[f"specdec++-h{h:g}"] = SpecDecPPCandidateGenerator(head=head, threshold=h,
+                                                                       max_candidates=max_candidates)
+    return configs
+
+
+def _tiny_setup(subset: int):
+    import torch
+
+    from ..head import AcceptanceHead
+    from ..testing import tiny_pair, tiny_prompts, tiny_tokenizer
+    from .prompts import Prompt, chat_prompt
+
+    target, draft = tiny_pair(noise=0.05)
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(0)
+    head = AcceptanceHead(draft.config.hidden_size, 2)  # random: for smoke tests only
+    with torch.no_grad():
+        head.classifier.weight.mul_(20.0)
+        head.classifier.bias.fill_(1.0)
+    prompts = [Prompt(f"tiny/{i}", chat_prompt(tokenizer, p["prompt"])) for i, p in enumerate(tiny_prompts(subset))]
+    return target, draft, tokenizer, head, {"tiny": prompts}
+
+
+def _real_prompts(dataset: str, subset: Optional[int], tokenizer) -> dict:
+    from .prompts import Prompt, chat_prompt, humaneval_prompts, mtbench_prompts
+
+    out = {}
+    if dataset in ("humaneval", "both"):
+        tasks = humaneval_prompts(range(0, 80))[:subset]
+        out["humaneval"] = [Prompt(p.id, chat_prompt(tokenizer, "Complete the following Python function:\n" + p.text))
+                            for p in tasks]
+    if dataset in ("mtbench", "both"):
+        out["mtbench"] = [Prompt(p.id, chat_prompt(tokenizer, p.text), p.category)
+                          for p in mtbench_prompts()[:subset]]
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    """Add `bench` to the typer `app`."""
+
+    @app.command("bench")
+    def bench_command(
+        dataset: str = typer.Option("both", "--dataset", help="humaneval (tasks 0-79), mtbench or both."),
+        subset: Optional[int] = typer.Option(None, "--subset", min=1, help="Use the first N prompts of each set."),
+        head: Optional[str] = typer.Option(None, "--head", help="Acceptance head: local directory or Hub repo "
+                                                                "(without it, SpecDec++ is skipped)."),
+        thresholds: str = typer.Option("0.3,0.5,0.7", "--thresholds", help="SpecDec++ thresholds h to sweep."),
+        fixed_k: str = typer.Option("1,2,3,4,5,6,7,8,9,10", "--fixed-k", help="Fixed candidate lengths K."),
+        entropy_lams: str = typer.Option("0.3", "--entropy-lams",
+                                         help="Thresholds of the AdaEDL-style entropy rule (empty: skip)."),
+        sampling: bool = typer.Option(False, "--sampling/--greedy", help="Sampling at T=0.7, or greedy."),
+        max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
+        output_dir: Path = typer.Option(Path("bench-results"), "--output-dir",
+                                        help="Folder for tables and plots (one subfolder per data set)."),
+        tiny: bool = typer.Option(False, "--tiny", help="Tiny random models, tokenizer and head (smoke test)."),
+    ) -> None:
+        """Benchmark SpecDec++ against transformers' assisted generation, fixed K and entropy stopping."""
+        from rich.console import Console
+
+        from .runner import run_benchmark
+
+        if dataset not in DATASETS:
+            raise typer.BadParameter(f"{dataset!r} is not one of {', '.join(DATASETS)}", param_hint="--dataset")
+        hs = _numbers(thresholds, float, "--thresholds")
+        if any(not 0 < h < 1 for h in hs):
+            raise typer.BadParameter("thresholds must lie strictly between 0 and 1", param_hint="--thresholds")
+        ks = _numbers(fixed_k, int, "--fixed-k")
+        if any(k < 1 for k in ks):
+            raise typer.BadParameter("K must be >= 1", param_hint="--fixed-k")
+        lams = _numbers(entropy_lams, float, "--entropy-lams") if entropy_lams.strip() else []
+        console = Console(stderr=True)
+        if tiny:
+            import torch
+
+            torch.set_num_threads(1)  # tiny models run fastest on one thread
+            target, draft, tokenizer, acceptance_head, sets = _tiny_setup(subset or 2)
+        else:
+            import torch
+
+            from ..head import AcceptanceHead
+            from ..models.fetch import FetchError, load_pair
+
+            try:
+                target, draft, tokenizer = load_pair(torch.bfloat16)
+                sets = _real_prompts(dataset, subset, tokenizer)
+            except FetchError as err:
+                console.print(f"[bold red]Error:[/] {err}", highlight=False)
+                raise typer.Exit(1) from None
+            acceptance_head = AcceptanceHead.from_pretrained(head) if head else None
+            if acceptance_head is None:
+                console.print("[yellow]No --head given: SpecDec++ configurations skipped.[/]")
+        for name, prompts in sets.items():
+            configs = build_configs(ks, hs, lams, acceptance_head)
+            folder = output_dir / name
+
+            def progress(prompt_id, config, rec):
+                console.print(f"{name} {prompt_id} {config}: {rec.new_tokens} tokens in {rec.time_s:.2f}s",
+                              highlight=False)
+
+            result = run_benchmark(target, draft, tokenizer, prompts, configs, sampling=sampling,
+                                   max_new_tokens=max_new_tokens, output_dir=folder, progress=progress)
+            typer.echo(f"\n## {name}\n")
+            typer.echo(result.markdown())
+            typer.echo(f"Tables and plots in {folder}")

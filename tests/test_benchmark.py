@@ -1,0 +1,167 @@
+"""The benchmark baselines and harness on tiny models (no wall-clock assertions)."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+
+import hf_specdecpp  # noqa: F401  (installs candidate_generator=)
+from hf_specdecpp import EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator, SpecDecPPCandidateGenerator
+from hf_specdecpp.benchmarks.runner import (
+    ASSISTED,
+    HEURISTIC,
+    ORACLE,
+    SUMMARY_COLUMNS,
+    TARGET_ALONE,
+    oracle_rounds,
+    rotation,
+    run_benchmark,
+)
+from hf_specdecpp.inference.baselines import estimate_acceptance
+from hf_specdecpp.testing import tiny_pair, tiny_prompts, tiny_tokenizer
+
+try:
+    from .helpers import random_head
+except ImportError:
+    from helpers import random_head
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return tiny_pair(noise=0.05)
+
+
+def _inputs(n=2):
+    return [torch.tensor([[5 + 7 * i + j for j in range(6)]]) for i in range(n)]
+
+
+def _greedy(target, ids, n, **kw):
+    out = target.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
+                          pad_token_id=0, **kw)
+    return out[0, ids.shape[1]:].tolist()
+
+
+@pytest.mark.parametrize("make", [lambda: FixedLengthCandidateGenerator(num_candidates=3),
+                                  lambda: EntropyStoppingCandidateGenerator(lam=0.2, gamma=0.5),
+                                  lambda: EntropyStoppingCandidateGenerator(lam=0.9, estimator="top1")])
+def test_baselines_are_lossless_in_greedy(pair, make):
+    target, draft = pair
+    gen = make()
+    for ids in _inputs():
+        reference = _greedy(target, ids, 24)
+        assert _greedy(target, ids, 24, assistant_model=draft, candidate_generator=gen) == reference
+        assert gen.stats.new_tokens == len(reference)
+
+
+def test_fixed_length_drafts_exactly_k(pair):
+    target, draft = pair
+    gen = FixedLengthCandidateGenerator(num_candidates=4)
+    _greedy(target, _inputs(1)[0], 30, assistant_model=draft, candidate_generator=gen)
+    lengths = gen.stats.candidate_lengths
+    assert len(lengths) > 2
+    assert all(n == 4 for n in lengths[:-1])  # the last round may be cut by the length limit or EOS
+    assert lengths[-1] <= 4
+    with pytest.raises(ValueError):
+        FixedLengthCandidateGenerator(num_candidates=0)
+
+
+def test_estimators_by_hand():
+    scores = torch.tensor([[0.0, 0.0, -math.inf, -math.inf]])  # two equally likely tokens
+    assert estimate_acceptance(scores, "top1").item() == pytest.approx(0.5)
+    assert estimate_acceptance(scores, "entropy", gamma=0.5).item() == pytest.approx(1 - math.sqrt(0.5 * math.log(2)))
+    peaked = torch.tensor([[50.0, 0.0, 0.0, 0.0]])
+    assert estimate_acceptance(peaked, "entropy").item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_entropy_rule_stops_where_hand_computed():
+    gen = EntropyStoppingCandidateGenerator(lam=0.5, gamma=1.0, min_candidates=2, max_candidates=10)
+    # entropies: peaked (~0) -> 1 - 0 = 1 >= 0.5 keep; uniform over 4 -> 1 - sqrt(ln 4) = -0.18 < 0.5 stop.
+    peaked = torch.tensor([[30.0, 0.0, 0.0, 0.0]])
+    flat = torch.zeros(1, 4)
+    two = torch.tensor([[0.0, 0.0, -math.inf, -math.inf]])  # 1 - sqrt(ln 2) = 0.167 < 0.5
+    hidden, seq = torch.zeros(1, 8), torch.zeros(1, 3, dtype=torch.long)
+    assert not gen._should_stop(0, hidden, flat, seq).item()  # below min_candidates: never stop
+    assert not gen._should_stop(1, hidden, peaked, seq).item()
+    assert gen._should_stop(1, hidden, flat, seq).item()
+    assert gen._should_stop(2, hidden, two, seq).item()
+    loose = EntropyStoppingCandidateGenerator(lam=0.1)
+    assert not loose._should_stop(0, hidden, two, seq).item()  # 0.167 >= 0.1
+
+
+def test_oracle_rounds_by_hand():
+    target = [1, 2, 3, 4, 5, 6, 7]
+    draft = [1, 2, 9, 4, 9, 9, 7]  # mismatch at 2, 4, 5
+    # round 1: accepts 1,2 (+3 from target); round 2: accepts 4 (+5); round 3: none (+6); round 4: accepts 7
+    assert oracle_rounds(target, draft) == [2, 1, 0, 1]
+    assert oracle_rounds([1, 2], [1, 2]) == [2]
+    assert rotation(["a", "b", "c"], 4) == ["b", "c", "a"]
+
+
+def test_runner_tables_plots_and_interleaving(pair, tmp_path):
+    target, draft = pair
+    tokenizer = tiny_tokenizer()
+    prompts = [p["prompt"] for p in tiny_prompts(2, seed=3)]
+    configs = {
+        "target": TARGET_ALONE,
+        "hf": ASSISTED,
+        "heur": HEURISTIC,
+        "fixed2": FixedLengthCandidateGenerator(num_candidates=2),
+        "entropy": EntropyStoppingCandidateGenerator(lam=0.2),
+        "sdpp": SpecDecPPCandidateGenerator(head=random_head(draft.config.hidden_size), threshold=0.5),
+    }
+    saved = (draft.generation_config.num_assistant_tokens_schedule, draft.generation_config.num_assistant_tokens)
+    result = run_benchmark(target, draft, tokenizer, prompts, configs, max_new_tokens=16, output_dir=tmp_path)
+    assert (draft.generation_config.num_assistant_tokens_schedule,
+            draft.generation_config.num_assistant_tokens) == saved  # heuristic settings restored
+    names = list(configs)
+    assert result.run_order == [("prompt0", n) for n in names] + [("prompt1", n) for n in names[1:] + names[:1]]
+    assert all(r.equal_to_target is True for r in result.records)
+    for r in result.records:
+        assert r.new_tokens == 16
+        assert r.target_forwards >= 1
+        if r.config == "target":
+            assert r.target_forwards == 16 and r.draft_forwards == 0
+        if r.config in ("fixed2", "entropy", "sdpp"):
+            assert r.candidate_lengths and sum(r.candidate_lengths) == r.drafted_tokens
+    rows = {row["config"]: row for row in result.summary}
+    assert set(rows) == set(names) | {ORACLE}
+    assert rows["target"]["speedup"] == pytest.approx(1.0)
+    oracle_fw = rows[ORACLE]["target_fw_per_token"]
+    assert all(oracle_fw <= row["target_fw_per_token"] + 1e-9 for row in result.summary)
+    assert all(row["all_equal"] for name, row in rows.items() if name != ORACLE)
+    for name in ("summary.md", "summary.csv", "results.csv", "oracle.csv", "results.json", "speedup.png",
+                 "candidate_lengths.png", "tradeoff.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    with open(tmp_path / "summary.csv") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == SUMMARY_COLUMNS
+        assert [row["config"] for row in reader] == names + [ORACLE]
+    table = (tmp_path / "summary.md").read_text()
+    assert "| config | speedup |" in table and "target fw/token" in table and "| oracle |" in table
+    with open(tmp_path / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2 * len(names)
+
+
+def test_runner_sampling_has_no_equality_or_oracle(pair):
+    target, draft = pair
+    result = run_benchmark(target, draft, tiny_tokenizer(), ["w10 w11 w12"],
+                           {"fixed3": FixedLengthCandidateGenerator(num_candidates=3)}, sampling=True,
+                           max_new_tokens=8, warmup=False)
+    assert [r.config for r in result.records] == ["target", "fixed3"]  # target alone added
+    assert all(r.equal_to_target is None for r in result.records)
+    assert not result.oracle
+
+
+def test_cli_tiny_smoke(tmp_path):
+    from typer.testing import CliRunner
+
+    from hf_specdecpp.cli import app
+
+    res = CliRunner().invoke(app, ["bench", "--tiny", "--subset", "1", "--fixed-k", "2", "--thresholds", "0.5",
+                                   "--max-new-tokens", "8", "--output-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "specdec++-h0.5" in res.output and "| oracle |" in res.output
+    assert (tmp_path / "tiny" / "summary.csv").exists()
