@@ -6,7 +6,7 @@ import sys
 import time
 
 import torch
-import hf_specdecpp
+import hf_specdecpp  # noqa: F401  (adds candidate_generator= to generate())
 from hf_specdecpp import AcceptanceHead, SpecDecPPCandidateGenerator
 from hf_specdecpp.models import load_pair
 from hf_specdecpp.benchmarks.prompts import chat_prompt
