@@ -141,3 +141,16 @@ def test_generator_reusable_across_calls(pair):
                               do_sample=False)
         assert torch.equal(out, reference)
         assert generator.stats.new_tokens == out.shape[1] - ids.shape[1]  # stats describe the latest call
+
+
+def test_higher_threshold_drafts_longer_first_round(pair):
+    """Same context, same head: the first round's candidate length grows with the threshold h."""
+    target, draft = pair
+    ids = torch.tensor([PROMPTS[1]])
+    first = []
+    for threshold in (0.05, 0.3, 0.7, 0.95):
+        generator = SpecDecPPCandidateGenerator(head=random_head(32, seed=3), threshold=threshold, max_candidates=8)
+        target.generate(ids, assistant_model=draft, candidate_generator=generator, max_new_tokens=12,
+                        do_sample=False)
+        first.append(generator.stats.candidate_lengths[0])
+    assert first == sorted(first) and first[0] < first[-1], first
