@@ -9,7 +9,8 @@ if TYPE_CHECKING:
     from transformers import GenerationConfig, PreTrainedModel
 
 
-def _vocab_size(model: PreTrainedModel) -> int:
+def output_vocab_size(model: PreTrainedModel) -> int:
+    """The size of the model's logits: its output layer's width, else the config's vocab size."""
     embeddings = model.get_output_embeddings()
     if embeddings is not None and hasattr(embeddings, "out_features"):
         return int(embeddings.out_features)
@@ -18,7 +19,7 @@ def _vocab_size(model: PreTrainedModel) -> int:
 
 def check_pair(target: PreTrainedModel, draft: PreTrainedModel) -> None:
     """Draft and target must share one vocabulary (same tokenizer): their logits are compared index by index."""
-    target_vocab, draft_vocab = _vocab_size(target), _vocab_size(draft)
+    target_vocab, draft_vocab = output_vocab_size(target), output_vocab_size(draft)
     if target_vocab != draft_vocab:
         raise ValueError(
             f"The draft model's vocabulary ({draft_vocab} tokens) differs from the target's ({target_vocab} "

@@ -59,13 +59,6 @@ def load_tokenizer(model_id: str):
         raise TrainingError(f"Could not load the tokenizer of {model_id!r}: {err}") from err
 
 
-def output_vocab_size(model) -> int:
-    emb = model.get_output_embeddings()
-    if emb is not None and hasattr(emb, "out_features"):
-        return int(emb.out_features)
-    return int(model.config.get_text_config().vocab_size)
-
-
 def model_fingerprint(model) -> dict[str, Any]:
     """Identify a model: its id, Hub commit, config digest and a digest of a sample of its weights.
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..inference.validation import output_vocab_size
 from .common import (
     TrainingError,
     diff_settings,
@@ -41,7 +42,6 @@ from .common import (
     load_tokenizer,
     model_fingerprint,
     model_id_of,
-    output_vocab_size,
     pick_device,
     pick_dtype,
     progress,
