@@ -296,7 +296,7 @@ def test_model_card(tmp_path):
     assert {"speculative-decoding", "specdec++", "acceptance-head"} <= set(metadata["tags"])
     assert "- draft model: `org/tiny-draft`" in card
     assert "- target model: `org/tiny-target`" in card
-    assert "recommended threshold: 0.35" in card
+    assert "recommended threshold: 0.35" in card and "most candidates per round: not calibrated" in card
     assert "decoding the head was trained for: greedy" in card
     assert "```python" in card
     assert 'AcceptanceHead.from_pretrained("org/my-head")' in card

@@ -14,6 +14,7 @@ from hf_specdecpp.training import (
     acceptance_labels,
     mix_tokens,
     rejection_auroc,
+    choose_threshold,
     simulate_policy,
     threshold_round_length,
     weighted_bce_from_logits,
@@ -139,3 +140,36 @@ def test_simulation_counts_tokens_and_costs():
     # rounds: j=0 K=2 n=2 -> 3 tokens; j=3 K=2 n=2 -> 3 tokens (capped to remaining 3); total 6 tokens, 2 rounds
     assert r["tokens_per_round"] == 3.0
     assert r["time_per_token"] == pytest.approx(2 * (2 * 0.1 + 1) / 6)
+
+
+def test_verify_cost_table_interpolates_and_extrapolates():
+    from hf_specdecpp.training.calibrate import verify_cost_table
+
+    table = verify_cost_table(6, {"0": 1.0, "2": 1.2, "4": 2.0}, verify_slope=0.5)
+    assert table.tolist() == pytest.approx([1.0, 1.1, 1.2, 1.6, 2.0, 2.5, 3.0])
+    assert verify_cost_table(3, None, verify_slope=0.1).tolist() == pytest.approx([1.0, 1.1, 1.2, 1.3])
+
+
+def test_simulation_uses_the_verify_cost_table():
+    # Pattern 1 1 0 1 1 1; fixed K=2 costs c*2 + v(2) per round, two rounds for 6 tokens.
+    acc = [np.array([1, 1, 0, 1, 1, 1], dtype=bool)]
+    costs = np.array([1.0, 1.0, 1.5, 4.0])
+    r = simulate_policy([np.full(6, 0.5)], [acc], c_draft=0.1, verify_costs=costs, fixed_k=2, max_candidates=3)
+    assert r["time_per_token"] == pytest.approx(2 * (2 * 0.1 + 1.5) / 6)
+    with pytest.raises(ValueError, match="covers K <= 3"):
+        simulate_policy([np.full(6, 0.5)], [acc], c_draft=0.1, verify_costs=costs, fixed_k=5)
+
+
+def test_cap_is_chosen_where_verification_cost_steps_up():
+    # Runs of 3 accepted tokens then a rejection; a confident head never stops by itself, so K = the cap.
+    acc = [np.array(([True] * 3 + [False]) * 25)]
+    preds = [np.full(100, 0.99)]
+    step = np.array([1.0] * 4 + [3.0] * 17)  # v(K) = 1 for K <= 3, then 3
+    r = choose_threshold(preds, [acc], c_draft=0.1, verify_costs=step, thresholds=(0.5,), refine=False,
+                         max_candidates=20)
+    assert r["max_candidates"] == 3
+    assert r["time_per_token"] == pytest.approx((3 * 0.1 + 1.0) / 4)
+    assert r["cap_grid"]["20"] > 1.0  # about (20 * 0.1 + 3) / 4 per token (the last round is shorter)
+    flat = choose_threshold(preds, [acc], c_draft=0.1, verify_costs=step, thresholds=(0.5,), refine=False,
+                            max_candidates=20, search_cap=False)
+    assert flat["max_candidates"] == 20 and flat["time_per_token"] > r["time_per_token"]

@@ -200,6 +200,11 @@ def test_calibrated_threshold_beats_fixed_k(ws, trained):
     assert r["time_per_token"] < 1.0  # faster than the target alone
     head = AcceptanceHead.from_pretrained(str(cal_dir))
     assert head.recommended_threshold == r["threshold"] and head.cost_ratio == 0.05
+    assert head.recommended_max_candidates == r["max_candidates"] <= 20
+    from hf_specdecpp import SpecDecPPCandidateGenerator
+
+    gen = SpecDecPPCandidateGenerator(head=head)
+    assert (gen.threshold, gen.max_candidates) == (r["threshold"], r["max_candidates"])
     assert head.training_info["calibration"]["best_fixed_k"] == r["best_fixed_k"]
     assert (cal_dir / "calibration.png").stat().st_size > 1000
 
@@ -212,6 +217,7 @@ def test_measured_costs(ws, trained):
     t = AutoModelForCausalLM.from_pretrained(ws["target"]).eval()
     c = measure_costs(d, t, prompt_length=16, ks=(0, 2, 4), repeats=3, warmup=1)
     assert c["draft_step_s"] > 0 and c["c_draft"] > 0 and c["verify_slope"] >= 0
+    assert c["verify_cost"]["0"] == 1.0 and set(c["verify_cost"]) == {"0", "2", "4"}
 
 
 # ---------------------------------------------------------------------------------------------- CLI + push

@@ -88,6 +88,11 @@ def register(app: typer.Typer) -> None:
         max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
         output_dir: Path = typer.Option(Path("bench-results"), "--output-dir",
                                         help="Folder for tables and plots (one subfolder per data set)."),
+        dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32 (exact; fastest on CPUs "
+                                                              "without native bfloat16) or bfloat16."),
+        fast_cpu_linear: bool = typer.Option(True, "--fast-cpu-linear/--plain-linear",
+                                             help="Use FewRowLinear layers in both models for every configuration "
+                                                  "(float32 on CPU; see hf_specdecpp.models.cpu_linear)."),
         tiny: bool = typer.Option(False, "--tiny", help="Tiny random models, tokenizer and head (smoke test)."),
     ) -> None:
         """Benchmark SpecDec++ against transformers' assisted generation, fixed K and entropy stopping."""
@@ -117,7 +122,10 @@ def register(app: typer.Typer) -> None:
             from ..models.fetch import FetchError, load_pair
 
             try:
-                target, draft, tokenizer = load_pair(torch.bfloat16)
+                torch_dtype = getattr(torch, dtype, None)
+                if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
+                    raise typer.BadParameter(f"unknown floating dtype {dtype!r}", param_hint="--dtype")
+                target, draft, tokenizer = load_pair(torch_dtype)
                 sets = _real_prompts(dataset, subset, tokenizer)
             except FetchError as err:
                 console.print(f"[bold red]Error:[/] {err}", highlight=False)
@@ -125,6 +133,11 @@ def register(app: typer.Typer) -> None:
             acceptance_head = AcceptanceHead.from_pretrained(head) if head else None
             if acceptance_head is None:
                 console.print("[yellow]No --head given: SpecDec++ configurations skipped.[/]")
+        if fast_cpu_linear:
+            from ..models.cpu_linear import use_fast_cpu_linear
+
+            use_fast_cpu_linear(target)
+            use_fast_cpu_linear(draft)
         for name, prompts in sets.items():
             configs = build_configs(ks, hs, lams, acceptance_head)
             folder = output_dir / name

@@ -30,6 +30,7 @@ the predicted probability of at least one rejection exceeds the threshold.
 - hidden size / residual blocks: {{ hidden_size }} / {{ num_layers }}
 - decoding the head was trained for: {{ decoding }}
 - recommended threshold: {{ recommended_threshold }}
+- most candidates per round: {{ recommended_max_candidates }}
 
 ## Usage
 
@@ -99,6 +100,7 @@ class AcceptanceHead(
         recommended_threshold: float | None = None,
         cost_ratio: float | None = None,
         training_info: dict | None = None,
+        recommended_max_candidates: int | None = None,
     ):
         super().__init__()
         if hidden_size < 1 or num_layers < 0:
@@ -109,6 +111,7 @@ class AcceptanceHead(
         self.target_model_id = target_model_id
         self.temperature = temperature
         self.recommended_threshold = recommended_threshold
+        self.recommended_max_candidates = recommended_max_candidates
         self.cost_ratio = cost_ratio
         self.training_info = training_info or {}
         self.blocks = nn.ModuleList(ResidualBlock(hidden_size) for _ in range(num_layers))
@@ -130,7 +133,7 @@ class AcceptanceHead(
         """Set metadata fields (e.g. `recommended_threshold`) so that `save_pretrained` records them."""
         for key, value in values.items():
             if key not in ("draft_model_id", "target_model_id", "temperature", "recommended_threshold",
-                           "cost_ratio", "training_info"):
+                           "recommended_max_candidates", "cost_ratio", "training_info"):
                 raise KeyError(f"{key!r} is not a metadata field of AcceptanceHead")
             setattr(self, key, value)
             if isinstance(self._hub_mixin_config, dict):
@@ -148,6 +151,7 @@ class AcceptanceHead(
             num_layers=self.num_layers,
             decoding=decoding,
             recommended_threshold=self.recommended_threshold,
+            recommended_max_candidates=self.recommended_max_candidates or "not calibrated (default 20)",
             repo_id=kwargs.pop("repo_id", None) or "<this repo>",
             extra_sections=extra,
             **kwargs,

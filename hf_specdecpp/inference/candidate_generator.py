@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from transformers.generation.streamers import BaseStreamer
 
 DEFAULT_THRESHOLD = 0.7
+DEFAULT_MAX_CANDIDATES = 20
 
 
 class DraftLoopCandidateGenerator(AssistedCandidateGenerator):
@@ -224,7 +225,8 @@ class SpecDecPPCandidateGenerator(DraftLoopCandidateGenerator):
     Args:
         head: the trained `AcceptanceHead` for this draft/target pair.
         threshold: h in (0, 1); defaults to the head's `recommended_threshold`, else 0.7.
-        min_candidates / max_candidates: bounds on the candidates per round.
+        min_candidates / max_candidates: bounds on the candidates per round; max_candidates defaults to the
+            head's `recommended_max_candidates` (chosen by calibration), else 20.
         draft_model: the draft, when it is not passed to generate() as `assistant_model`.
         streamer: a streamer for the `custom_generate=` route (generate() does not forward its own there).
 
@@ -237,7 +239,7 @@ class SpecDecPPCandidateGenerator(DraftLoopCandidateGenerator):
         head: AcceptanceHead,
         threshold: float | None = None,
         min_candidates: int = 1,
-        max_candidates: int = 20,
+        max_candidates: int | None = None,
         draft_model: PreTrainedModel | None = None,
         streamer: BaseStreamer | None = None,
     ):
@@ -245,6 +247,9 @@ class SpecDecPPCandidateGenerator(DraftLoopCandidateGenerator):
             raise TypeError(f"head must be an AcceptanceHead, got {type(head).__name__}")
         if threshold is None:
             threshold = head.recommended_threshold if head.recommended_threshold is not None else DEFAULT_THRESHOLD
+        if max_candidates is None:
+            recommended = getattr(head, "recommended_max_candidates", None)
+            max_candidates = recommended if recommended is not None else DEFAULT_MAX_CANDIDATES
         validate_stopping_args(threshold, min_candidates, max_candidates)
         super().__init__(draft_model, min_candidates, max_candidates, streamer)
         self.head = head

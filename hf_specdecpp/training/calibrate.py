@@ -1,17 +1,19 @@
-"""calibrate: measure the draft/target cost ratio and choose the threshold h by simulating drafting rounds.
+"""calibrate: measure the draft/target costs and choose the threshold h by simulating drafting rounds.
 
 Costs are in units of one target decode step (a forward pass over 1 new token with a KV cache):
-`c` = draft decode step / target decode step, and verifying K candidates (a target pass over K+1 new tokens)
-costs `v(K) = 1 + s*K`, where `s` comes from a linear fit of measured target time in the number of new tokens.
+`c` = draft decode step / target decode step, and `v(K)` = the target pass over K+1 new tokens (verifying K
+candidates) / target decode step, measured for several K and interpolated. `v` is not linear on every machine
+(on CPUs it is flat up to a few tokens and then steps up), so the simulation uses the measured table; without
+measurements `v(K) = 1 + s*K` for a given slope `s`.
 
 The simulation walks every dev response (the r = 0 pass of make-data: head predictions and labels at every
 position). A round starting at position j drafts K tokens, K given by the policy: the SpecDec++ stopping rule
 (exactly `RejectionThresholdCriteria`: token 1 is never scored, after drafting token t the product covers the
 predictions of tokens 1..t-1, stop when `1 - prod > h`, K within [min, max]) or a fixed K. The accepted count
 n is the number of leading accepted positions (greedy: hard labels; sampling: Bernoulli(label) draws with a
-fixed seed, the same draws for every policy); the round yields n+1 tokens (n+... up to K+1) and costs
-`K*c + v(K)`; the next round starts at j+n+1. Policies are compared by cost per generated token (target
-alone = 1).
+fixed seed, the same draws for every policy); the round yields n+1 tokens and costs `K*c + v(K)`; the next
+round starts at j+n+1. Policies are compared by cost per generated token (target alone = 1). The threshold
+and the cap on candidates per round are chosen together: a cap matters where `v` steps up.
 """
 
 from __future__ import annotations
@@ -41,11 +43,12 @@ DEFAULT_THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.05, 0.951, 0.05))
 
 # ---------------------------------------------------------------------------------------------- cost measurement
 @torch.no_grad()
-def measure_costs(draft, target, *, prompt_length: int = 128, ks: tuple[int, ...] = (0, 1, 2, 4, 8, 16),
+def measure_costs(draft, target, *, prompt_length: int = 128, ks: tuple[int, ...] = (0, 1, 2, 3, 4, 6, 8, 12, 16),
                   repeats: int = 10, warmup: int = 2, seed: int = 0, show_progress: bool = False) -> dict[str, Any]:
     """Median forward times with a KV cache: one draft decode step, and target passes over k+1 new tokens.
 
-    Returns seconds plus the normalised model `c_draft` (= cost ratio) and `verify_slope` (see module doc).
+    Returns seconds plus the normalised costs (see module doc): `c_draft` (= cost ratio), `verify_cost`
+    (k -> v(k)) and `verify_slope` (a linear fit, for reporting and for extrapolating beyond the largest k).
     """
     from transformers import DynamicCache
 
@@ -83,10 +86,7 @@ def measure_costs(draft, target, *, prompt_length: int = 128, ks: tuple[int, ...
     else:
         per_token, intercept = 0.0, float(y[0])
     per_token = max(float(per_token), 0.0)
-    base = float(intercept) + per_token  # fitted time of a 1-token target pass
-    if base <= 0:
-        base = float(verify.get(0, y.min()))
-        intercept = base - per_token
+    base = float(verify[0]) if 0 in verify else float(intercept) + per_token  # a 1-token target pass
     return {
         "draft_step_s": draft_s,
         "target_verify_s": {str(k): t for k, t in verify.items()},
@@ -95,6 +95,7 @@ def measure_costs(draft, target, *, prompt_length: int = 128, ks: tuple[int, ...
         "target_step_s": base,
         "c_draft": draft_s / base,
         "verify_slope": per_token / base,
+        "verify_cost": {str(k): t / base for k, t in verify.items()},
         "prompt_length": prompt_length,
         "repeats": repeats,
         "device": str(next(target.parameters()).device),
@@ -102,6 +103,20 @@ def measure_costs(draft, target, *, prompt_length: int = 128, ks: tuple[int, ...
 
 
 # ---------------------------------------------------------------------------------------------- simulation
+def verify_cost_table(max_candidates: int, verify_cost: dict | None = None, verify_slope: float = 0.0) -> np.ndarray:
+    """v(K) for K = 0..max_candidates: measured points interpolated (extrapolated with `verify_slope` beyond the
+    largest measured K), or `1 + verify_slope * K` without measurements."""
+    ks = np.arange(max_candidates + 1, dtype=np.float64)
+    if not verify_cost:
+        return 1.0 + verify_slope * ks
+    points = sorted((int(k), float(v)) for k, v in verify_cost.items())
+    xs, ys = np.array([p[0] for p in points], dtype=np.float64), np.array([p[1] for p in points])
+    table = np.interp(ks, xs, ys)
+    beyond = ks > xs[-1]
+    table[beyond] = ys[-1] + verify_slope * (ks[beyond] - xs[-1])
+    return table
+
+
 def threshold_round_length(pred: np.ndarray, start: int, limit: int, threshold: float, min_candidates: int) -> int:
     """K for a round starting at `start` under the SpecDec++ rule, at most `limit` (max candidates / data end)."""
     cum = 1.0
@@ -124,14 +139,20 @@ def _accept_runs(accepted: np.ndarray) -> np.ndarray:
 
 
 def simulate_policy(preds: list[np.ndarray], outcomes: list[list[np.ndarray]], *, c_draft: float,
-                    verify_slope: float, threshold: float | None = None, fixed_k: int | None = None,
-                    min_candidates: int = 1, max_candidates: int = 20) -> dict[str, float]:
+                    verify_slope: float = 0.0, verify_costs: np.ndarray | None = None, threshold: float | None = None,
+                    fixed_k: int | None = None, min_candidates: int = 1, max_candidates: int = 20) -> dict[str, float]:
     """Simulated cost per generated token of one policy (threshold OR fixed K) over all responses and draws.
 
-    `outcomes[d][r]` is the boolean acceptance of every position of response r in draw d.
+    `outcomes[d][r]` is the boolean acceptance of every position of response r in draw d. `verify_costs[K]` is
+    v(K) (see `verify_cost_table`); without it v(K) = 1 + verify_slope * K.
     """
     if (threshold is None) == (fixed_k is None):
         raise ValueError("give exactly one of threshold and fixed_k")
+    top = max(max_candidates, fixed_k or 0)
+    if verify_costs is None:
+        verify_costs = verify_cost_table(top, verify_slope=verify_slope)
+    elif len(verify_costs) <= top:
+        raise ValueError(f"verify_costs covers K <= {len(verify_costs) - 1}, the policy drafts up to {top}")
     total_cost = total_tokens = rounds = drafted = 0.0
     for draw in outcomes:
         for pred, accepted in zip(preds, draw):
@@ -146,7 +167,7 @@ def simulate_policy(preds: list[np.ndarray], outcomes: list[list[np.ndarray]], *
                     k = threshold_round_length(pred, j, limit, threshold, min_candidates)
                 n_acc = min(int(run[j]), k)
                 total_tokens += min(n_acc + 1, n - j)
-                total_cost += k * c_draft + 1.0 + verify_slope * k
+                total_cost += k * c_draft + float(verify_costs[k])
                 rounds += 1
                 drafted += k
                 j += n_acc + 1
@@ -166,33 +187,47 @@ def acceptance_outcomes(labels: list[np.ndarray], greedy: bool, num_draws: int =
     return [[rng.random(len(l)) < np.asarray(l) for l in labels] for _ in range(num_draws)]
 
 
-def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float, thresholds=DEFAULT_THRESHOLDS,
-                     refine: bool = True, min_candidates: int = 1, max_candidates: int = 20,
+def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float = 0.0,
+                     verify_costs: np.ndarray | None = None, thresholds=DEFAULT_THRESHOLDS, refine: bool = True,
+                     min_candidates: int = 1, max_candidates: int = 20, search_cap: bool = True,
                      show_progress: bool = False) -> dict[str, Any]:
-    """Grid-search h (then a 0.01 grid around the best), and the best fixed K for comparison."""
-    common = dict(c_draft=c_draft, verify_slope=verify_slope, min_candidates=min_candidates,
-                  max_candidates=max_candidates)
-    grid: dict[float, dict] = {}
-    bar = progress(total=len(thresholds) + max_candidates, desc="calibrate: simulating", disable=not show_progress,
-                   unit="policy")
-    for h in thresholds:
-        grid[float(h)] = simulate_policy(preds, outcomes, threshold=float(h), **common)
-        bar.update(1)
+    """Grid-search h (then a 0.01 grid around the best) and, with `search_cap`, the cap on candidates per round
+    (min_candidates..max_candidates); also the best fixed K for comparison."""
+    if verify_costs is None:
+        verify_costs = verify_cost_table(max_candidates, verify_slope=verify_slope)
+    caps = list(range(min_candidates, max_candidates + 1)) if search_cap else [max_candidates]
+    bar = progress(total=len(thresholds) * len(caps) + max_candidates, desc="calibrate: simulating",
+                   disable=not show_progress, unit="policy")
+
+    def run(h: float, cap: int) -> dict:
+        return simulate_policy(preds, outcomes, c_draft=c_draft, verify_costs=verify_costs, threshold=h,
+                               min_candidates=min_candidates, max_candidates=cap)
+
+    grids: dict[int, dict[float, dict]] = {}
+    for cap in caps:
+        grids[cap] = {}
+        for h in thresholds:
+            grids[cap][float(h)] = run(float(h), cap)
+            bar.update(1)
+    best_cap = min(caps, key=lambda c: (min(r["time_per_token"] for r in grids[c].values()), -c))
+    grid = grids[best_cap]
     if refine:
         best = min(grid, key=lambda h: grid[h]["time_per_token"])
         for h in np.arange(best - 0.04, best + 0.0401, 0.01):
             h = round(float(h), 2)
             if 0.0 < h < 1.0 and h not in grid:
-                grid[h] = simulate_policy(preds, outcomes, threshold=h, **common)
+                grid[h] = run(h, best_cap)
     fixed = {}
     for k in range(1, max_candidates + 1):
-        fixed[k] = simulate_policy(preds, outcomes, fixed_k=k, **common)
+        fixed[k] = simulate_policy(preds, outcomes, fixed_k=k, c_draft=c_draft, verify_costs=verify_costs,
+                                   min_candidates=min_candidates, max_candidates=max_candidates)
         bar.update(1)
     bar.close()
     best_h = min(sorted(grid), key=lambda h: grid[h]["time_per_token"])
     best_k = min(sorted(fixed), key=lambda k: fixed[k]["time_per_token"])
     return {
         "threshold": best_h,
+        "max_candidates": best_cap,
         "time_per_token": grid[best_h]["time_per_token"],
         "speedup": grid[best_h]["speedup"],
         "tokens_per_round": grid[best_h]["tokens_per_round"],
@@ -201,7 +236,9 @@ def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float, th
         "fixed_k_time_per_token": fixed[best_k]["time_per_token"],
         "fixed_k_speedup": fixed[best_k]["speedup"],
         "grid": {f"{h:.2f}": grid[h]["time_per_token"] for h in sorted(grid)},
+        "cap_grid": {str(c): min(r["time_per_token"] for r in grids[c].values()) for c in caps},
         "fixed_k": {str(k): fixed[k]["time_per_token"] for k in sorted(fixed)},
+        "verify_costs": [float(v) for v in verify_costs],
     }
 
 
@@ -214,7 +251,8 @@ def save_plot(result: dict, path: str | os.PathLike, title: str = "") -> None:
     hs = [float(h) for h in result["grid"]]
     ts = list(result["grid"].values())
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(hs, ts, marker="o", ms=3, label="SpecDec++ threshold h")
+    cap = result.get("max_candidates")
+    ax.plot(hs, ts, marker="o", ms=3, label="SpecDec++ threshold h" + (f" (at most {cap} candidates)" if cap else ""))
     ax.axhline(result["fixed_k_time_per_token"], color="tab:red", ls="--",
                label=f"best fixed K = {result['best_fixed_k']}")
     ax.axhline(1.0, color="gray", ls=":", label="target alone")
@@ -242,6 +280,7 @@ def calibrate_head(
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
     min_candidates: int = 1,
     max_candidates: int = 20,
+    search_cap: bool = True,
     num_draws: int = 8,
     seed: int = 0,
     repeats: int = 10,
@@ -251,7 +290,8 @@ def calibrate_head(
     plot: bool = True,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Measure costs (unless `cost_ratio` is given), choose h on the dev split, write both into the head config.
+    """Measure costs (unless `cost_ratio` is given), choose h (and, with `search_cap`, the cap on candidates per
+    round) on the dev split, and write them with the cost ratio into the head config.
 
     The calibrated head is saved to `output_dir` (default: `head_dir`, updated in place) with the metrics in
     `training_info["calibration"]` and the plot `calibration.png`. Returns the calibration result.
@@ -278,12 +318,15 @@ def calibrate_head(
         dt = pick_dtype(dtype, dev)
         draft_model = load_model(draft or meta["draft"]["id"], dev, dt) if not hasattr(draft, "config") else draft
         target_model = load_model(target or meta["target"]["id"], dev, dt) if not hasattr(target, "config") else target
-        costs = measure_costs(draft_model, target_model, prompt_length=prompt_length, repeats=repeats, seed=seed,
-                              show_progress=show_progress)
-        if verify_slope is not None:
+        ks = tuple(k for k in (0, 1, 2, 3, 4, 6, 8, 12, 16, 20) if k <= max_candidates)
+        costs = measure_costs(draft_model, target_model, prompt_length=prompt_length, ks=ks, repeats=repeats,
+                              seed=seed, show_progress=show_progress)
+        if verify_slope is not None:  # a given slope replaces the measured curve
             costs["verify_slope"] = float(verify_slope)
+            costs.pop("verify_cost")
     else:
         costs = {"c_draft": float(cost_ratio), "verify_slope": float(verify_slope or 0.0), "measured": False}
+    table = verify_cost_table(max_candidates, costs.get("verify_cost"), costs["verify_slope"])
 
     # ---- dev predictions and simulation
     dev_ds = load_features(data_dir, "dev").select_columns(["calib_hidden", "calib_labels"]).with_format("numpy")
@@ -297,17 +340,18 @@ def calibrate_head(
         labels.append(np.asarray(row["calib_labels"], dtype=np.float64))
     greedy = not meta["decoding"]["do_sample"]
     outcomes = acceptance_outcomes(labels, greedy, num_draws=num_draws, seed=seed)
-    result = choose_threshold(preds, outcomes, c_draft=costs["c_draft"], verify_slope=costs["verify_slope"],
-                              thresholds=thresholds, min_candidates=min_candidates, max_candidates=max_candidates,
+    result = choose_threshold(preds, outcomes, c_draft=costs["c_draft"], verify_costs=table, thresholds=thresholds,
+                              min_candidates=min_candidates, max_candidates=max_candidates, search_cap=search_cap,
                               show_progress=show_progress)
     result.update({"cost": costs, "cost_ratio": costs["c_draft"], "min_candidates": min_candidates,
-                   "max_candidates": max_candidates, "dev_responses": len(labels),
+                   "max_candidates_limit": max_candidates, "dev_responses": len(labels),
                    "dev_positions": int(sum(len(l) for l in labels)), "greedy": greedy,
                    "num_draws": 1 if greedy else num_draws})
 
     info = dict(head.training_info or {})
     info["calibration"] = result
-    head.update_config(recommended_threshold=float(result["threshold"]), cost_ratio=float(costs["c_draft"]),
+    head.update_config(recommended_threshold=float(result["threshold"]),
+                       recommended_max_candidates=int(result["max_candidates"]), cost_ratio=float(costs["c_draft"]),
                        training_info=info)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "README.md").unlink(missing_ok=True)

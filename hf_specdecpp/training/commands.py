@@ -125,7 +125,9 @@ def register(app: typer.Typer) -> None:
         verify_slope: Optional[float] = typer.Option(None, "--verify-slope",
                                                      help="Extra verify cost per candidate, in target steps."),
         min_candidates: int = typer.Option(1, "--min-candidates"),
-        max_candidates: int = typer.Option(20, "--max-candidates"),
+        max_candidates: int = typer.Option(20, "--max-candidates", help="Upper bound on candidates per round."),
+        search_cap: bool = typer.Option(True, "--search-cap/--fixed-cap",
+                                        help="Choose the cap on candidates per round (<= --max-candidates) with h."),
         num_draws: int = typer.Option(8, "--num-draws", help="Sampling: Bernoulli draws of the acceptances."),
         repeats: int = typer.Option(10, "--repeats", help="Timed repetitions per forward pass."),
         seed: int = typer.Option(0, "--seed"),
@@ -137,8 +139,8 @@ def register(app: typer.Typer) -> None:
 
         r = calibrate_head(head_dir, data_dir, output_dir=output_dir, draft=draft, target=target, cost_ratio=cost_ratio,
                            verify_slope=verify_slope, min_candidates=min_candidates, max_candidates=max_candidates,
-                           num_draws=num_draws, repeats=repeats, seed=seed, device=device, dtype=dtype)
-        _print({k: r[k] for k in ("threshold", "time_per_token", "speedup", "best_fixed_k", "fixed_k_time_per_token",
+                           search_cap=search_cap, num_draws=num_draws, repeats=repeats, seed=seed, device=device, dtype=dtype)
+        _print({k: r[k] for k in ("threshold", "max_candidates", "time_per_token", "speedup", "best_fixed_k", "fixed_k_time_per_token",
                                   "fixed_k_speedup", "cost_ratio")})
 
     @app.command("push")

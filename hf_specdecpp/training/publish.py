@@ -61,9 +61,12 @@ def model_card_extra(head: AcceptanceHead) -> str:
     if cal:
         cost = cal.get("cost", {})
         lines += [
-            f"- recommended threshold h = {_fmt(head.recommended_threshold, 2)}; cost ratio c (draft step / target "
+            f"- recommended threshold h = {_fmt(head.recommended_threshold, 2)}, at most "
+            f"{_fmt(head.recommended_max_candidates)} candidates per round; cost ratio c (draft step / target "
             f"step) = {_fmt(head.cost_ratio)}, verify cost slope per candidate = {_fmt(cost.get('verify_slope'))}"
             f" (measured on `{cost.get('device', 'n/a')}`)",
+            f"- verification cost v(K) in target steps for K = 0, 1, 2, ...: "
+            f"{', '.join(f'{v:.2f}' for v in cal.get('verify_costs', [])[:13]) or 'n/a'}",
             f"- simulated on {_fmt(cal.get('dev_responses'))} dev responses, candidates in "
             f"[{cal.get('min_candidates')}, {cal.get('max_candidates')}]: time per token {_fmt(cal.get('time_per_token'))}"
             f" (speed-up {_fmt(cal.get('speedup'), 2)}x) vs best fixed K = {cal.get('best_fixed_k')}: "
