@@ -2,6 +2,7 @@
 
 Importing the package adds a `candidate_generator=` argument to `generate()` (see
 `hf_specdecpp.inference.generate_patch`); the patch-free route is `generate(custom_generate=generator)`.
+`DySpecCandidateGenerator` drafts token trees instead of chains; both routes run its own tree decoding loop.
 """
 
 from .compat import SUPPORTED_RANGE, check_transformers_version
@@ -11,6 +12,7 @@ check_transformers_version()
 from .head import AcceptanceHead  # noqa: E402
 from .inference import (  # noqa: E402
     DraftLoopCandidateGenerator,
+    DySpecCandidateGenerator,
     EntropyStoppingCandidateGenerator,
     FixedLengthCandidateGenerator,
     RejectionThresholdCriteria,
@@ -27,6 +29,7 @@ __all__ = [
     "SUPPORTED_RANGE",
     "AcceptanceHead",
     "DraftLoopCandidateGenerator",
+    "DySpecCandidateGenerator",
     "EntropyStoppingCandidateGenerator",
     "FixedLengthCandidateGenerator",
     "RejectionThresholdCriteria",

@@ -27,3 +27,14 @@ def random_head(hidden_size: int, seed: int = 0, num_layers: int = 2) -> Accepta
         head.classifier.weight.mul_(4.0)
         head.classifier.bias.fill_(2.0)
     return head
+
+
+def tv_and_bound(counts: dict, exact: dict, num_samples: int, delta: float) -> tuple[float, float]:
+    """Total-variation distance of empirical `counts` to the `exact` law, and the bound it stays below with
+    probability 1 - delta when the samples follow `exact` (E[TV] <= 0.5 * sum sqrt(p / N), plus McDiarmid)."""
+    tv = 0.5 * sum(abs(counts.get(k, 0) / num_samples - p) for k, p in exact.items())
+    tv += 0.5 * sum(c / num_samples for k, c in counts.items() if k not in exact)
+    bound = 0.5 * sum(math.sqrt(p / num_samples) for p in exact.values()) + math.sqrt(
+        math.log(1 / delta) / (2 * num_samples)
+    )
+    return tv, bound

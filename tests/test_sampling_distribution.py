@@ -8,8 +8,6 @@ With delta = 1e-6 the test fails by chance once in a million runs. The same dete
 that returns the draft's UNPROCESSED logits instead of the scores its tokens were drawn from.
 """
 
-import math
-
 import pytest
 import torch
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
@@ -17,7 +15,7 @@ from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogit
 from hf_specdecpp import SpecDecPPCandidateGenerator
 from hf_specdecpp.testing import tiny_pair
 
-from helpers import constant_head
+from helpers import constant_head, tv_and_bound
 
 VOCAB = 8
 PROMPT = torch.tensor([[2, 5, 6]])  # no pad/bos token (0) inside: no attention-mask subtleties
@@ -62,11 +60,7 @@ def empirical_tv(target, draft, generator_cls, route="candidate_generator") -> t
         key = tuple(out[0, PROMPT.shape[1]: PROMPT.shape[1] + 2].tolist())
         counts[key] = counts.get(key, 0) + 1
         first_round_lengths.append(generator.stats.candidate_lengths[0])
-    tv = 0.5 * sum(abs(counts.get(k, 0) / NUM_SAMPLES - p) for k, p in exact.items())
-    tv += 0.5 * sum(c / NUM_SAMPLES for k, c in counts.items() if k not in exact)
-    bound = 0.5 * sum(math.sqrt(p / NUM_SAMPLES) for p in exact.values()) + math.sqrt(
-        math.log(1 / DELTA) / (2 * NUM_SAMPLES)
-    )
+    tv, bound = tv_and_bound(counts, exact, NUM_SAMPLES, DELTA)
     return tv, bound, first_round_lengths
 
 

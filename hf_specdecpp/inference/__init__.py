@@ -4,9 +4,11 @@ from .baselines import EntropyStoppingCandidateGenerator, FixedLengthCandidateGe
 from .candidate_generator import DraftLoopCandidateGenerator, SpecDecPPCandidateGenerator
 from .stats import SpeculationStats
 from .stopping import RejectionThresholdCriteria
+from .tree import DySpecCandidateGenerator
 
 __all__ = [
     "DraftLoopCandidateGenerator",
+    "DySpecCandidateGenerator",
     "EntropyStoppingCandidateGenerator",
     "FixedLengthCandidateGenerator",
     "RejectionThresholdCriteria",

@@ -9,6 +9,10 @@ generator by hard-coded branches. This module wraps both, once, at import of `hf
   clears it again, also after an exception;
 - `_get_candidate_generator` returns the stored generator, bound to the call, when there is one, and
   otherwise defers to the original. Without `candidate_generator=` both wrappers call the originals unchanged.
+- A tree generator (`DySpecCandidateGenerator`) cannot go through transformers' assisted decoding, which
+  verifies a chain. For it, `generate(..., candidate_generator=gen)` becomes `generate(...,
+  custom_generate=<gen's tree decoding loop, given the draft and the streamer>)`: the same loop as the
+  public `custom_generate=gen` route, and `_get_candidate_generator` is not involved.
 
 The patch is version-guarded (see `compat.py`), idempotent, and `verify_upstream()` checks the private
 details it relies on; the test suite calls it so that a transformers change fails loudly.
@@ -25,6 +29,8 @@ from transformers.generation.candidate_generator import CandidateGenerator
 from transformers.generation.utils import GenerationMixin
 
 from ..compat import check_transformers_version
+from .tree import DySpecCandidateGenerator
+from .validation import check_tokenizers
 
 _PATCH_ATTRIBUTE = "__hf_specdecpp_original__"
 _ACTIVE_GENERATOR: contextvars.ContextVar = contextvars.ContextVar("hf_specdecpp_candidate_generator", default=None)
@@ -61,6 +67,8 @@ def verify_upstream() -> None:
     generate_params = inspect.signature(_original(GenerationMixin.generate)).parameters
     if "assistant_model" not in generate_params or "candidate_generator" in generate_params:
         raise RuntimeError("transformers' generate() signature changed around `assistant_model`/`candidate_generator`.")
+    if "custom_generate" not in generate_params or "streamer" not in generate_params:
+        raise RuntimeError("transformers' generate() no longer takes `custom_generate`/`streamer` (tree routing).")
 
 
 def _original(function):
@@ -94,8 +102,8 @@ def install() -> None:
                 "candidate_generator must be an hf_specdecpp candidate generator (e.g. "
                 f"SpecDecPPCandidateGenerator), got {type(candidate_generator).__name__}"
             )
-        arguments = generate_signature.bind_partial(self, *args, **kwargs).arguments
-        assistant_model = arguments.get("assistant_model")
+        bound = generate_signature.bind_partial(self, *args, **kwargs)
+        assistant_model = bound.arguments.get("assistant_model")
         draft = candidate_generator.draft_model
         if assistant_model is None and draft is None:
             raise ValueError(
@@ -106,9 +114,11 @@ def install() -> None:
             raise ValueError(
                 "generate() got an `assistant_model` that differs from the candidate generator's `draft_model`."
             )
+        candidate_generator.check_models(self, assistant_model or draft)
+        if isinstance(candidate_generator, DySpecCandidateGenerator):
+            return _generate_with_tree(original_generate, bound, candidate_generator, assistant_model or draft)
         if assistant_model is None:
             kwargs["assistant_model"] = draft
-        candidate_generator.check_models(self, assistant_model or draft)
         candidate_generator.acquire()
         token = _ACTIVE_GENERATOR.set(candidate_generator)
         try:
@@ -152,6 +162,24 @@ def install() -> None:
     setattr(_get_candidate_generator, _PATCH_ATTRIBUTE, original_get_candidate_generator)
     GenerationMixin.generate = generate
     GenerationMixin._get_candidate_generator = _get_candidate_generator
+
+
+def _generate_with_tree(original_generate, bound: inspect.BoundArguments, generator: DySpecCandidateGenerator,
+                        draft) -> object:
+    """Run a tree generator's own decoding loop as generate()'s `custom_generate=` decoding method.
+
+    generate() passes neither `assistant_model` nor `streamer` to such a method, so they are taken out of the
+    call and bound to the loop; generate() still prepares everything else (config, processors, criteria, cache).
+    """
+    arguments = bound.arguments
+    if arguments.get("custom_generate") is not None:
+        raise ValueError("Pass either candidate_generator= or custom_generate= to generate(), not both.")
+    extra = arguments.get("kwargs", {})
+    check_tokenizers(extra.get("tokenizer"), extra.get("assistant_tokenizer"))
+    arguments.pop("assistant_model", None)
+    streamer = arguments.pop("streamer", None)
+    arguments["custom_generate"] = functools.partial(generator.decode, draft_model=draft, streamer=streamer)
+    return original_generate(*bound.args, **bound.kwargs)
 
 
 def uninstall() -> None:

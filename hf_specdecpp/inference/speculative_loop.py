@@ -45,7 +45,7 @@ def select_tokens(
     return chosen[:, : num_accepted + 1], num_accepted
 
 
-def _truncate(tokens: torch.LongTensor, budget: int, eos_token_ids: torch.Tensor | None) -> torch.LongTensor:
+def truncate_new_tokens(tokens: torch.LongTensor, budget: int, eos_token_ids: torch.Tensor | None) -> torch.LongTensor:
     """Cut the new tokens at the length budget and just after the first EOS."""
     tokens = tokens[:, :budget]
     if eos_token_ids is not None:
@@ -53,6 +53,23 @@ def _truncate(tokens: torch.LongTensor, budget: int, eos_token_ids: torch.Tensor
         if hits.numel() > 0:
             tokens = tokens[:, : int(hits[0]) + 1]
     return tokens
+
+
+def check_loop_inputs(model_kwargs: dict, synced_gpus: bool, draft: PreTrainedModel | None, generator_name: str):
+    """Reject what our decoding loops cannot do; return the target's KV cache prepared by generate()."""
+    if synced_gpus:
+        raise ValueError("hf_specdecpp's custom_generate route does not support synced_gpus.")
+    if not model_kwargs.get("use_cache", True):
+        raise ValueError("Speculative decoding requires use_cache=True.")
+    cache = model_kwargs.get("past_key_values")
+    if cache is None or not hasattr(cache, "crop"):
+        raise ValueError("Speculative decoding requires a croppable KV cache (the default DynamicCache).")
+    if draft is None:
+        raise ValueError(
+            "With custom_generate=, transformers does not pass `assistant_model` to the decoding method: give "
+            f"the draft to the generator, e.g. {generator_name}(..., draft_model=draft)."
+        )
+    return cache
 
 
 @torch.no_grad()
@@ -68,19 +85,8 @@ def speculative_decode(
     **model_kwargs,
 ) -> GenerateDecoderOnlyOutput | torch.LongTensor:
     """Decode with `candidate_generator` drafting and `model` verifying; returns like generate()."""
-    if synced_gpus:
-        raise ValueError("hf_specdecpp's custom_generate route does not support synced_gpus.")
-    if not model_kwargs.get("use_cache", True):
-        raise ValueError("Speculative decoding requires use_cache=True.")
-    cache = model_kwargs.get("past_key_values")
-    if cache is None or not hasattr(cache, "crop"):
-        raise ValueError("Speculative decoding requires a croppable KV cache (the default DynamicCache).")
-
-    if candidate_generator.draft_model is None:
-        raise ValueError(
-            "With custom_generate=, transformers does not pass `assistant_model` to the decoding method: give "
-            f"the draft to the generator, e.g. {type(candidate_generator).__name__}(..., draft_model=draft)."
-        )
+    cache = check_loop_inputs(model_kwargs, synced_gpus, candidate_generator.draft_model,
+                              type(candidate_generator).__name__)
     candidate_generator.acquire()
     try:
         candidate_generator.bind(
@@ -128,7 +134,7 @@ def speculative_decode(
                 target_scores[:, i] = logits_processor(candidate_ids[:, : current_length + i], target_scores[:, i])
 
             tokens, _ = select_tokens(candidate_ids, candidate_logits, target_scores, num_candidates, do_sample)
-            tokens = _truncate(tokens, generation_config.max_length - current_length, eos_token_ids)
+            tokens = truncate_new_tokens(tokens, generation_config.max_length - current_length, eos_token_ids)
             num_accepted = tokens.shape[1] - 1
             input_ids = torch.cat([input_ids, tokens], dim=-1)
             if num_candidates > num_accepted:

@@ -15,6 +15,10 @@ class SpeculationStats:
     - `candidate_lengths`: number of candidates of every round (0 when the round drafted nothing);
     - `accepted_lengths`: accepted candidates of every round;
     - `new_tokens`: tokens added to the sequence (accepted + one target token per round, after EOS/length cuts).
+
+    Tree decoding (DySpec) also records `tree_sizes` (drafted nodes of every round; `candidate_lengths` holds the
+    same numbers) and `accepted_child_ranks` (for every round, the sibling rank of each accepted node: 0 for its
+    parent's first child, 1 for the second, ...).
     """
 
     rounds: int = 0
@@ -26,6 +30,7 @@ class SpeculationStats:
     candidate_lengths: list[int] = field(default_factory=list)
     accepted_lengths: list[int] = field(default_factory=list)
     tree_sizes: list[int] = field(default_factory=list)
+    accepted_child_ranks: list[list[int]] = field(default_factory=list)
 
     @property
     def acceptance_rate(self) -> float:

@@ -51,3 +51,32 @@ def check_tokenizers(tokenizer, assistant_tokenizer) -> None:
             "The draft's tokenizer differs from the target's. SpecDec++ needs a draft and a target that share "
             "one tokenizer (transformers' universal assisted generation handles different tokenizers)."
         )
+
+
+# Architectures whose forward pass is checked (tests/test_tree_mask_and_cache.py) to use a prepared 4D attention mask
+# as-is together with explicit position ids, with a DynamicCache of gatherable full-attention layers.
+TREE_ARCHITECTURES = ("llama", "qwen2")
+TREE_ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
+
+
+def check_tree_support(model: PreTrainedModel, role: str) -> None:
+    """DySpec reads a token tree in one pass: the model must take a custom 4D mask, position ids, a plain cache."""
+    config = model.config.get_text_config()
+    name = f"the {role} model ({type(model).__name__}, model_type {config.model_type!r})"
+    if config.model_type not in TREE_ARCHITECTURES:
+        raise ValueError(
+            f"DySpec tree decoding supports {', '.join(TREE_ARCHITECTURES)} architectures; {name} is not one of "
+            "them. What it needs and has not been checked for this architecture: a prepared 4D tree attention "
+            "mask used as-is, per-token position ids, and a DynamicCache whose keys/values can be gathered."
+        )
+    implementation = getattr(config, "_attn_implementation", None) or "eager"
+    if implementation not in TREE_ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(
+            f"DySpec tree decoding needs an arbitrary 4D attention mask, which the {implementation!r} attention "
+            f"of {name} does not take: load it with attn_implementation='sdpa' or 'eager'."
+        )
+    if "sliding_attention" in (getattr(config, "layer_types", None) or ()):
+        raise ValueError(
+            f"DySpec tree decoding does not support sliding-window attention layers ({name}): their cache keeps "
+            "only a window and cannot be gathered to the accepted path."
+        )
