@@ -161,7 +161,19 @@ def test_cli_tiny_smoke(tmp_path):
     from hf_specdecpp.cli import app
 
     res = CliRunner().invoke(app, ["bench", "--tiny", "--subset", "1", "--fixed-k", "2", "--thresholds", "0.5",
-                                   "--max-new-tokens", "8", "--output-dir", str(tmp_path)])
+                                   "--tree-budgets", "2,4", "--max-new-tokens", "8", "--output-dir", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "specdec++-h0.5" in res.output and "| oracle |" in res.output
+    for name in ("dyspec-B2", "dyspec-B4", "dyspec+head-B2", "dyspec+head-B4"):
+        assert f"| {name} |" in res.output
     assert (tmp_path / "tiny" / "summary.csv").exists()
+    assert (tmp_path / "tiny" / "tree_budgets.png").stat().st_size > 1000
+
+
+def test_cli_rejects_bad_tree_budget(tmp_path):
+    from typer.testing import CliRunner
+
+    from hf_specdecpp.cli import app
+
+    res = CliRunner().invoke(app, ["bench", "--tiny", "--tree-budgets", "0", "--output-dir", str(tmp_path)])
+    assert res.exit_code != 0 and "tree budgets must be >= 1" in res.output

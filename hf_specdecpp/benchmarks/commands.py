@@ -20,22 +20,29 @@ def _numbers(text: str, kind, option: str) -> list:
     return values
 
 
-def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: int = 20) -> dict:
+def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: int | None = None,
+                  tree_budgets=()) -> dict:
     """The standard configuration set: target alone, transformers default and heuristic, fixed K, entropy
-    stopping (AdaEDL-style) and SpecDec++ at each threshold (when a head is given)."""
+    stopping (AdaEDL-style), SpecDec++ at each threshold (when a head is given; `max_candidates` None = the
+    head's calibrated cap) and DySpec trees at each budget (draft-guided, and head-guided with a head)."""
     from ..inference.baselines import EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator
     from ..inference.candidate_generator import SpecDecPPCandidateGenerator
+    from ..inference.tree import DySpecCandidateGenerator
     from .runner import ASSISTED, HEURISTIC, TARGET_ALONE
 
     configs: dict = {"target": TARGET_ALONE, "hf-default": ASSISTED, "hf-heuristic": HEURISTIC}
     for k in fixed_k:
         configs[f"fixed-K{k}"] = FixedLengthCandidateGenerator(num_candidates=k)
     for lam in entropy_lams:
-        configs[f"entropy-{lam:g}"] = EntropyStoppingCandidateGenerator(lam=lam, max_candidates=max_candidates)
+        configs[f"entropy-{lam:g}"] = EntropyStoppingCandidateGenerator(lam=lam, max_candidates=max_candidates or 20)
     if head is not None:
         for h in thresholds:
             configs[f"specdec++-h{h:g}"] = SpecDecPPCandidateGenerator(head=head, threshold=h,
                                                                        max_candidates=max_candidates)
+    for budget in tree_budgets:
+        configs[f"dyspec-B{budget}"] = DySpecCandidateGenerator(budget=budget)
+        if head is not None:
+            configs[f"dyspec+head-B{budget}"] = DySpecCandidateGenerator(budget=budget, head=head)
     return configs
 
 
@@ -79,8 +86,14 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option("both", "--dataset", help="humaneval (tasks 0-79), mtbench or both."),
         subset: Optional[int] = typer.Option(None, "--subset", min=1, help="Use the first N prompts of each set."),
         head: Optional[str] = typer.Option(None, "--head", help="Acceptance head: local directory or Hub repo "
-                                                                "(without it, SpecDec++ is skipped)."),
-        thresholds: str = typer.Option("0.3,0.5,0.7", "--thresholds", help="SpecDec++ thresholds h to sweep."),
+                                                                "(default: the shipped head for the real pair)."),
+        thresholds: Optional[str] = typer.Option(None, "--thresholds",
+                                                 help="SpecDec++ thresholds h to sweep (default: the head's "
+                                                      "calibrated h, and h +- 0.2)."),
+        max_candidates: Optional[int] = typer.Option(None, "--max-candidates", min=1,
+                                                     help="Cap on candidates per round for SpecDec++ and entropy "
+                                                          "stopping (default: the head's calibrated cap, else 20)."),
+        tree_budgets: str = typer.Option("", "--tree-budgets", help="DySpec tree budgets, e.g. 4,8 (empty: skip)."),
         fixed_k: str = typer.Option("1,2,3,4,5,6,7,8,9,10", "--fixed-k", help="Fixed candidate lengths K."),
         entropy_lams: str = typer.Option("0.3", "--entropy-lams",
                                          help="Thresholds of the AdaEDL-style entropy rule (empty: skip)."),
@@ -102,9 +115,12 @@ def register(app: typer.Typer) -> None:
 
         if dataset not in DATASETS:
             raise typer.BadParameter(f"{dataset!r} is not one of {', '.join(DATASETS)}", param_hint="--dataset")
-        hs = _numbers(thresholds, float, "--thresholds")
-        if any(not 0 < h < 1 for h in hs):
+        hs = _numbers(thresholds, float, "--thresholds") if thresholds else None
+        if hs and any(not 0 < h < 1 for h in hs):
             raise typer.BadParameter("thresholds must lie strictly between 0 and 1", param_hint="--thresholds")
+        budgets = _numbers(tree_budgets, int, "--tree-budgets") if tree_budgets.strip() else []
+        if any(b < 1 for b in budgets):
+            raise typer.BadParameter("tree budgets must be >= 1", param_hint="--tree-budgets")
         ks = _numbers(fixed_k, int, "--fixed-k")
         if any(k < 1 for k in ks):
             raise typer.BadParameter("K must be >= 1", param_hint="--fixed-k")
@@ -125,21 +141,25 @@ def register(app: typer.Typer) -> None:
                 torch_dtype = getattr(torch, dtype, None)
                 if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
                     raise typer.BadParameter(f"unknown floating dtype {dtype!r}", param_hint="--dtype")
-                target, draft, tokenizer = load_pair(torch_dtype)
+                target, draft, tokenizer = load_pair(torch_dtype, fast_cpu_linear=False)
                 sets = _real_prompts(dataset, subset, tokenizer)
             except FetchError as err:
                 console.print(f"[bold red]Error:[/] {err}", highlight=False)
                 raise typer.Exit(1) from None
-            acceptance_head = AcceptanceHead.from_pretrained(head) if head else None
-            if acceptance_head is None:
-                console.print("[yellow]No --head given: SpecDec++ configurations skipped.[/]")
+            from ..heads import load_shipped_head
+
+            acceptance_head = AcceptanceHead.from_pretrained(head) if head else load_shipped_head()
         if fast_cpu_linear:
             from ..models.cpu_linear import use_fast_cpu_linear
 
             use_fast_cpu_linear(target)
             use_fast_cpu_linear(draft)
+        if hs is None:
+            h0 = acceptance_head.recommended_threshold if acceptance_head is not None else None
+            hs = [0.3, 0.5, 0.7] if h0 is None else sorted({round(h, 2) for h in (h0 - 0.2, h0, h0 + 0.2)
+                                                           if 0 < round(h, 2) < 1})
         for name, prompts in sets.items():
-            configs = build_configs(ks, hs, lams, acceptance_head)
+            configs = build_configs(ks, hs, lams, acceptance_head, max_candidates, budgets)
             folder = output_dir / name
 
             def progress(prompt_id, config, rec):

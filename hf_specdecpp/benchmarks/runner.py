@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from ..inference.candidate_generator import DraftLoopCandidateGenerator, SpecDecPPCandidateGenerator
+from ..inference.tree import DySpecCandidateGenerator
 
 TARGET_ALONE = "target"
 ASSISTED = "assisted"
@@ -386,7 +387,7 @@ def describe_config(config) -> str:
     if isinstance(config, str):
         return {TARGET_ALONE: "target alone", ASSISTED: "transformers assisted generation (default)",
                 HEURISTIC: f"transformers heuristic schedule (start {HEURISTIC_START})"}[config]
-    params = {k: getattr(config, k) for k in ("threshold", "num_candidates", "lam", "gamma", "estimator",
+    params = {k: getattr(config, k) for k in ("threshold", "num_candidates", "lam", "gamma", "estimator", "budget",
                                               "min_candidates", "max_candidates") if hasattr(config, k)}
     return f"{type(config).__name__}({', '.join(f'{k}={v}' for k, v in params.items())})"
 
@@ -479,7 +480,8 @@ def _write_csv(path: Path, rows: Sequence[dict], columns: Sequence[str]) -> None
 
 def write_outputs(result: BenchmarkResult, output_dir: str | Path, configs: dict | None = None) -> dict[str, Path]:
     """Write `summary.md`, `summary.csv`, `results.csv` (one row per call), `oracle.csv`, `results.json` and the
-    plots `speedup.png`, `candidate_lengths.png`, `tradeoff.png`; return their paths by name."""
+    plots `speedup.png`, `candidate_lengths.png`, `tradeoff.png` (and `tree_budgets.png` with DySpec
+    configurations); return their paths by name."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("summary.md", "summary.csv", "results.csv", "oracle.csv",
@@ -497,7 +499,41 @@ def write_outputs(result: BenchmarkResult, output_dir: str | Path, configs: dict
         records=[asdict(r) for r in result.records], oracle=[asdict(o) for o in result.oracle]), indent=1))
     specdec = [n for n, c in (configs or {}).items() if isinstance(c, SpecDecPPCandidateGenerator)]
     _plots(result, paths, specdec)
+    trees = {n: c for n, c in (configs or {}).items() if isinstance(c, DySpecCandidateGenerator)}
+    if trees:
+        paths["tree_budgets.png"] = out / "tree_budgets.png"
+        _tree_budget_plot(result, trees, paths["tree_budgets.png"])
     return paths
+
+
+def _tree_budget_plot(result: BenchmarkResult, trees: dict, path: Path) -> None:
+    """Speedup against tree budget, one line per tree variant (draft-guided / head-guided), chains as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = {r["config"]: r for r in result.summary}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for variant, with_head in (("DySpec (draft probabilities)", False), ("DySpec + acceptance head", True)):
+        points = sorted((c.budget, summary[n]["speedup"]) for n, c in trees.items()
+                        if (c.head is not None) == with_head and n in summary)
+        if points:
+            ax.plot([b for b, _ in points], [v for _, v in points], "o-", label=variant)
+    chains = [r for r in result.summary if r["config"] not in trees and r["config"] not in (ORACLE, "target")
+              and r["speedup"] == r["speedup"]]
+    for r in sorted(chains, key=lambda r: -r["speedup"])[:3]:
+        ax.axhline(r["speedup"], ls="--", lw=0.8, color="tab:gray")
+        ax.annotate(r["config"], (ax.get_xlim()[0], r["speedup"]), fontsize=7, color="tab:gray")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("tree budget (drafted nodes per round)")
+    ax.set_ylabel("speedup over target alone (geo. mean)")
+    ax.set_title("Draft trees: speedup by budget (dashed: best chain methods)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _plots(result: BenchmarkResult, paths: dict, specdec_names: Sequence[str]) -> None:

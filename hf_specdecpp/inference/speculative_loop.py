@@ -149,10 +149,13 @@ def speculative_decode(
     finally:
         candidate_generator.release()
 
+    return finish_decoding(input_ids, streamer, return_dict, all_scores if output_scores else None, cache)
+
+
+def finish_decoding(input_ids: torch.LongTensor, streamer, return_dict: bool, scores: tuple | None, cache):
+    """End the streamer and return what generate() returns: the sequences, or an output object."""
     if streamer is not None:
         streamer.end()
     if return_dict:
-        return GenerateDecoderOnlyOutput(
-            sequences=input_ids, scores=all_scores if output_scores else None, past_key_values=cache
-        )
+        return GenerateDecoderOnlyOutput(sequences=input_ids, scores=scores, past_key_values=cache)
     return input_ids

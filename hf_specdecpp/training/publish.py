@@ -68,7 +68,7 @@ def model_card_extra(head: AcceptanceHead) -> str:
             f"- verification cost v(K) in target steps for K = 0, 1, 2, ...: "
             f"{', '.join(f'{v:.2f}' for v in cal.get('verify_costs', [])[:13]) or 'n/a'}",
             f"- simulated on {_fmt(cal.get('dev_responses'))} dev responses, candidates in "
-            f"[{cal.get('min_candidates')}, {cal.get('max_candidates')}]: time per token {_fmt(cal.get('time_per_token'))}"
+            f"[{cal.get('min_candidates')}, {cal.get('max_candidates_limit', cal.get('max_candidates'))}]: time per token {_fmt(cal.get('time_per_token'))}"
             f" (speed-up {_fmt(cal.get('speedup'), 2)}x) vs best fixed K = {cal.get('best_fixed_k')}: "
             f"{_fmt(cal.get('fixed_k_time_per_token'))} ({_fmt(cal.get('fixed_k_speedup'), 2)}x); target alone = 1",
             "- the threshold depends on the hardware through c: re-run `hf-specdecpp calibrate` on yours.",

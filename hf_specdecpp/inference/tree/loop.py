@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
-from ..speculative_loop import check_loop_inputs, truncate_new_tokens
+from ..speculative_loop import check_loop_inputs, finish_decoding, truncate_new_tokens
 from .cache import check_gatherable, compact_cache
 from .tree import ROOT, DraftTree, additive_mask, causal_rows, node_positions, node_rows, prefix_layout
 from .verify import greedy_walk, sampling_walk
@@ -134,10 +134,4 @@ def tree_decode(
     finally:
         generator.release()
 
-    if streamer is not None:
-        streamer.end()
-    if return_dict:
-        return GenerateDecoderOnlyOutput(
-            sequences=input_ids, scores=all_scores if output_scores else None, past_key_values=cache
-        )
-    return input_ids
+    return finish_decoding(input_ids, streamer, return_dict, all_scores if output_scores else None, cache)

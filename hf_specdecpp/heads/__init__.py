@@ -1,0 +1,35 @@
+"""Acceptance heads shipped inside the package, trained and calibrated by the project (see each folder's README).
+
+`load_shipped_head()` returns the default head for the Qwen2.5-Coder-0.5B-Instruct (draft) ->
+Qwen2.5-Coder-1.5B-Instruct (target) pair, the pair `hf-specdecpp fetch-models` obtains.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..head import AcceptanceHead
+
+HEADS_DIR = Path(__file__).parent
+DEFAULT_HEAD = "qwen2.5-coder-0.5b-to-1.5b-greedy"
+
+
+def shipped_heads() -> list[str]:
+    """Names of the heads shipped with the package."""
+    return sorted(p.name for p in HEADS_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def shipped_head_path(name: str = DEFAULT_HEAD) -> Path:
+    """The folder of a shipped head (loadable with `AcceptanceHead.from_pretrained(str(path))`)."""
+    path = HEADS_DIR / name
+    if not (path / "config.json").is_file():
+        raise ValueError(f"No shipped acceptance head named {name!r}; shipped heads: {', '.join(shipped_heads())}")
+    return path
+
+
+def load_shipped_head(name: str = DEFAULT_HEAD) -> AcceptanceHead:
+    """Load a shipped head (float32, eval mode)."""
+    return AcceptanceHead.from_pretrained(str(shipped_head_path(name))).float().eval()
+
+
+__all__ = ["DEFAULT_HEAD", "load_shipped_head", "shipped_head_path", "shipped_heads"]
