@@ -38,3 +38,21 @@ def tv_and_bound(counts: dict, exact: dict, num_samples: int, delta: float) -> t
         math.log(1 / delta) / (2 * num_samples)
     )
     return tv, bound
+
+
+def stop_and_process_kwargs() -> dict:
+    """generate() kwargs with a user stopping criterion (stop at length 20), a user logits processor and a
+    repetition penalty: the features a plug-in decoding loop must honour like generate() does."""
+    from transformers import LogitsProcessorList, NoRepeatNGramLogitsProcessor, StoppingCriteria, StoppingCriteriaList
+
+    class StopAtLength(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), input_ids.shape[1] >= 20, dtype=torch.bool)
+
+    return dict(
+        do_sample=False,
+        max_new_tokens=30,
+        stopping_criteria=StoppingCriteriaList([StopAtLength()]),
+        logits_processor=LogitsProcessorList([NoRepeatNGramLogitsProcessor(2)]),
+        repetition_penalty=1.3,
+    )

@@ -2,13 +2,7 @@
 
 import pytest
 import torch
-from transformers import (
-    GenerationConfig,
-    LogitsProcessorList,
-    NoRepeatNGramLogitsProcessor,
-    StoppingCriteria,
-    StoppingCriteriaList,
-)
+from transformers import GenerationConfig
 from transformers.generation.streamers import BaseStreamer
 
 import hf_specdecpp  # noqa: F401  (installs candidate_generator=)
@@ -16,7 +10,7 @@ from hf_specdecpp import DySpecCandidateGenerator
 from hf_specdecpp.inference import generate_patch
 from hf_specdecpp.testing import tiny_pair
 
-from helpers import constant_head, random_head
+from helpers import constant_head, random_head, stop_and_process_kwargs
 
 PROMPTS = [[2, 5, 6, 7, 8, 9], [3, 17, 4, 40, 41, 42, 43, 12, 13, 14, 15]]
 ROUTES = ("candidate_generator", "custom_generate")
@@ -130,17 +124,7 @@ def test_user_stopping_criteria_and_logits_processors(pair):
     target, draft = pair
     ids = torch.tensor([PROMPTS[1]])
 
-    class StopAtLength(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            return torch.full((input_ids.shape[0],), input_ids.shape[1] >= 20, dtype=torch.bool)
-
-    kwargs = dict(
-        do_sample=False,
-        max_new_tokens=30,
-        stopping_criteria=StoppingCriteriaList([StopAtLength()]),
-        logits_processor=LogitsProcessorList([NoRepeatNGramLogitsProcessor(2)]),
-        repetition_penalty=1.3,
-    )
+    kwargs = stop_and_process_kwargs()
     reference = target.generate(ids, **kwargs)
     for route in ROUTES:
         out = generate(target, draft, ids, make_generator("budget16", route, draft), route, **kwargs)

@@ -98,11 +98,8 @@ def speculative_decode(
             inputs_tensor=input_ids,
             logits_processor=logits_processor,
         )
-        do_sample = bool(generation_config.do_sample)
-        eos_token_ids = getattr(generation_config, "_eos_token_tensor", None)
+        do_sample, eos_token_ids, return_dict, output_scores = decoding_flags(generation_config)
         base_mask = model_kwargs.get("attention_mask")
-        return_dict = generation_config.return_dict_in_generate
-        output_scores = return_dict and generation_config.output_scores
         all_scores: tuple[torch.Tensor, ...] = ()
         if streamer is not None:
             streamer.put(input_ids.cpu())
@@ -150,6 +147,13 @@ def speculative_decode(
         candidate_generator.release()
 
     return finish_decoding(input_ids, streamer, return_dict, all_scores if output_scores else None, cache)
+
+
+def decoding_flags(generation_config: GenerationConfig) -> tuple[bool, torch.Tensor | None, bool, bool]:
+    """(do_sample, EOS token tensor prepared by generate(), return_dict_in_generate, output_scores)."""
+    return_dict = bool(generation_config.return_dict_in_generate)
+    return (bool(generation_config.do_sample), getattr(generation_config, "_eos_token_tensor", None), return_dict,
+            return_dict and bool(generation_config.output_scores))
 
 
 def finish_decoding(input_ids: torch.LongTensor, streamer, return_dict: bool, scores: tuple | None, cache):

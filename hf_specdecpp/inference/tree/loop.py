@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
-from ..speculative_loop import check_loop_inputs, finish_decoding, truncate_new_tokens
+from ..speculative_loop import check_loop_inputs, decoding_flags, finish_decoding, truncate_new_tokens
 from .cache import check_gatherable, compact_cache
 from .tree import ROOT, DraftTree, additive_mask, causal_rows, node_positions, node_rows, prefix_layout
 from .verify import greedy_walk, sampling_walk
@@ -91,10 +91,7 @@ def tree_decode(
         padding_mask = model_kwargs.get("attention_mask")
         if padding_mask is not None and bool(padding_mask.all()):
             padding_mask = None
-        do_sample = bool(generation_config.do_sample)
-        eos_token_ids = getattr(generation_config, "_eos_token_tensor", None)
-        return_dict = generation_config.return_dict_in_generate
-        output_scores = return_dict and generation_config.output_scores
+        do_sample, eos_token_ids, return_dict, output_scores = decoding_flags(generation_config)
         all_scores: tuple[torch.Tensor, ...] = ()
         if streamer is not None:
             streamer.put(input_ids.cpu())
