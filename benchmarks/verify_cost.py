@@ -12,23 +12,10 @@ import argparse
 import time
 
 import torch
-from torch import nn
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from hf_specdecpp.models import fetch_models
-from hf_specdecpp.models.cpu_linear import FewRowLinear
-
-
-def swap(model: nn.Module, fast: bool) -> None:
-    """Switch every linear layer of `model` between nn.Linear and FewRowLinear (sharing the parameters)."""
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if fast and type(child) is nn.Linear:
-                setattr(parent, name, FewRowLinear(child))
-            elif not fast and isinstance(child, FewRowLinear):
-                plain = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
-                plain.weight, plain.bias = child.weight, child.bias
-                setattr(parent, name, plain)
+from hf_specdecpp.models.cpu_linear import FewRowLinear, linear_layers
 
 
 @torch.inference_mode()
@@ -53,10 +40,12 @@ def main() -> None:
     target = AutoModelForCausalLM.from_pretrained(fetch_models()["target"], dtype=torch.float32).eval()
     prompt = torch.randint(100, 1000, (1, 200), generator=torch.Generator().manual_seed(0))
     ks = [int(k) for k in args.tokens.split(",")]
+    layers = [(parent, name, linear, FewRowLinear(linear)) for parent, name, linear in linear_layers(target)]
     rows = {False: [], True: []}
     for k in ks:
-        for fast in (False, True):
-            swap(target, fast)
+        for fast in (False, True):  # both layer kinds share the weights; switch them per k
+            for parent, name, linear, few_row in layers:
+                setattr(parent, name, few_row if fast else linear)
             rows[fast].append(pass_time(target, prompt, k))
     print("| new tokens | " + " | ".join(map(str, ks)) + " |")
     print("|---|" + "---|" * len(ks))

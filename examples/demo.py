@@ -70,7 +70,6 @@ def main() -> None:
             from hf_specdecpp.heads import load_shipped_head
             from hf_specdecpp.models import load_pair
 
-            torch.set_num_threads(min(torch.get_num_threads(), 2))
             target, draft, tokenizer = load_pair(dtype=torch.float32)  # float32: exact, and fast on CPUs
             head = AcceptanceHead.from_pretrained(args.head) if args.head else load_shipped_head()
             prompt = args.prompt or "Write a Python function that checks whether a number is prime."

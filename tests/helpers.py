@@ -56,3 +56,16 @@ def stop_and_process_kwargs() -> dict:
         logits_processor=LogitsProcessorList([NoRepeatNGramLogitsProcessor(2)]),
         repetition_penalty=1.3,
     )
+
+
+class CollectingStreamer:
+    """A streamer (transformers' `put`/`end` protocol) that records every chunk it is given."""
+
+    def __init__(self):
+        self.chunks, self.ended = [], False
+
+    def put(self, value):
+        self.chunks.append(value.reshape(-1).tolist())
+
+    def end(self):
+        self.ended = True

@@ -12,7 +12,7 @@ from hf_specdecpp import SpecDecPPCandidateGenerator
 from hf_specdecpp.inference import generate_patch
 from hf_specdecpp.testing import tiny_pair
 
-from helpers import constant_head, random_head
+from helpers import CollectingStreamer, constant_head, random_head
 
 
 @pytest.fixture(scope="module")
@@ -87,18 +87,8 @@ def test_nothing_left_active_after_an_exception(pair):
 def test_streamer_receives_exactly_the_output(pair):
     target, draft = pair
 
-    class Collect(BaseStreamer):
-        def __init__(self):
-            self.chunks, self.ended = [], False
-
-        def put(self, value):
-            self.chunks.append(value.reshape(-1).tolist())
-
-        def end(self):
-            self.ended = True
-
     for route in ("candidate_generator", "custom_generate"):
-        streamer = Collect()
+        streamer = CollectingStreamer()
         if route == "candidate_generator":
             generator = SpecDecPPCandidateGenerator(head=random_head(32), threshold=0.5)
             out = target.generate(IDS, assistant_model=draft, candidate_generator=generator, streamer=streamer,

@@ -3,14 +3,13 @@
 import pytest
 import torch
 from transformers import GenerationConfig
-from transformers.generation.streamers import BaseStreamer
 
 import hf_specdecpp  # noqa: F401  (installs candidate_generator=)
 from hf_specdecpp import DySpecCandidateGenerator
 from hf_specdecpp.inference import generate_patch
 from hf_specdecpp.testing import tiny_pair
 
-from helpers import constant_head, random_head, stop_and_process_kwargs
+from helpers import CollectingStreamer, constant_head, random_head, stop_and_process_kwargs
 
 PROMPTS = [[2, 5, 6, 7, 8, 9], [3, 17, 4, 40, 41, 42, 43, 12, 13, 14, 15]]
 ROUTES = ("candidate_generator", "custom_generate")
@@ -138,18 +137,8 @@ def test_return_dict_scores_and_streamer(pair):
     reference = target.generate(ids, max_new_tokens=10, do_sample=False, return_dict_in_generate=True,
                                 output_scores=True, repetition_penalty=1.2)
 
-    class Collect(BaseStreamer):
-        def __init__(self):
-            self.chunks, self.ended = [], False
-
-        def put(self, value):
-            self.chunks.append(value.reshape(-1).tolist())
-
-        def end(self):
-            self.ended = True
-
     for route in ROUTES:
-        streamer = Collect()
+        streamer = CollectingStreamer()
         generator = make_generator("budget16", route, draft)
         kwargs = dict(max_new_tokens=10, do_sample=False, return_dict_in_generate=True, output_scores=True,
                       repetition_penalty=1.2)

@@ -25,6 +25,7 @@ def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: 
     """The standard configuration set: target alone, transformers default and heuristic, fixed K, entropy
     stopping (AdaEDL-style), SpecDec++ at each threshold (when a head is given; `max_candidates` None = the
     head's calibrated cap) and DySpec trees at each budget (draft-guided, and head-guided with a head)."""
+    from ..head import DEFAULT_MAX_CANDIDATES
     from ..inference.baselines import EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator
     from ..inference.candidate_generator import SpecDecPPCandidateGenerator
     from ..inference.tree import DySpecCandidateGenerator
@@ -34,7 +35,8 @@ def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: 
     for k in fixed_k:
         configs[f"fixed-K{k}"] = FixedLengthCandidateGenerator(num_candidates=k)
     for lam in entropy_lams:
-        configs[f"entropy-{lam:g}"] = EntropyStoppingCandidateGenerator(lam=lam, max_candidates=max_candidates or 20)
+        configs[f"entropy-{lam:g}"] = EntropyStoppingCandidateGenerator(
+            lam=lam, max_candidates=max_candidates or DEFAULT_MAX_CANDIDATES)
     if head is not None:
         for h in thresholds:
             configs[f"specdec++-h{h:g}"] = SpecDecPPCandidateGenerator(head=head, threshold=h,
@@ -132,15 +134,11 @@ def register(app: typer.Typer) -> None:
             torch.set_num_threads(1)  # tiny models run fastest on one thread
             target, draft, tokenizer, acceptance_head, sets = _tiny_setup(subset or 2)
         else:
-            import torch
-
             from ..head import AcceptanceHead
-            from ..models.fetch import FetchError, load_pair
+            from ..models.fetch import FetchError, load_pair, parse_dtype_option
 
+            torch_dtype = parse_dtype_option(dtype)
             try:
-                torch_dtype = getattr(torch, dtype, None)
-                if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
-                    raise typer.BadParameter(f"unknown floating dtype {dtype!r}", param_hint="--dtype")
                 target, draft, tokenizer = load_pair(torch_dtype, fast_cpu_linear=False)
                 sets = _real_prompts(dataset, subset, tokenizer)
             except FetchError as err:

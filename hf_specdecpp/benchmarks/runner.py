@@ -502,12 +502,14 @@ def write_outputs(result: BenchmarkResult, output_dir: str | Path, configs: dict
     trees = {n: c for n, c in (configs or {}).items() if isinstance(c, DySpecCandidateGenerator)}
     if trees:
         paths["tree_budgets.png"] = out / "tree_budgets.png"
-        _tree_budget_plot(result, trees, paths["tree_budgets.png"])
+        references = {n for n, c in configs.items() if c == TARGET_ALONE} | {TARGET_ALONE, ORACLE}
+        _tree_budget_plot(result, trees, references, paths["tree_budgets.png"])
     return paths
 
 
-def _tree_budget_plot(result: BenchmarkResult, trees: dict, path: Path) -> None:
-    """Speedup against tree budget, one line per tree variant (draft-guided / head-guided), chains as lines."""
+def _tree_budget_plot(result: BenchmarkResult, trees: dict, references: set[str], path: Path) -> None:
+    """Speedup against tree budget, one line per tree variant (draft-guided / head-guided), chains as lines;
+    `references` (target alone, oracle) are not chains."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -520,7 +522,7 @@ def _tree_budget_plot(result: BenchmarkResult, trees: dict, path: Path) -> None:
                         if (c.head is not None) == with_head and n in summary)
         if points:
             ax.plot([b for b, _ in points], [v for _, v in points], "o-", label=variant)
-    chains = [r for r in result.summary if r["config"] not in trees and r["config"] not in (ORACLE, "target")
+    chains = [r for r in result.summary if r["config"] not in trees and r["config"] not in references
               and r["speedup"] == r["speedup"]]
     for r in sorted(chains, key=lambda r: -r["speedup"])[:3]:
         ax.axhline(r["speedup"], ls="--", lw=0.8, color="tab:gray")

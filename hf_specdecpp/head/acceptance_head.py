@@ -58,6 +58,10 @@ print(tokenizer.decode(out[0], skip_special_tokens=True))
 """
 
 
+DEFAULT_MAX_CANDIDATES = 20
+"""Candidates per round allowed when a head carries no calibrated `recommended_max_candidates`."""
+
+
 class ResidualBlock(nn.Module):
     """`x + SiLU(Linear(x))`, one block of the acceptance head."""
 
@@ -151,7 +155,8 @@ class AcceptanceHead(
             num_layers=self.num_layers,
             decoding=decoding,
             recommended_threshold=self.recommended_threshold,
-            recommended_max_candidates=self.recommended_max_candidates or "not calibrated (default 20)",
+            recommended_max_candidates=self.recommended_max_candidates
+            or f"not calibrated (default {DEFAULT_MAX_CANDIDATES})",
             repo_id=kwargs.pop("repo_id", None) or "<this repo>",
             extra_sections=extra,
             **kwargs,

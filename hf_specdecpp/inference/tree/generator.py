@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ...head import AcceptanceHead
-from ..candidate_generator import DraftLoopCandidateGenerator, check_head_fits
+from ..candidate_generator import DraftLoopCandidateGenerator, check_head_fits, check_head_type
 from ..validation import check_tree_support
 from .cache import compact_cache
 from .growth import child_candidates, grow_tree
@@ -62,8 +62,7 @@ class DySpecCandidateGenerator(DraftLoopCandidateGenerator):
         valid_ratio = isinstance(cost_ratio, (int, float)) and not isinstance(cost_ratio, bool) and cost_ratio > 0
         if cost_ratio is not None and not valid_ratio:
             raise ValueError(f"cost_ratio must be None or a number > 0 (draft time / target time), got {cost_ratio!r}")
-        if head is not None and (not isinstance(head, torch.nn.Module) or not hasattr(head, "hidden_size")):
-            raise TypeError(f"head must be an AcceptanceHead or None, got {type(head).__name__}")
+        check_head_type(head, optional=True)
         super().__init__(draft_model, min_candidates=1, max_candidates=budget, streamer=streamer)
         self.budget = budget
         self.head = head
