@@ -7,6 +7,7 @@ import math
 import torch
 
 from hf_specdecpp import AcceptanceHead
+from hf_specdecpp.head import PRODUCING_STATE
 
 
 def constant_head(hidden_size: int, probability: float, num_layers: int = 1) -> AcceptanceHead:
@@ -26,6 +27,27 @@ def random_head(hidden_size: int, seed: int = 0, num_layers: int = 2) -> Accepta
     with torch.no_grad():
         head.classifier.weight.mul_(4.0)
         head.classifier.bias.fill_(2.0)
+    return head
+
+
+def producing_head(hidden_size: int, probability: float | None = None, feature_weights=(3.0, 0.0, -1.0),
+                   bias: float = 2.0, num_layers: int = 1) -> AcceptanceHead:
+    """A producing-state head with confidence features (no lag).
+
+    With `probability` it predicts that constant; otherwise its prediction follows the drafted token's draft
+    log-probability and the entropy (`feature_weights` on `CONFIDENCE_FEATURES`), so rounds vary in length.
+    """
+    head = AcceptanceHead(hidden_size, num_layers, input_state=PRODUCING_STATE, use_confidence_features=True)
+    with torch.no_grad():
+        head.classifier.weight.zero_()
+        head.classifier.bias.zero_()
+        if probability is not None:
+            p = min(max(probability, 1e-12), 1 - 1e-12)
+            head.feature_classifier.weight.zero_()
+            head.feature_classifier.bias.fill_(math.log(p / (1 - p)))
+        else:
+            head.feature_classifier.weight.copy_(torch.tensor([list(feature_weights)]))
+            head.feature_classifier.bias.fill_(bias)
     return head
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import pytest
@@ -168,6 +169,27 @@ def test_cli_tiny_smoke(tmp_path):
         assert f"| {name} |" in res.output
     assert (tmp_path / "tiny" / "summary.csv").exists()
     assert (tmp_path / "tiny" / "tree_budgets.png").stat().st_size > 1000
+    overhead = json.loads((tmp_path / "head_overhead.json").read_text())
+    assert overhead["head_s"] > 0 and overhead["draft_step_s"] > 0
+    assert overhead["overhead"] == pytest.approx(overhead["head_s"] / overhead["draft_step_s"])
+    assert "Head overhead:" in res.output
+
+
+@pytest.mark.parametrize("sampling", [False, True])
+def test_head_overhead_runs_the_per_token_work(pair, sampling):
+    """The measured head step is the head's per-token work: one predict_drafted call per timed draft step."""
+    from hf_specdecpp.benchmarks.overhead import measure_head_overhead
+
+    from helpers import producing_head
+
+    _, draft = pair
+    head = producing_head(draft.config.hidden_size)
+    calls = []
+    original = head.predict_drafted
+    head.predict_drafted = lambda *a: calls.append(a[1].shape) or original(*a)
+    r = measure_head_overhead(draft, head, prompt_length=8, repeats=5, warmup=1, temperature=0.7 if sampling else None)
+    assert len(calls) == 6 and calls[0][-1] == draft.config.vocab_size
+    assert r["repeats"] == 5 and r["input_state"] == "producing_state" and r["confidence_features"]
 
 
 def test_cli_rejects_bad_tree_budget(tmp_path):

@@ -15,7 +15,7 @@ from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogit
 from hf_specdecpp import SpecDecPPCandidateGenerator
 from hf_specdecpp.testing import tiny_pair
 
-from helpers import constant_head, tv_and_bound
+from helpers import constant_head, producing_head, tv_and_bound
 
 VOCAB = 8
 PROMPT = torch.tensor([[2, 5, 6]])  # no pad/bos token (0) inside: no attention-mask subtleties
@@ -48,10 +48,11 @@ def exact_first_two(model) -> dict[tuple[int, int], float]:
     return out
 
 
-def empirical_tv(target, draft, generator_cls, route="candidate_generator") -> tuple[float, float, list[int]]:
+def empirical_tv(target, draft, generator_cls, route="candidate_generator", head=None) -> tuple[float, float, list[int]]:
     exact = exact_first_two(target)
-    # a head that always predicts acceptance: the first round drafts 2 tokens, so two candidates get verified
-    generator = generator_cls(head=constant_head(32, 1 - 1e-9), threshold=0.5, max_candidates=4, draft_model=draft)
+    # default: a head that always predicts acceptance: the first round drafts 2 tokens, so two candidates get verified
+    head = head if head is not None else constant_head(32, 1 - 1e-9)
+    generator = generator_cls(head=head, threshold=0.5, max_candidates=4, draft_model=draft)
     torch.manual_seed(1234)
     counts: dict[tuple[int, int], int] = {}
     first_round_lengths = []
@@ -82,6 +83,16 @@ def test_sampling_preserves_target_distribution(pair, route):
     target, draft = pair
     tv, bound, first_round = empirical_tv(target, draft, SpecDecPPCandidateGenerator, route)
     assert set(first_round) == {2}  # every call verified two drafted candidates in its first round
+    assert tv <= bound, f"TV {tv:.4f} exceeds the bound {bound:.4f}"
+
+
+@pytest.mark.slow
+def test_sampling_with_a_producing_state_head(pair):
+    """Round lengths that depend on each drafted token's own draft probability keep the target's law."""
+    target, draft = pair
+    head = producing_head(32, feature_weights=(4.0, 0.0, 0.0), bias=4.5)  # P(accept) rises with q(token)
+    tv, bound, first_round = empirical_tv(target, draft, SpecDecPPCandidateGenerator, head=head)
+    assert {1, 2} <= set(first_round)  # the first round's length varied with the drafted tokens
     assert tv <= bound, f"TV {tv:.4f} exceeds the bound {bound:.4f}"
 
 

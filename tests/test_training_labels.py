@@ -132,6 +132,34 @@ def test_simulated_round_length_matches_stopping_criteria(threshold, min_c, max_
         assert k_sim == t
 
 
+@pytest.mark.parametrize("threshold,min_c,max_c", [(0.3, 1, 20), (0.7, 2, 5), (0.05, 1, 3), (0.9, 3, 20)])
+def test_simulated_round_length_without_lag_matches_stopping_criteria(threshold, min_c, max_c):
+    rng = np.random.default_rng(1)
+    pred = rng.uniform(0.3, 1.0, size=40)
+    for start in range(0, 30, 3):
+        limit = min(max_c, len(pred) - start)
+        k_sim = threshold_round_length(pred, start, limit, threshold, min_c, lagged=False)
+        crit = RejectionThresholdCriteria(threshold, min_c, max_c)
+        crit.start_round()
+        ids = torch.zeros((1, 1), dtype=torch.long)
+        for t in range(1, limit + 1):
+            # a producing-state head scores token t as soon as it is drafted
+            if bool(crit(ids, None, acceptance_prob=float(pred[start + t - 1]))[0]) or t == limit:
+                break
+        assert k_sim == t
+
+
+def test_round_length_with_and_without_lag_by_hand():
+    pred = np.array([0.5, 0.9, 0.9, 0.9])
+    # no lag: after token 1, P(reject) = 0.5 > 0.3 -> one candidate
+    assert threshold_round_length(pred, 0, 4, 0.3, 1, lagged=False) == 1
+    # lag: token 1 is unscored when deciding after it; after token 2 the product covers token 1 -> two
+    assert threshold_round_length(pred, 0, 4, 0.3, 1, lagged=True) == 2
+    # from position 1: no lag 1-0.9=0.1, 1-0.81=0.19, 1-0.729=0.271 -> never above 0.3 within the limit of 3
+    assert threshold_round_length(pred, 1, 3, 0.3, 1, lagged=False) == 3
+    assert threshold_round_length(pred, 1, 3, 0.15, 1, lagged=False) == 2
+
+
 def test_simulation_counts_tokens_and_costs():
     # One response of 6 positions, accepted pattern 1 1 0 1 1 1; fixed K=2, c=0.1, slope 0.
     acc = [np.array([1, 1, 0, 1, 1, 1], dtype=bool)]

@@ -110,6 +110,77 @@ def test_only_draft_positions_carry_labels_and_cached_hidden_is_the_draft_state(
     assert 0.05 < total_mixed / total < 0.3  # about r = 0.15 of the positions keep X
 
 
+def test_producing_state_columns_are_the_states_that_drafted_each_token(ws):
+    """context_hidden[i] is the draft's state over prompt + X_<i; its logits give Y_i, the label and features."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hf_specdecpp.head import confidence_features
+
+    draft = AutoModelForCausalLM.from_pretrained(ws["draft"]).eval()
+    tok = AutoTokenizer.from_pretrained(ws["target"])
+    prompts = [json.loads(l)["prompt"] for l in ws["prompts"].read_text().splitlines()]
+    for split in ("dev", "train"):
+        rows = load_features(ws["data"], split).with_format("numpy")
+        for row in [rows[i] for i in range(3)]:
+            x = np.array(row["response_tokens"])
+            n = len(x)
+            assert row["context_hidden"].shape == (n, 32) and row["context_features"].shape == (n, 3)
+            ids = torch.tensor([tok(prompts[row["prompt_index"]])["input_ids"] + x.tolist()])
+            P = ids.shape[1] - n
+            with torch.no_grad():
+                out = draft(input_ids=ids, output_hidden_states=True)
+            hidden = out.hidden_states[-1][0, P - 1:P + n - 1]
+            logits = out.logits[0, P - 1:P + n - 1]
+            np.testing.assert_allclose(row["context_hidden"], hidden.numpy(), atol=2e-2, rtol=1e-2)
+            y = logits.argmax(-1)
+            np.testing.assert_array_equal(row["draft_tokens"], y.numpy())
+            np.testing.assert_array_equal(row["context_labels"], (y.numpy() == x).astype(np.float32))
+            np.testing.assert_allclose(row["context_features"], confidence_features(logits, y).numpy(), atol=1e-4)
+            if split == "dev":  # greedy: the r = 0 labels describe the same tokens
+                np.testing.assert_array_equal(row["context_labels"], row["calib_labels"])
+
+
+def test_producing_state_head_trains_calibrates_and_stops_without_lag(ws):
+    from hf_specdecpp import SpecDecPPCandidateGenerator
+    from hf_specdecpp.head import PRODUCING_STATE
+
+    out = ws["root"] / "head_producing"
+    state = train_head(ws["data"], out, epochs=8, batch_size=4, lr=1e-3, input_state=PRODUCING_STATE,
+                       use_confidence_features=True, show_progress=False)
+    best = state["best"]["metrics"]
+    assert best["weighted_bce"] < best["baseline_weighted_bce"] and best["auroc_reject"] > 0.65
+    head = AcceptanceHead.from_pretrained(str(out))
+    assert head.input_state == PRODUCING_STATE and head.use_confidence_features
+    assert head.feature_classifier.weight.abs().sum() > 0  # the feature weights were trained and saved
+    cal_dir = ws["root"] / "head_producing_cal"
+    r = calibrate_head(out, ws["data"], output_dir=cal_dir, cost_ratio=0.3, verify_slope=0.02, show_progress=False)
+    assert r["time_per_token"] <= r["fixed_k_time_per_token"] + 1e-9
+    calibrated = AcceptanceHead.from_pretrained(str(cal_dir))
+    assert calibrated.recommended_threshold == r["threshold"]
+    gen = SpecDecPPCandidateGenerator(head=calibrated)
+    assert gen.max_candidates == r["max_candidates"]
+    assert "produced the drafted token" in (cal_dir / "README.md").read_text()
+
+
+def test_producing_state_head_needs_new_data(ws, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(ws["data"], old)
+    for shard in (old / "shards").iterdir():  # an older make-data folder: no context columns
+        import datasets
+
+        ds = datasets.load_from_disk(str(shard)).remove_columns(["context_hidden", "context_features", "context_labels"])
+        tmp = tmp_path / "tmp"
+        ds.save_to_disk(str(tmp))
+        shutil.rmtree(shard)
+        shutil.move(str(tmp), str(shard))
+    with pytest.raises(TrainingError, match="older make-data"):
+        train_head(old, tmp_path / "h", input_state="producing_state", show_progress=False)
+    with pytest.raises(TrainingError, match="input state must be one of"):
+        train_head(ws["data"], tmp_path / "h2", input_state="middle", show_progress=False)
+    with pytest.raises(TrainingError, match="confidence features need"):
+        train_head(ws["data"], tmp_path / "h3", use_confidence_features=True, show_progress=False)
+
+
 def test_sampling_labels_in_dataset_mode(ws):
     out = ws["root"] / "data_sampled"
     make_data(out, **_kw(ws, responses="dataset", temperature=0.8, top_p=0.9, max_prompts=12))
@@ -119,6 +190,11 @@ def test_sampling_labels_in_dataset_mode(ws):
     labels = np.concatenate([np.asarray(l) for l in rows["labels"]])
     assert ((labels >= 0) & (labels <= 1)).all() and ((labels > 0) & (labels < 1)).any()  # soft labels
     assert all(len(r) == 40 for r in rows["response_tokens"])  # the data set's answers, 40 words
+    context = np.concatenate([np.asarray(l) for l in rows["context_labels"]])
+    assert ((context >= 0) & (context <= 1)).all() and ((context > 0) & (context < 1)).any()
+    features = np.concatenate([np.asarray(f) for f in rows["context_features"]])
+    assert np.isfinite(features).all()  # top-p removed tokens (-inf scores) do not leak into the features
+    assert (features[:, 0] <= features[:, 1] + 1e-6).all() and (features[:, 2] >= 0).all()
 
 
 def test_make_data_resume_after_interruption_loses_and_duplicates_nothing(ws):

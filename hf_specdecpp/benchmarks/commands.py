@@ -144,9 +144,10 @@ def register(app: typer.Typer) -> None:
             except FetchError as err:
                 console.print(f"[bold red]Error:[/] {err}", highlight=False)
                 raise typer.Exit(1) from None
-            from ..heads import load_shipped_head
+            from ..heads import default_head_name, load_shipped_head
 
-            acceptance_head = AcceptanceHead.from_pretrained(head) if head else load_shipped_head()
+            acceptance_head = AcceptanceHead.from_pretrained(head) if head else load_shipped_head(
+                default_head_name(sampling))
         if fast_cpu_linear:
             from ..models.cpu_linear import use_fast_cpu_linear
 
@@ -156,6 +157,15 @@ def register(app: typer.Typer) -> None:
             h0 = acceptance_head.recommended_threshold if acceptance_head is not None else None
             hs = [0.3, 0.5, 0.7] if h0 is None else sorted({round(h, 2) for h in (h0 - 0.2, h0, h0 + 0.2)
                                                            if 0 < round(h, 2) < 1})
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if acceptance_head is not None:
+            from ..training.common import write_json
+            from .overhead import measure_head_overhead
+
+            overhead = measure_head_overhead(draft, acceptance_head, temperature=0.7 if sampling else None)
+            write_json(output_dir / "head_overhead.json", overhead)
+            typer.echo(f"Head overhead: {1e3 * overhead['head_s']:.2f} ms per drafted token = "
+                       f"{100 * overhead['overhead']:.2f}% of a draft step ({1e3 * overhead['draft_step_s']:.1f} ms)")
         for name, prompts in sets.items():
             configs = build_configs(ks, hs, lams, acceptance_head, max_candidates, budgets)
             folder = output_dir / name

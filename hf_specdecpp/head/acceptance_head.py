@@ -28,6 +28,7 @@ the predicted probability of at least one rejection exceeds the threshold.
 - draft model: `{{ draft_model_id }}`
 - target model: `{{ target_model_id }}`
 - hidden size / residual blocks: {{ hidden_size }} / {{ num_layers }}
+- input: {{ input_description }}
 - decoding the head was trained for: {{ decoding }}
 - recommended threshold: {{ recommended_threshold }}
 - most candidates per round: {{ recommended_max_candidates }}
@@ -61,6 +62,32 @@ print(tokenizer.decode(out[0], skip_special_tokens=True))
 DEFAULT_MAX_CANDIDATES = 20
 """Candidates per round allowed when a head carries no calibrated `recommended_max_candidates`."""
 
+DRAFTED_TOKEN = "drafted_token"
+"""`input_state`: the head reads the hidden state AT the drafted token (reference SpecDec++). That state exists only
+after the draft has read the token, i.e. one draft step later: the decision to stop lags one token behind."""
+
+PRODUCING_STATE = "producing_state"
+"""`input_state`: the head reads the hidden state that PRODUCED the drafted token (the one whose logits it was drawn
+from), plus optional confidence features of that distribution. Every token is scored as soon as it is drafted."""
+
+INPUT_STATES = (DRAFTED_TOKEN, PRODUCING_STATE)
+
+CONFIDENCE_FEATURES = ("log_q_token", "log_q_max", "entropy")
+"""Features of the draft distribution a token was drawn from: log-probability of the token, of the most likely
+token, and the entropy (nats)."""
+
+
+def confidence_features(scores: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """`CONFIDENCE_FEATURES` `(..., 3)` of the distributions `softmax(scores)` `(..., V)` and drawn `tokens` `(...)`.
+
+    `scores` are the processed logits the tokens were drawn from (greedy: the logits; sampling: after
+    temperature / top-k / top-p, where removed tokens hold -inf). Computed in float32.
+    """
+    log_q = torch.log_softmax(scores.float(), dim=-1)
+    log_q_token = log_q.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)
+    entropy = torch.special.entr(log_q.exp()).sum(dim=-1)
+    return torch.stack([log_q_token, log_q.max(dim=-1).values, entropy], dim=-1)
+
 
 class ResidualBlock(nn.Module):
     """`x + SiLU(Linear(x))`, one block of the acceptance head."""
@@ -89,6 +116,12 @@ class AcceptanceHead(
     The reference implementation's two-logit output is equivalent (softmax over two logits is the sigmoid of
     their difference), so its checkpoints convert exactly (see `from_pretrained`).
 
+    `input_state` says which hidden state the head reads: `"drafted_token"` (the reference: the state at the
+    drafted token, available one draft step later) or `"producing_state"` (the state whose logits produced the
+    token: no lag, so a round may stop after one token). With `use_confidence_features=True` (producing-state
+    heads only) a linear term on `confidence_features(scores, token)` is added to the logit; the hidden-state
+    classifier then starts at zero, so training begins from the confidence-only predictor.
+
     The remaining arguments are metadata stored in `config.json`: the draft and target model ids, the
     decoding temperature the head was trained for (0 for greedy), the recommended rejection threshold and the
     draft/target cost ratio it was calibrated for.
@@ -105,10 +138,19 @@ class AcceptanceHead(
         cost_ratio: float | None = None,
         training_info: dict | None = None,
         recommended_max_candidates: int | None = None,
+        input_state: str = DRAFTED_TOKEN,
+        use_confidence_features: bool = False,
     ):
         super().__init__()
         if hidden_size < 1 or num_layers < 0:
             raise ValueError(f"hidden_size must be >= 1 and num_layers >= 0, got {hidden_size} and {num_layers}")
+        if input_state not in INPUT_STATES:
+            raise ValueError(f"input_state must be one of {INPUT_STATES}, got {input_state!r}")
+        if use_confidence_features and input_state != PRODUCING_STATE:
+            raise ValueError("Confidence features describe the distribution a token was drawn from: they need "
+                             f"input_state={PRODUCING_STATE!r}")
+        self.input_state = input_state
+        self.use_confidence_features = bool(use_confidence_features)
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.draft_model_id = draft_model_id
@@ -120,17 +162,39 @@ class AcceptanceHead(
         self.training_info = training_info or {}
         self.blocks = nn.ModuleList(ResidualBlock(hidden_size) for _ in range(num_layers))
         self.classifier = nn.Linear(hidden_size, 1)
+        self.feature_classifier = None
+        if self.use_confidence_features:
+            self.feature_classifier = nn.Linear(len(CONFIDENCE_FEATURES), 1)
+            nn.init.zeros_(self.classifier.weight)
+            nn.init.zeros_(self.classifier.bias)
 
-    def logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """Acceptance logits `(...)` for hidden states `(..., hidden_size)`, computed in the head's dtype."""
+    @property
+    def scores_without_lag(self) -> bool:
+        """True when the head scores a drafted token from the state that produced it (no one-step lag)."""
+        return self.input_state == PRODUCING_STATE
+
+    def logits(self, hidden_states: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Acceptance logits `(...)` for hidden states `(..., hidden_size)` (and `(..., 3)` confidence features)."""
         x = hidden_states.to(self.classifier.weight.dtype)
         for block in self.blocks:
             x = block(x)
-        return self.classifier(x).squeeze(-1)
+        out = self.classifier(x).squeeze(-1)
+        if self.feature_classifier is not None:
+            if features is None:
+                raise ValueError("This acceptance head also reads confidence features: pass `features=` "
+                                 "(see `hf_specdecpp.head.confidence_features`).")
+            out = out + self.feature_classifier(features.to(out.dtype)).squeeze(-1)
+        return out
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted acceptance probabilities `(...)` for hidden states `(..., hidden_size)`."""
-        return torch.sigmoid(self.logits(hidden_states))
+        return torch.sigmoid(self.logits(hidden_states, features))
+
+    def predict_drafted(self, hidden_states: torch.Tensor, scores: torch.Tensor,
+                        tokens: torch.Tensor) -> torch.Tensor:
+        """Acceptance probabilities of `tokens` drawn from `scores` at `hidden_states` (producing-state heads)."""
+        features = confidence_features(scores, tokens) if self.use_confidence_features else None
+        return self(hidden_states.float(), features)
 
     # ------------------------------------------------------------------ Hub I/O
     def update_config(self, **values: Any) -> None:
@@ -153,6 +217,7 @@ class AcceptanceHead(
             target_model_id=self.target_model_id or "<target model id>",
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,
+            input_description=self.input_description(),
             decoding=decoding,
             recommended_threshold=self.recommended_threshold,
             recommended_max_candidates=self.recommended_max_candidates
@@ -161,6 +226,13 @@ class AcceptanceHead(
             extra_sections=extra,
             **kwargs,
         )
+
+    def input_description(self) -> str:
+        """One line for model cards: which state the head reads and whether it scores without lag."""
+        if not self.scores_without_lag:
+            return "the draft's hidden state at the drafted token (reference SpecDec++; scored one step later)"
+        extra = " plus the draft distribution's confidence features" if self.use_confidence_features else ""
+        return f"the draft's hidden state that produced the drafted token{extra} (scored as soon as it is drafted)"
 
     def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs):
         """`PyTorchModelHubMixin.push_to_hub`, with `repo_id` filled into the model card's usage snippet."""

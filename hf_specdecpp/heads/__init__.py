@@ -12,6 +12,14 @@ from ..head import AcceptanceHead
 
 HEADS_DIR = Path(__file__).parent
 DEFAULT_HEAD = "qwen2.5-coder-0.5b-to-1.5b-greedy"
+SAMPLING_HEAD = "qwen2.5-coder-0.5b-to-1.5b-t0.7"
+
+
+def default_head_name(sampling: bool = False) -> str:
+    """The shipped head for greedy decoding, or for sampling at temperature 0.7 when one is shipped."""
+    if sampling and (HEADS_DIR / SAMPLING_HEAD / "config.json").is_file():
+        return SAMPLING_HEAD
+    return DEFAULT_HEAD
 
 
 def shipped_heads() -> list[str]:
@@ -32,4 +40,4 @@ def load_shipped_head(name: str = DEFAULT_HEAD) -> AcceptanceHead:
     return AcceptanceHead.from_pretrained(str(shipped_head_path(name))).float().eval()
 
 
-__all__ = ["DEFAULT_HEAD", "load_shipped_head", "shipped_head_path", "shipped_heads"]
+__all__ = ["DEFAULT_HEAD", "SAMPLING_HEAD", "default_head_name", "load_shipped_head", "shipped_head_path", "shipped_heads"]

@@ -268,8 +268,13 @@ class SpecDecPPCandidateGenerator(DraftLoopCandidateGenerator):
         self.criteria.start_round()
 
     def _should_stop(self, step, hidden, scores, sequence):
-        # One-step lag: at step 0 the hidden state belongs to the verified token, which counts as accepted.
-        acceptance = None if step == 0 else self.head(hidden.float())
+        if self.head.scores_without_lag:
+            # `hidden` and `scores` produced the token just drafted: score it now.
+            acceptance = self.head.predict_drafted(hidden, scores, sequence[:, -1])
+        else:
+            # One-step lag: `hidden` is the state at the PREVIOUS token; at step 0 that is the verified token,
+            # which counts as accepted.
+            acceptance = None if step == 0 else self.head(hidden.float())
         return self.criteria(sequence, scores, acceptance_prob=acceptance)
 
 

@@ -24,10 +24,11 @@ class RejectionThresholdCriteria(StoppingCriteria):
     """Stops a drafting round when `1 - prod_i p_accept_i > threshold`, within [min, max] candidates.
 
     Call `start_round()` before each drafting round, then call the criteria once after every drafted token
-    with `acceptance_prob`, the head's prediction for the *previous* drafted token. This is the one-step lag
-    of SpecDec++: the draft forward pass that samples token k+1 is the one that yields the hidden state at
-    token k. On the first step of a round the last input token is already verified, so pass `None`: it
-    counts as accepted (probability 1). The newest drafted token is thus never scored before the decision.
+    with `acceptance_prob`, the head's newest prediction. For a reference (drafted-token) head that is the
+    prediction for the *previous* drafted token: the one-step lag of SpecDec++, since the draft forward pass
+    that samples token k+1 is the one that yields the hidden state at token k. On the first step of a round
+    pass `None` (the last input token is verified: probability 1). A producing-state head scores the token
+    just drafted, so its rounds may stop after one token.
 
     The running product stays on the tensor's device; only the boolean result needs reading on the host.
     """

@@ -6,10 +6,12 @@ candidates) / target decode step, measured for several K and interpolated. `v` i
 (on CPUs it is flat up to a few tokens and then steps up), so the simulation uses the measured table; without
 measurements `v(K) = 1 + s*K` for a given slope `s`.
 
-The simulation walks every dev response (the r = 0 pass of make-data: head predictions and labels at every
-position). A round starting at position j drafts K tokens, K given by the policy: the SpecDec++ stopping rule
-(exactly `RejectionThresholdCriteria`: token 1 is never scored, after drafting token t the product covers the
-predictions of tokens 1..t-1, stop when `1 - prod > h`, K within [min, max]) or a fixed K. The accepted count
+The simulation walks every dev response (head predictions and labels at every position: the r = 0 pass of
+make-data for drafted-token heads, the producing-state columns for producing-state heads). A round starting at
+position j drafts K tokens, K given by the policy: the SpecDec++ stopping rule (exactly
+`RejectionThresholdCriteria`: with the one-step lag of drafted-token heads token 1 is never scored and after
+drafting token t the product covers tokens 1..t-1; producing-state heads cover tokens 1..t; stop when
+`1 - prod > h`, K within [min, max]) or a fixed K. The accepted count
 n is the number of leading accepted positions (greedy: hard labels; sampling: Bernoulli(label) draws with a
 fixed seed, the same draws for every policy); the round yields n+1 tokens and costs `K*c + v(K)`; the next
 round starts at j+n+1. Policies are compared by cost per generated token (target alone = 1). The threshold
@@ -36,7 +38,7 @@ from .common import (
     progress,
     synchronize,
 )
-from .data import load_features, read_metadata
+from .data import check_columns, head_input_columns, load_features, read_metadata
 
 DEFAULT_THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.05, 0.951, 0.05))
 VERIFY_KS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 20)
@@ -119,16 +121,24 @@ def verify_cost_table(max_candidates: int, verify_cost: dict | None = None, veri
     return table
 
 
-def threshold_round_length(pred: np.ndarray, start: int, limit: int, threshold: float, min_candidates: int) -> int:
-    """K for a round starting at `start` under the SpecDec++ rule, at most `limit` (max candidates / data end)."""
+def threshold_round_length(pred: np.ndarray, start: int, limit: int, threshold: float, min_candidates: int,
+                           lagged: bool = True) -> int:
+    """K for a round starting at `start` under the SpecDec++ rule, at most `limit` (max candidates / data end).
+
+    `lagged`: the head's score of token t is available only after drafting token t+1 (drafted-token heads);
+    otherwise right after drafting token t (producing-state heads).
+    """
     cum = 1.0
     t = 1
     while True:
+        if not lagged:
+            cum *= float(pred[start + t - 1])
         if t >= limit:
             return limit
         if t >= min_candidates and 1.0 - cum > threshold:
             return t
-        cum *= float(pred[start + t - 1])  # the head's score of token t, available after drafting token t+1
+        if lagged:
+            cum *= float(pred[start + t - 1])
         t += 1
 
 
@@ -142,7 +152,8 @@ def _accept_runs(accepted: np.ndarray) -> np.ndarray:
 
 def simulate_policy(preds: list[np.ndarray], outcomes: list[list[np.ndarray]], *, c_draft: float,
                     verify_slope: float = 0.0, verify_costs: np.ndarray | None = None, threshold: float | None = None,
-                    fixed_k: int | None = None, min_candidates: int = 1, max_candidates: int = 20) -> dict[str, float]:
+                    fixed_k: int | None = None, min_candidates: int = 1, max_candidates: int = 20,
+                    lagged: bool = True) -> dict[str, float]:
     """Simulated cost per generated token of one policy (threshold OR fixed K) over all responses and draws.
 
     `outcomes[d][r]` is the boolean acceptance of every position of response r in draw d. `verify_costs[K]` is
@@ -166,7 +177,7 @@ def simulate_policy(preds: list[np.ndarray], outcomes: list[list[np.ndarray]], *
                 if fixed_k is not None:
                     k = min(fixed_k, n - j)
                 else:
-                    k = threshold_round_length(pred, j, limit, threshold, min_candidates)
+                    k = threshold_round_length(pred, j, limit, threshold, min_candidates, lagged)
                 n_acc = min(int(run[j]), k)
                 total_tokens += min(n_acc + 1, n - j)
                 total_cost += k * c_draft + float(verify_costs[k])
@@ -192,7 +203,7 @@ def acceptance_outcomes(labels: list[np.ndarray], greedy: bool, num_draws: int =
 def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float = 0.0,
                      verify_costs: np.ndarray | None = None, thresholds=DEFAULT_THRESHOLDS, refine: bool = True,
                      min_candidates: int = 1, max_candidates: int = 20, search_cap: bool = True,
-                     show_progress: bool = False) -> dict[str, Any]:
+                     lagged: bool = True, show_progress: bool = False) -> dict[str, Any]:
     """Grid-search h (then a 0.01 grid around the best) and, with `search_cap`, the cap on candidates per round
     (min_candidates..max_candidates); also the best fixed K for comparison."""
     if verify_costs is None:
@@ -203,7 +214,7 @@ def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float = 0
 
     def run(h: float, cap: int) -> dict:
         return simulate_policy(preds, outcomes, c_draft=c_draft, verify_costs=verify_costs, threshold=h,
-                               min_candidates=min_candidates, max_candidates=cap)
+                               min_candidates=min_candidates, max_candidates=cap, lagged=lagged)
 
     grids: dict[int, dict[float, dict]] = {}
     for cap in caps:
@@ -332,20 +343,27 @@ def calibrate_head(
     table = verify_cost_table(max_candidates, costs.get("verify_cost"), costs["verify_slope"])
 
     # ---- dev predictions and simulation
-    dev_ds = load_features(data_dir, "dev").select_columns(["calib_hidden", "calib_labels"]).with_format("numpy")
+    hidden_col, feature_col, label_col = head_input_columns(head.input_state, calibration=True)
+    if not head.use_confidence_features:
+        feature_col = None
+    wanted = [c for c in (hidden_col, feature_col, label_col) if c is not None]
+    dev_ds = load_features(data_dir, "dev")
+    check_columns(dev_ds, wanted, data_dir)
+    dev_ds = dev_ds.select_columns(wanted).with_format("numpy")
     if len(dev_ds) == 0:
         raise TrainingError(f"No dev records in {data_dir}: make the data with a dev fraction > 0")
     head.eval()
     preds, labels = [], []
     for row in dev_ds:
-        hidden = torch.as_tensor(np.asarray(row["calib_hidden"], dtype=np.float32))
-        preds.append(head(hidden).numpy().astype(np.float64))
-        labels.append(np.asarray(row["calib_labels"], dtype=np.float64))
+        hidden = torch.as_tensor(np.asarray(row[hidden_col], dtype=np.float32))
+        features = None if feature_col is None else torch.as_tensor(np.asarray(row[feature_col], dtype=np.float32))
+        preds.append(head(hidden, features).numpy().astype(np.float64))
+        labels.append(np.asarray(row[label_col], dtype=np.float64))
     greedy = not meta["decoding"]["do_sample"]
     outcomes = acceptance_outcomes(labels, greedy, num_draws=num_draws, seed=seed)
     result = choose_threshold(preds, outcomes, c_draft=costs["c_draft"], verify_costs=table, thresholds=thresholds,
                               min_candidates=min_candidates, max_candidates=max_candidates, search_cap=search_cap,
-                              show_progress=show_progress)
+                              lagged=not head.scores_without_lag, show_progress=show_progress)
     result.update({"cost": costs, "cost_ratio": costs["c_draft"], "min_candidates": min_candidates,
                    "max_candidates_limit": max_candidates, "dev_responses": len(labels),
                    "dev_positions": int(sum(len(l) for l in labels)), "greedy": greedy,

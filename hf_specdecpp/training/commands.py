@@ -103,6 +103,12 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue the run saved in OUTPUT_DIR/checkpoint."),
         draft_id: Optional[str] = typer.Option(None, "--draft-id", help="Draft id the head declares (must match the data)."),
         target_id: Optional[str] = typer.Option(None, "--target-id", help="Target id the head declares (must match)."),
+        input_state: str = typer.Option("drafted_token", "--input-state",
+                                        help="drafted_token (reference SpecDec++: the state at the token, one-step "
+                                             "lag) or producing_state (the state that produced it: no lag)."),
+        confidence_features: bool = typer.Option(False, "--confidence-features/--no-confidence-features",
+                                                 help="Also read the draft distribution's confidence (producing_state)."),
+        feature_lr: float = typer.Option(1e-2, "--feature-lr", help="Learning rate of the confidence-feature weights."),
         cpu: bool = typer.Option(False, "--cpu", help="Train on CPU even when a GPU is present."),
     ) -> None:
         """Train the acceptance head on cached features (the draft stays frozen and is not run)."""
@@ -110,7 +116,9 @@ def register(app: typer.Typer) -> None:
 
         state = train_head(data_dir, output_dir, num_layers=num_layers, epochs=epochs, batch_size=batch_size, lr=lr,
                            weight_decay=weight_decay, warmup_ratio=warmup_ratio, w_reject=w_reject, w_accept=w_accept,
-                           seed=seed, resume=resume, draft_model_id=draft_id, target_model_id=target_id, cpu=cpu)
+                           seed=seed, resume=resume, draft_model_id=draft_id, target_model_id=target_id,
+                           input_state=input_state, use_confidence_features=confidence_features,
+                           feature_lr=feature_lr, cpu=cpu)
         _print({"output_dir": str(output_dir), "best": state["best"]})
 
     @app.command("calibrate")

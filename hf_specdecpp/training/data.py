@@ -13,6 +13,10 @@ Pipeline per prompt (SpecDec++, arXiv 2405.19715, with the labels matched to the
    (float16) with the label. Training therefore never re-runs the draft.
 4. The dev split also stores an r = 0 pass (every position a draft token): consecutive hidden states and labels
    per response, which `calibrate` uses to simulate drafting rounds.
+5. For producing-state heads (`AcceptanceHead(input_state="producing_state")`), every split also stores, at every
+   response position i, the draft's hidden state that produced Y_i (read over prompt + X_<i, i.e. the state the
+   draft is in when all earlier tokens were accepted), the confidence features of the distribution Y_i was drawn
+   from, and the label of Y_i. These come from the pass of step 2: no mixing and no extra forward pass.
 
 On disk (`output_dir`): `metadata.json` (models, fingerprints, vocab size, decoding, r, source, ...),
 `progress.json` (the manifest of finished shards, rewritten after each shard), and `shards/{split}-{NNNNN}/`,
@@ -34,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..head import CONFIDENCE_FEATURES, PRODUCING_STATE, confidence_features
 from ..inference.validation import output_vocab_size
 from .common import (
     TrainingError,
@@ -49,9 +54,9 @@ from .common import (
     read_json,
     write_json,
 )
-from .labels import DecodingSettings, acceptance_labels, mix_tokens
+from .labels import DecodingSettings, acceptance_labels, mix_tokens, process_logits
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the producing-state columns (`context_*`)
 METADATA_FILE = "metadata.json"
 PROGRESS_FILE = "progress.json"
 SHARDS_DIR = "shards"
@@ -229,16 +234,26 @@ def response_logits(model, ids, mask, position_ids, P: int, N: int) -> torch.Ten
     return out.logits
 
 
+def _last_hidden(model, ids, mask, position_ids) -> torch.Tensor:
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    if decoder is not None and decoder is not model:
+        return decoder(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False).last_hidden_state
+    return model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False,
+                 output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+
+
 @torch.no_grad()
 def response_hidden(model, ids, mask, position_ids, P: int, N: int) -> torch.Tensor:
     """The draft's last hidden state (post final norm) `(B, N, H)` at the positions HOLDING response tokens."""
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
-    if decoder is not None and decoder is not model:
-        hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False).last_hidden_state
-    else:
-        hidden = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False,
-                       output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
-    return hidden[:, P:P + N]
+    return _last_hidden(model, ids, mask, position_ids)[:, P:P + N]
+
+
+@torch.no_grad()
+def producing_hidden_and_logits(model, ids, mask, position_ids, P: int, N: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The draft's last hidden states `(B, N, H)` that PRODUCE response tokens 0..N-1 (positions P-1 .. P+N-2)
+    and the logits `(B, N, V)` computed from them: one forward pass."""
+    hidden = _last_hidden(model, ids, mask, position_ids)[:, P - 1:P + N - 1]
+    return hidden, model.get_output_embeddings()(hidden)
 
 
 @torch.no_grad()
@@ -281,7 +296,7 @@ def process_batch(draft, target, prompts, responses, *, settings: DecodingSettin
     ids, mask, pos, P, N = pack_batch(prompts, responses, pad_id, device)
     greedy_from_target = responses_are_target_argmax and settings.greedy
     t_logits = None if greedy_from_target else response_logits(target, ids, mask, pos, P, N)
-    d_logits = response_logits(draft, ids, mask, pos, P, N)
+    d_hidden, d_logits = producing_hidden_and_logits(draft, ids, mask, pos, P, N)
     records, mixed, drafted = [], [], []
     for b, resp in enumerate(responses):
         n = len(resp)
@@ -294,9 +309,13 @@ def process_batch(draft, target, prompts, responses, *, settings: DecodingSettin
         z, is_draft = mix_tokens(x, y, mix_ratio, generator=mix_gen)
         mixed.append(z.tolist())
         drafted.append(y.tolist())
+        features = confidence_features(process_logits(d_logits[b, :n], settings), y)
         records.append({"labels_all": labels.float().cpu(), "is_draft": is_draft.cpu(), "draft_tokens": y.tolist(),
-                        "response_tokens": list(resp), "prompt_length": len(prompts[b])})
-    del t_logits, d_logits
+                        "response_tokens": list(resp), "prompt_length": len(prompts[b]),
+                        "context_hidden": d_hidden[b, :n].to(torch.float16).cpu().numpy(),
+                        "context_features": features.cpu().numpy().astype(np.float32),
+                        "context_labels": labels.float().cpu().numpy().astype(np.float32)})
+    del t_logits, d_logits, d_hidden
     ids, mask, pos, P, N = pack_batch(prompts, mixed, pad_id, device)
     hidden = response_hidden(draft, ids, mask, pos, P, N).to(torch.float16).cpu()
     for b, rec in enumerate(records):
@@ -327,6 +346,9 @@ def features_for(split: str, hidden_size: int):
         "positions": Sequence(Value("int32")),
         "labels": Sequence(Value("float32")),
         "hidden": Array2D(shape=(None, hidden_size), dtype="float16"),
+        "context_hidden": Array2D(shape=(None, hidden_size), dtype="float16"),
+        "context_features": Array2D(shape=(None, len(CONFIDENCE_FEATURES)), dtype="float32"),
+        "context_labels": Sequence(Value("float32")),
     }
     if split == "dev":
         cols["calib_labels"] = Sequence(Value("float32"))
@@ -335,6 +357,25 @@ def features_for(split: str, hidden_size: int):
 
 
 # ---------------------------------------------------------------------------------------------- reading back
+def head_input_columns(input_state: str, calibration: bool = False) -> tuple[str, str | None, str]:
+    """(hidden, confidence features or None, labels): the columns a head reading `input_state` trains on.
+
+    Drafted-token heads train on the mixed positions (`hidden`, `labels`) and calibrate on the dev split's r = 0
+    pass (`calib_*`); producing-state heads use the `context_*` columns for both.
+    """
+    if input_state == PRODUCING_STATE:
+        return "context_hidden", "context_features", "context_labels"
+    return ("calib_hidden", None, "calib_labels") if calibration else ("hidden", None, "labels")
+
+
+def check_columns(ds, columns, data_dir) -> None:
+    """A clear error when a data set predates the columns a head needs."""
+    missing = [c for c in columns if c is not None and c not in ds.column_names]
+    if missing:
+        raise TrainingError(f"{data_dir} has no {missing} columns: it was made by an older make-data (format < "
+                            f"{FORMAT_VERSION}). Run make-data again into a new folder.")
+
+
 def read_metadata(data_dir: str | os.PathLike) -> dict:
     path = Path(data_dir) / METADATA_FILE
     if not path.is_file():

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..head import AcceptanceHead
+from ..head import DRAFTED_TOKEN, INPUT_STATES, PRODUCING_STATE, AcceptanceHead
 from .common import TrainingError, diff_settings, progress, read_json, write_json
-from .data import PROGRESS_FILE, load_features, read_metadata
+from .data import PROGRESS_FILE, check_columns, head_input_columns, load_features, read_metadata
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "trainer_state.json"
@@ -107,11 +107,19 @@ def evaluate_predictions(logits: np.ndarray, labels: np.ndarray, w_accept: float
 
 
 # ---------------------------------------------------------------------------------------------- data access
-def _batch_arrays(ds, indices) -> tuple[torch.Tensor, torch.Tensor]:
+def _stack_rows(values) -> torch.Tensor:
+    return torch.from_numpy(np.concatenate([np.asarray(v, dtype=np.float32).reshape(-1, np.shape(v)[-1])
+                                            for v in values]))
+
+
+def _batch_arrays(ds, indices, columns: tuple[str, str | None, str]):
+    """(hidden, features or None, labels) tensors of the label rows of the responses `indices`."""
+    hidden_col, feature_col, label_col = columns
     rows = ds[list(indices)]
-    hidden = np.concatenate([np.asarray(h, dtype=np.float32).reshape(-1, np.shape(h)[-1]) for h in rows["hidden"]])
-    labels = np.concatenate([np.asarray(l, dtype=np.float32) for l in rows["labels"]])
-    return torch.from_numpy(hidden), torch.from_numpy(labels)
+    hidden = _stack_rows(rows[hidden_col])
+    features = _stack_rows(rows[feature_col]) if feature_col is not None else None
+    labels = torch.from_numpy(np.concatenate([np.asarray(l, dtype=np.float32) for l in rows[label_col]]))
+    return hidden, features, labels
 
 
 def _epoch_batches(num_rows: int, batch_size: int, seed: int, epoch: int, num_processes: int) -> list[list[int]]:
@@ -122,17 +130,15 @@ def _epoch_batches(num_rows: int, batch_size: int, seed: int, epoch: int, num_pr
 
 
 @torch.no_grad()
-def predict_logits(head: AcceptanceHead, hidden: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+def predict_logits(head: AcceptanceHead, hidden: torch.Tensor, features: torch.Tensor | None = None,
+                   chunk: int = 8192) -> torch.Tensor:
+    """The head's logits for rows of hidden states (and confidence features), in chunks."""
     device = next(head.parameters()).device
-    out = [head.logits(hidden[i:i + chunk].to(device, torch.float32)).float().cpu() for i in range(0, len(hidden), chunk)]
+    out = []
+    for i in range(0, len(hidden), chunk):
+        f = None if features is None else features[i:i + chunk].to(device, torch.float32)
+        out.append(head.logits(hidden[i:i + chunk].to(device, torch.float32), f).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
-
-
-def _dev_arrays(ds) -> tuple[torch.Tensor, np.ndarray]:
-    if len(ds) == 0:
-        return torch.zeros(0), np.zeros(0, np.float32)
-    hidden, labels = _batch_arrays(ds, range(len(ds)))
-    return hidden, labels.numpy()
 
 
 # ---------------------------------------------------------------------------------------------- the command
@@ -159,6 +165,9 @@ def train_head(
     resume: bool = False,
     draft_model_id: str | None = None,
     target_model_id: str | None = None,
+    input_state: str = DRAFTED_TOKEN,
+    use_confidence_features: bool = False,
+    feature_lr: float = 1e-2,
     cpu: bool = False,
     show_progress: bool = True,
     on_epoch_end: Callable[[int, dict], None] | None = None,
@@ -166,7 +175,9 @@ def train_head(
     """Train an acceptance head from a make-data folder; returns the trainer state (history, best metrics).
 
     `batch_size` counts responses per optimizer step (all their label rows). `draft_model_id`/`target_model_id`
-    are the ids the head declares; they default to the data set's and must match it.
+    are the ids the head declares; they default to the data set's and must match it. `input_state` and
+    `use_confidence_features` choose the head type (see `AcceptanceHead`); the confidence-feature weights learn
+    at `feature_lr`, the hidden-state path at `lr`.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -179,15 +190,26 @@ def train_head(
         if declared is not None and declared != meta[role]["id"]:
             raise TrainingError(f"The head is declared for {role} {declared!r} but the data set {data_dir} was made with "
                                 f"{role} {meta[role]['id']!r}.")
-    if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise TrainingError("epochs and batch size must be >= 1 and the learning rate > 0")
-    train_ds = load_features(data_dir, "train").select_columns(["hidden", "labels"]).with_format("numpy")
-    dev_ds = load_features(data_dir, "dev").select_columns(["hidden", "labels"]).with_format("numpy")
+    if epochs < 1 or batch_size < 1 or lr <= 0 or feature_lr <= 0:
+        raise TrainingError("epochs and batch size must be >= 1 and the learning rates > 0")
+    if input_state not in INPUT_STATES:
+        raise TrainingError(f"input state must be one of {INPUT_STATES}, got {input_state!r}")
+    if use_confidence_features and input_state != PRODUCING_STATE:
+        raise TrainingError(f"confidence features need the {PRODUCING_STATE!r} input state")
+    columns = head_input_columns(input_state)
+    if not use_confidence_features:
+        columns = (columns[0], None, columns[2])
+    wanted = [c for c in columns if c is not None]
+    train_ds, dev_ds = load_features(data_dir, "train"), load_features(data_dir, "dev")
+    check_columns(train_ds, wanted, data_dir)
+    train_ds = train_ds.select_columns(wanted).with_format("numpy")
+    dev_ds = dev_ds.select_columns(wanted).with_format("numpy")
     if len(train_ds) == 0:
         raise TrainingError(f"No training records in {data_dir}")
 
     args = dict(num_layers=num_layers, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                warmup_ratio=warmup_ratio, w_reject=w_reject, w_accept=w_accept, max_grad_norm=max_grad_norm, seed=seed)
+                warmup_ratio=warmup_ratio, w_reject=w_reject, w_accept=w_accept, max_grad_norm=max_grad_norm, seed=seed,
+                input_state=input_state, use_confidence_features=use_confidence_features, feature_lr=feature_lr)
     identity = data_identity(meta)
     ckpt = output_dir / CHECKPOINT_DIR
     state: dict[str, Any]
@@ -205,18 +227,24 @@ def train_head(
 
     accelerator = Accelerator(cpu=cpu)
     set_seed(seed)
-    base_rate = float(np.mean(np.concatenate([np.asarray(l) for l in train_ds["labels"]]))) if len(train_ds) else 0.5
+    base_rate = float(np.mean(np.concatenate([np.asarray(l) for l in train_ds[columns[2]]]))) if len(train_ds) else 0.5
     decoding = meta["decoding"]
     head = AcceptanceHead(
         hidden_size=meta["hidden_size"], num_layers=num_layers, draft_model_id=meta["draft"]["id"],
         target_model_id=meta["target"]["id"], temperature=0.0 if not decoding["do_sample"] else decoding["temperature"],
+        input_state=input_state, use_confidence_features=use_confidence_features,
     )
     # Start from P = 0.5 everywhere: real draft hidden states (post final norm) have large norms, and a randomly
     # initialised classifier then starts at huge logits and losses.
     torch.nn.init.zeros_(head.classifier.weight)
     torch.nn.init.zeros_(head.classifier.bias)
     model = _Logits(head)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    feature_params = list(head.feature_classifier.parameters()) if head.feature_classifier is not None else []
+    hidden_params = [p for n, p in head.named_parameters() if not n.startswith("feature_classifier.")]
+    groups = [{"params": hidden_params, "lr": lr}]
+    if feature_params:
+        groups.append({"params": feature_params, "lr": feature_lr})
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     steps_per_epoch = len(_epoch_batches(len(train_ds), batch_size, seed, 0, accelerator.num_processes)) \
         // accelerator.num_processes
     total_steps = max(1, steps_per_epoch * epochs)
@@ -226,7 +254,11 @@ def train_head(
     if state["epochs_done"] > 0:
         accelerator.load_state(str(ckpt))
 
-    dev_hidden, dev_labels = _dev_arrays(dev_ds)
+    if len(dev_ds):
+        dev_hidden, dev_features, dev_labels = _batch_arrays(dev_ds, range(len(dev_ds)), columns)
+        dev_labels = dev_labels.numpy()
+    else:
+        dev_hidden, dev_features, dev_labels = torch.zeros(0), None, np.zeros(0, np.float32)
     rank, world = accelerator.process_index, accelerator.num_processes
     for epoch in range(state["epochs_done"], epochs):
         model.train()
@@ -235,9 +267,9 @@ def train_head(
         bar = progress(batches, desc=f"train epoch {epoch + 1}/{epochs}",
                        disable=not show_progress or not accelerator.is_local_main_process, unit="batch")
         for batch in bar:
-            hidden, labels = _batch_arrays(train_ds, batch)
+            hidden, features, labels = _batch_arrays(train_ds, batch, columns)
             hidden, labels = hidden.to(accelerator.device), labels.to(accelerator.device)
-            logits = model(hidden)
+            logits = model(hidden, None if features is None else features.to(accelerator.device))
             loss = weighted_bce_from_logits(logits, labels, w_accept, w_reject)
             optimizer.zero_grad()
             accelerator.backward(loss)
@@ -253,7 +285,7 @@ def train_head(
         metrics = {"epoch": epoch + 1, "train_weighted_bce": total_loss / max(total_rows, 1),
                    "lr": scheduler.get_last_lr()[0]}
         if len(dev_labels):
-            metrics.update(evaluate_predictions(predict_logits(unwrapped, dev_hidden).numpy(), dev_labels,
+            metrics.update(evaluate_predictions(predict_logits(unwrapped, dev_hidden, dev_features).numpy(), dev_labels,
                                                 w_accept, w_reject, base_rate))
         state["history"].append(metrics)
         key = metrics.get("weighted_bce", metrics["train_weighted_bce"])
@@ -285,8 +317,8 @@ class _Logits(torch.nn.Module):
         super().__init__()
         self.head = head
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.head.logits(hidden)
+    def forward(self, hidden: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head.logits(hidden, features)
 
 
 def _print_epoch(m: dict) -> None:

@@ -129,8 +129,14 @@ class DySpecCandidateGenerator(DraftLoopCandidateGenerator):
             tree.child_tokens[node], tree.child_probs[node] = child_candidates(
                 tree.probs[node], self.budget, self.do_sample
             )
-            if self.head is not None and node != ROOT:
-                tree.accept[node] = float(self.head(outputs.hidden_states[-1][0, -1].float()))
+            if self.head is not None:
+                hidden = outputs.hidden_states[-1][:, -1]
+                if self.head.scores_without_lag:
+                    if tree.child_tokens[node]:
+                        first = torch.tensor(tree.child_tokens[node][:1], device=scores.device)
+                        tree.first_child_accept[node] = float(self.head.predict_drafted(hidden, scores, first))
+                elif node != ROOT:
+                    tree.accept[node] = float(self.head(hidden[0].float()))
 
         def expandable(node: int) -> bool:
             return tree.depths[node] < max_depth and (node == ROOT or tree.tokens[node] not in self._eos)

@@ -15,9 +15,10 @@ How a candidate child `x` of node `u` (drawn as u's k-th child) is valued:
   rejected; the rejected mass `1 - a(x_1)` is shared among the other candidates in proportion to their draft
   probabilities (the distribution the later children are drawn from): `value(u) * (1 - a(x_1)) * q_u(x) /
   (1 - q_u(x_1))`. With `a = q` both rules reduce to DySpec's.
-- The head reads the draft's hidden state at `x`, which exists only after the draft has read `x` (the one-step
-  lag of SpecDec++). So a first child is itself selected by its draft value and its head value then ranks its
-  descendants and siblings. A first child that is never read (a leaf) keeps the draft estimate.
+- A drafted-token head reads the draft's hidden state at `x`, which exists only after the draft has read `x`
+  (the one-step lag of SpecDec++). So a first child is itself selected by its draft value and its head value
+  then ranks its descendants and siblings. A first child that is never read (a leaf) keeps the draft estimate.
+  A producing-state head scores the first child from `u`'s own state as soon as `u` is read (no lag).
 """
 
 from __future__ import annotations
@@ -51,7 +52,11 @@ def child_candidates(probs: torch.Tensor, max_children: int, do_sample: bool) ->
 def child_value(tree: DraftTree, parent: int, rank: int) -> float:
     """The estimated value of the `rank`-th candidate child of `parent` (see the module docstring)."""
     probability = tree.child_probs[parent][rank]
-    first_accept = tree.accept[tree.children[parent][0]] if rank > 0 else None
+    first_accept = tree.first_child_accept[parent]
+    if rank == 0:
+        return tree.values[parent] * (probability if first_accept is None else first_accept)
+    if first_accept is None:
+        first_accept = tree.accept[tree.children[parent][0]]
     if first_accept is None:
         return tree.values[parent] * probability
     first_probability = tree.child_probs[parent][0]

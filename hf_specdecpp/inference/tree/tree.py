@@ -18,8 +18,9 @@ class DraftTree:
     Per node: `tokens`, `parents` (-1 for the root), `depths`, `ranks` (0 for the first child of its parent,
     1 for the second, ...), `children` (in rank order), `values` (the growth policy's estimate that the node
     is on the accepted path), and, once the draft has read the node ("expanded" it): `probs` (the processed
-    draft distribution its children are drawn from), `accept` (the acceptance head's prediction for the node,
-    if a head is used) and `slots` (the node's position in the draft's KV cache).
+    draft distribution its children are drawn from), `accept` (a drafted-token head's prediction for the node),
+    `first_child_accept` (a producing-state head's prediction for the node's first candidate child) and `slots`
+    (the node's position in the draft's KV cache).
     """
 
     def __init__(self, root_token: int):
@@ -31,6 +32,7 @@ class DraftTree:
         self.values: list[float] = [1.0]
         self.probs: list[torch.Tensor | None] = [None]
         self.accept: list[float | None] = [None]
+        self.first_child_accept: list[float | None] = [None]
         self.slots: list[int | None] = [None]
         # candidate children of an expanded node, in the order they are drawn, and their draft probabilities
         self.child_tokens: list[list[int] | None] = [None]
@@ -53,6 +55,7 @@ class DraftTree:
         self.values.append(value)
         self.probs.append(None)
         self.accept.append(None)
+        self.first_child_accept.append(None)
         self.slots.append(None)
         self.child_tokens.append(None)
         self.child_probs.append(None)
