@@ -201,3 +201,18 @@ def test_cap_is_chosen_where_verification_cost_steps_up():
     flat = choose_threshold(preds, [acc], c_draft=0.1, verify_costs=step, thresholds=(0.5,), refine=False,
                             max_candidates=20, search_cap=False)
     assert flat["max_candidates"] == 20 and flat["time_per_token"] > r["time_per_token"]
+
+
+def test_cap_keeps_the_largest_within_tolerance():
+    # Runs of 3 accepted tokens then a rejection; a head that never stops drafts the cap every round.
+    # v(K) = 1 up to K = 3, then 1 + 0.01 (K - 3): cap 4 is 1.1% slower than cap 3, cap 20 about 18%.
+    acc = [np.array(([True] * 3 + [False]) * 25)]
+    preds = [np.full(100, 0.99)]
+    costs = np.array([1.0] * 4 + [1.0 + 0.01 * k for k in range(1, 18)])
+    kw = dict(c_draft=0.001, verify_costs=costs, thresholds=(0.5,), refine=False, max_candidates=20)
+    tight = choose_threshold(preds, [acc], cap_tolerance=0.0, **kw)
+    loose = choose_threshold(preds, [acc], cap_tolerance=0.015, **kw)
+    grid = tight["cap_grid"]
+    assert tight["max_candidates"] == 3 and grid["3"] == min(grid.values())
+    assert grid["3"] < grid["4"] <= grid["3"] * 1.015 < grid["5"]
+    assert loose["max_candidates"] == 4 and loose["cap_tolerance"] == 0.015

@@ -162,6 +162,23 @@ def test_producing_state_head_trains_calibrates_and_stops_without_lag(ws):
     assert "produced the drafted token" in (cal_dir / "README.md").read_text()
 
 
+def test_calibration_reuses_measured_costs_of_another_head(ws, trained):
+    out, _ = trained
+    measured = ws["root"] / "head_measured"
+    first = calibrate_head(out, ws["data"], output_dir=measured, prompt_length=16, repeats=3, show_progress=False,
+                           plot=False)
+    second = calibrate_head(out, ws["data"], output_dir=ws["root"] / "head_reused", costs_from=measured,
+                            show_progress=False, plot=False)
+    assert second["cost"]["reused_from"] == str(measured)
+    assert second["cost_ratio"] == first["cost_ratio"] and second["verify_costs"] == first["verify_costs"]
+    assert second["threshold"] == first["threshold"]  # same head, data and costs: the same choice
+    unmeasured = ws["root"] / "head_unmeasured"
+    calibrate_head(out, ws["data"], output_dir=unmeasured, cost_ratio=0.1, show_progress=False, plot=False)
+    with pytest.raises(TrainingError, match="no measured costs"):
+        calibrate_head(out, ws["data"], output_dir=ws["root"] / "x", costs_from=unmeasured, show_progress=False,
+                       plot=False)
+
+
 def test_producing_state_head_needs_new_data(ws, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(ws["data"], old)

@@ -203,9 +203,14 @@ def acceptance_outcomes(labels: list[np.ndarray], greedy: bool, num_draws: int =
 def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float = 0.0,
                      verify_costs: np.ndarray | None = None, thresholds=DEFAULT_THRESHOLDS, refine: bool = True,
                      min_candidates: int = 1, max_candidates: int = 20, search_cap: bool = True,
-                     lagged: bool = True, show_progress: bool = False) -> dict[str, Any]:
+                     cap_tolerance: float = 0.01, lagged: bool = True, show_progress: bool = False) -> dict[str, Any]:
     """Grid-search h (then a 0.01 grid around the best) and, with `search_cap`, the cap on candidates per round
-    (min_candidates..max_candidates); also the best fixed K for comparison."""
+    (min_candidates..max_candidates); also the best fixed K for comparison.
+
+    The cap is the LARGEST one whose best simulated time per token is within `cap_tolerance` (relative) of the
+    best cap's: a cap only stays when it clearly pays on the dev data, since it also cuts the long accepted runs
+    of domains the dev data under-represents (code).
+    """
     if verify_costs is None:
         verify_costs = verify_cost_table(max_candidates, verify_slope=verify_slope)
     caps = list(range(min_candidates, max_candidates + 1)) if search_cap else [max_candidates]
@@ -223,7 +228,8 @@ def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float = 0
             grids[cap][float(h)] = run(float(h), cap)
             bar.update(1)
     cap_best = {cap: min(r["time_per_token"] for r in grids[cap].values()) for cap in caps}
-    best_cap = min(caps, key=lambda c: (cap_best[c], -c))
+    fastest = min(cap_best.values())
+    best_cap = max(c for c in caps if cap_best[c] <= fastest * (1.0 + cap_tolerance))
     grid = grids[best_cap]
     if refine:
         best = min(grid, key=lambda h: grid[h]["time_per_token"])
@@ -251,6 +257,7 @@ def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float = 0
         "fixed_k_speedup": fixed[best_k]["speedup"],
         "grid": {f"{h:.2f}": grid[h]["time_per_token"] for h in sorted(grid)},
         "cap_grid": {str(c): t for c, t in cap_best.items()},
+        "cap_tolerance": cap_tolerance,
         "fixed_k": {str(k): fixed[k]["time_per_token"] for k in sorted(fixed)},
         "verify_costs": [float(v) for v in verify_costs],
     }
@@ -281,6 +288,23 @@ def save_plot(result: dict, path: str | os.PathLike, title: str = "") -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the command
+def reused_costs(head_dir: str | os.PathLike, meta: dict) -> dict[str, Any]:
+    """The costs measured when another head for the same draft/target pair was calibrated."""
+    try:
+        other = AcceptanceHead.from_pretrained(str(head_dir))
+    except (OSError, ValueError) as err:
+        raise TrainingError(f"Could not load the head {head_dir} whose costs should be reused: {err}") from err
+    cost = (other.training_info or {}).get("calibration", {}).get("cost")
+    if not cost or cost.get("measured") is False or "c_draft" not in cost:
+        raise TrainingError(f"{head_dir} holds no measured costs: calibrate it with timing first")
+    fingerprints = (other.training_info or {}).get("data", {})
+    for role in ("draft", "target"):
+        theirs = fingerprints.get(f"{role}_fingerprint", {}).get("weights_sha")
+        if theirs is not None and theirs != meta[role]["weights_sha"]:
+            raise TrainingError(f"{head_dir} was calibrated for another {role} model: its costs do not apply")
+    return {**cost, "reused_from": str(head_dir)}
+
+
 @torch.no_grad()
 def calibrate_head(
     head_dir: str | os.PathLike,
@@ -291,10 +315,12 @@ def calibrate_head(
     target: str | Any | None = None,
     cost_ratio: float | None = None,
     verify_slope: float | None = None,
+    costs_from: str | os.PathLike | None = None,
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
     min_candidates: int = 1,
     max_candidates: int = 20,
     search_cap: bool = True,
+    cap_tolerance: float = 0.01,
     num_draws: int = 8,
     seed: int = 0,
     repeats: int = 10,
@@ -304,7 +330,8 @@ def calibrate_head(
     plot: bool = True,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Measure costs (unless `cost_ratio` is given), choose h (and, with `search_cap`, the cap on candidates per
+    """Measure costs (unless `cost_ratio` is given, or `costs_from` names a head calibrated for the same pair
+    on this machine, whose measured costs are reused), choose h (and, with `search_cap`, the cap on candidates per
     round) on the dev split, and write them with the cost ratio into the head config.
 
     The calibrated head is saved to `output_dir` (default: `head_dir`, updated in place) with the metrics in
@@ -327,7 +354,9 @@ def calibrate_head(
         raise TrainingError("need 1 <= min candidates <= max candidates")
 
     # ---- costs
-    if cost_ratio is None:
+    if costs_from is not None:
+        costs = reused_costs(costs_from, meta)
+    elif cost_ratio is None:
         dev = pick_device(device)
         dt = pick_dtype(dtype, dev)
         draft_model = load_model(draft or meta["draft"]["id"], dev, dt) if not hasattr(draft, "config") else draft
@@ -363,7 +392,7 @@ def calibrate_head(
     outcomes = acceptance_outcomes(labels, greedy, num_draws=num_draws, seed=seed)
     result = choose_threshold(preds, outcomes, c_draft=costs["c_draft"], verify_costs=table, thresholds=thresholds,
                               min_candidates=min_candidates, max_candidates=max_candidates, search_cap=search_cap,
-                              lagged=not head.scores_without_lag, show_progress=show_progress)
+                              cap_tolerance=cap_tolerance, lagged=not head.scores_without_lag, show_progress=show_progress)
     result.update({"cost": costs, "cost_ratio": costs["c_draft"], "min_candidates": min_candidates,
                    "max_candidates_limit": max_candidates, "dev_responses": len(labels),
                    "dev_positions": int(sum(len(l) for l in labels)), "greedy": greedy,

@@ -130,12 +130,17 @@ def register(app: typer.Typer) -> None:
         draft: Optional[str] = typer.Option(None, "--draft", help="Draft for timing (default: the data set's)."),
         target: Optional[str] = typer.Option(None, "--target", help="Target for timing (default: the data set's)."),
         cost_ratio: Optional[float] = typer.Option(None, "--cost-ratio", help="Skip timing: draft step / target step."),
+        costs_from: Optional[Path] = typer.Option(None, "--costs-from",
+                                                  help="Skip timing: reuse the costs measured for another head of "
+                                                       "the same pair on this machine."),
         verify_slope: Optional[float] = typer.Option(None, "--verify-slope",
                                                      help="Extra verify cost per candidate, in target steps."),
         min_candidates: int = typer.Option(1, "--min-candidates"),
         max_candidates: int = typer.Option(20, "--max-candidates", help="Upper bound on candidates per round."),
         search_cap: bool = typer.Option(True, "--search-cap/--fixed-cap",
                                         help="Choose the cap on candidates per round (<= --max-candidates) with h."),
+        cap_tolerance: float = typer.Option(0.01, "--cap-tolerance",
+                                            help="Keep the largest cap within this relative time of the best one."),
         num_draws: int = typer.Option(8, "--num-draws", help="Sampling: Bernoulli draws of the acceptances."),
         repeats: int = typer.Option(10, "--repeats", help="Timed repetitions per forward pass."),
         seed: int = typer.Option(0, "--seed"),
@@ -146,8 +151,8 @@ def register(app: typer.Typer) -> None:
         from .calibrate import calibrate_head
 
         r = calibrate_head(head_dir, data_dir, output_dir=output_dir, draft=draft, target=target, cost_ratio=cost_ratio,
-                           verify_slope=verify_slope, min_candidates=min_candidates, max_candidates=max_candidates,
-                           search_cap=search_cap, num_draws=num_draws, repeats=repeats, seed=seed, device=device, dtype=dtype)
+                           verify_slope=verify_slope, costs_from=costs_from, min_candidates=min_candidates, max_candidates=max_candidates,
+                           search_cap=search_cap, cap_tolerance=cap_tolerance, num_draws=num_draws, repeats=repeats, seed=seed, device=device, dtype=dtype)
         _print({k: r[k] for k in ("threshold", "max_candidates", "time_per_token", "speedup", "best_fixed_k", "fixed_k_time_per_token",
                                   "fixed_k_speedup", "cost_ratio")})
 

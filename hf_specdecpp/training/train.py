@@ -346,6 +346,8 @@ def _save_head(head: AcceptanceHead, output_dir: Path, meta: dict, manifest: dic
             "train_responses": totals.get("train"),
             "dev_responses": totals.get("dev"),
             "train_label_rows": totals.get("train_label_rows"),
+            "train_tokens": totals.get("train_tokens"),
+            "dev_tokens": totals.get("dev_tokens"),
             "dev_label_rows": totals.get("dev_label_rows"),
             "draft_fingerprint": meta["draft"],
             "target_fingerprint": meta["target"],
