@@ -162,9 +162,10 @@ def test_cli_tiny_smoke(tmp_path):
     from hf_specdecpp.cli import app
 
     res = CliRunner().invoke(app, ["bench", "--tiny", "--subset", "1", "--fixed-k", "2", "--thresholds", "0.5",
-                                   "--tree-budgets", "2,4", "--max-new-tokens", "8", "--output-dir", str(tmp_path)])
+                                   "--tree-budgets", "2,4", "--specdec-caps", "3", "--max-new-tokens", "8", "--output-dir", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "specdec++-h0.5" in res.output and "| oracle |" in res.output
+    assert "specdec++-h" in res.output and "-cap3 |" in res.output
     for name in ("dyspec-B2", "dyspec-B4", "dyspec+head-B2", "dyspec+head-B4"):
         assert f"| {name} |" in res.output
     assert (tmp_path / "tiny" / "summary.csv").exists()

@@ -21,10 +21,11 @@ def _numbers(text: str, kind, option: str) -> list:
 
 
 def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: int | None = None,
-                  tree_budgets=()) -> dict:
+                  tree_budgets=(), specdec_caps=()) -> dict:
     """The standard configuration set: target alone, transformers default and heuristic, fixed K, entropy
     stopping (AdaEDL-style), SpecDec++ at each threshold (when a head is given; `max_candidates` None = the
-    head's calibrated cap) and DySpec trees at each budget (draft-guided, and head-guided with a head)."""
+    head's calibrated cap), SpecDec++ at the head's own threshold with each cap of `specdec_caps`, and DySpec
+    trees at each budget (draft-guided, and head-guided with a head)."""
     from ..head import DEFAULT_MAX_CANDIDATES
     from ..inference.baselines import EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator
     from ..inference.candidate_generator import SpecDecPPCandidateGenerator
@@ -41,6 +42,10 @@ def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: 
         for h in thresholds:
             configs[f"specdec++-h{h:g}"] = SpecDecPPCandidateGenerator(head=head, threshold=h,
                                                                        max_candidates=max_candidates)
+        for cap in specdec_caps:
+            h = head.recommended_threshold if head.recommended_threshold is not None else thresholds[0]
+            configs[f"specdec++-h{h:g}-cap{cap}"] = SpecDecPPCandidateGenerator(head=head, threshold=h,
+                                                                               max_candidates=cap)
     for budget in tree_budgets:
         configs[f"dyspec-B{budget}"] = DySpecCandidateGenerator(budget=budget)
         if head is not None:
@@ -96,6 +101,9 @@ def register(app: typer.Typer) -> None:
                                                      help="Cap on candidates per round for SpecDec++ and entropy "
                                                           "stopping (default: the head's calibrated cap, else 20)."),
         tree_budgets: str = typer.Option("", "--tree-budgets", help="DySpec tree budgets, e.g. 4,8 (empty: skip)."),
+        specdec_caps: str = typer.Option("", "--specdec-caps",
+                                         help="Also run SpecDec++ at the head's threshold with these caps on "
+                                              "candidates per round, e.g. 12 (empty: skip)."),
         fixed_k: str = typer.Option("1,2,3,4,5,6,7,8,9,10", "--fixed-k", help="Fixed candidate lengths K."),
         entropy_lams: str = typer.Option("0.3", "--entropy-lams",
                                          help="Thresholds of the AdaEDL-style entropy rule (empty: skip)."),
@@ -123,6 +131,9 @@ def register(app: typer.Typer) -> None:
         budgets = _numbers(tree_budgets, int, "--tree-budgets") if tree_budgets.strip() else []
         if any(b < 1 for b in budgets):
             raise typer.BadParameter("tree budgets must be >= 1", param_hint="--tree-budgets")
+        caps = _numbers(specdec_caps, int, "--specdec-caps") if specdec_caps.strip() else []
+        if any(c < 1 for c in caps):
+            raise typer.BadParameter("caps must be >= 1", param_hint="--specdec-caps")
         ks = _numbers(fixed_k, int, "--fixed-k")
         if any(k < 1 for k in ks):
             raise typer.BadParameter("K must be >= 1", param_hint="--fixed-k")
@@ -167,7 +178,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"Head overhead: {1e3 * overhead['head_s']:.2f} ms per drafted token = "
                        f"{100 * overhead['overhead']:.2f}% of a draft step ({1e3 * overhead['draft_step_s']:.1f} ms)")
         for name, prompts in sets.items():
-            configs = build_configs(ks, hs, lams, acceptance_head, max_candidates, budgets)
+            configs = build_configs(ks, hs, lams, acceptance_head, max_candidates, budgets, caps)
             folder = output_dir / name
 
             def progress(prompt_id, config, rec):
