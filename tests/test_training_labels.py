@@ -115,36 +115,23 @@ def test_rejection_auroc_hard_and_soft():
     assert math.isnan(rejection_auroc(pred, np.ones(4)))
 
 
+@pytest.mark.parametrize("lagged", [True, False])
 @pytest.mark.parametrize("threshold,min_c,max_c", [(0.3, 1, 20), (0.7, 2, 5), (0.05, 1, 3), (0.9, 3, 20)])
-def test_simulated_round_length_matches_stopping_criteria(threshold, min_c, max_c):
+def test_simulated_round_length_matches_stopping_criteria(threshold, min_c, max_c, lagged):
     rng = np.random.default_rng(0)
     pred = rng.uniform(0.3, 1.0, size=40)
     for start in range(0, 30, 3):
         limit = min(max_c, len(pred) - start)
-        k_sim = threshold_round_length(pred, start, limit, threshold, min_c)
+        k_sim = threshold_round_length(pred, start, limit, threshold, min_c, lagged=lagged)
         crit = RejectionThresholdCriteria(threshold, min_c, max_c)
         crit.start_round()
         ids = torch.zeros((1, 1), dtype=torch.long)
         for t in range(1, limit + 1):
-            prob = None if t == 1 else float(pred[start + t - 2])  # one-step lag: token t-1's score
+            if lagged:  # a drafted-token head: token t-1's score arrives with token t
+                prob = None if t == 1 else float(pred[start + t - 2])
+            else:  # a producing-state head scores token t as soon as it is drafted
+                prob = float(pred[start + t - 1])
             if bool(crit(ids, None, acceptance_prob=prob)[0]) or t == limit:
-                break
-        assert k_sim == t
-
-
-@pytest.mark.parametrize("threshold,min_c,max_c", [(0.3, 1, 20), (0.7, 2, 5), (0.05, 1, 3), (0.9, 3, 20)])
-def test_simulated_round_length_without_lag_matches_stopping_criteria(threshold, min_c, max_c):
-    rng = np.random.default_rng(1)
-    pred = rng.uniform(0.3, 1.0, size=40)
-    for start in range(0, 30, 3):
-        limit = min(max_c, len(pred) - start)
-        k_sim = threshold_round_length(pred, start, limit, threshold, min_c, lagged=False)
-        crit = RejectionThresholdCriteria(threshold, min_c, max_c)
-        crit.start_round()
-        ids = torch.zeros((1, 1), dtype=torch.long)
-        for t in range(1, limit + 1):
-            # a producing-state head scores token t as soon as it is drafted
-            if bool(crit(ids, None, acceptance_prob=float(pred[start + t - 1]))[0]) or t == limit:
                 break
         assert k_sim == t
 
