@@ -45,11 +45,7 @@ def measure_head_overhead(draft, head: AcceptanceHead, *, prompt_length: int = 1
             token = scores.argmax(-1, keepdim=True)
         synchronize(device)
         middle = time.perf_counter()
-        hidden = out.hidden_states[-1][:, -1]
-        if head.scores_without_lag:
-            probability = head.predict_drafted(hidden, scores, token[:, 0])
-        else:
-            probability = head(hidden.float())
+        probability = head.score_step(out.hidden_states[-1][:, -1], scores, token[:, 0])
         float(probability)  # the loop reads the stop decision on the host
         end = time.perf_counter()
         cache.crop(-1)  # drop the timed token again

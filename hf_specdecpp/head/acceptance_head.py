@@ -196,6 +196,16 @@ class AcceptanceHead(
         features = confidence_features(scores, tokens) if self.use_confidence_features else None
         return self(hidden_states.float(), features)
 
+    def score_step(self, hidden_states: torch.Tensor, scores: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The head's prediction after one drafting step that read `hidden_states` and drew `tokens` from `scores`.
+
+        A producing-state head predicts the acceptance of `tokens`; a drafted-token head that of the token AT
+        `hidden_states`, i.e. the previously drafted one (the one-step lag).
+        """
+        if self.scores_without_lag:
+            return self.predict_drafted(hidden_states, scores, tokens)
+        return self(hidden_states.float())
+
     # ------------------------------------------------------------------ Hub I/O
     def update_config(self, **values: Any) -> None:
         """Set metadata fields (e.g. `recommended_threshold`) so that `save_pretrained` records them."""

@@ -16,10 +16,8 @@ SAMPLING_HEAD = "qwen2.5-coder-0.5b-to-1.5b-t0.7"
 
 
 def default_head_name(sampling: bool = False) -> str:
-    """The shipped head for greedy decoding, or for sampling at temperature 0.7 when one is shipped."""
-    if sampling and (HEADS_DIR / SAMPLING_HEAD / "config.json").is_file():
-        return SAMPLING_HEAD
-    return DEFAULT_HEAD
+    """The shipped head for greedy decoding, or the one for sampling at temperature 0.7."""
+    return SAMPLING_HEAD if sampling else DEFAULT_HEAD
 
 
 def shipped_heads() -> list[str]:

@@ -268,13 +268,10 @@ class SpecDecPPCandidateGenerator(DraftLoopCandidateGenerator):
         self.criteria.start_round()
 
     def _should_stop(self, step, hidden, scores, sequence):
-        if self.head.scores_without_lag:
-            # `hidden` and `scores` produced the token just drafted: score it now.
-            acceptance = self.head.predict_drafted(hidden, scores, sequence[:, -1])
+        if step == 0 and not self.head.scores_without_lag:
+            acceptance = None  # the lagged score would be the verified token's, which counts as accepted
         else:
-            # One-step lag: `hidden` is the state at the PREVIOUS token; at step 0 that is the verified token,
-            # which counts as accepted.
-            acceptance = None if step == 0 else self.head(hidden.float())
+            acceptance = self.head.score_step(hidden, scores, sequence[:, -1])
         return self.criteria(sequence, scores, acceptance_prob=acceptance)
 
 

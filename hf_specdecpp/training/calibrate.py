@@ -38,7 +38,7 @@ from .common import (
     progress,
     synchronize,
 )
-from .data import check_columns, head_input_columns, load_features, read_metadata
+from .data import head_input_columns, load_head_inputs, read_metadata
 
 DEFAULT_THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.05, 0.951, 0.05))
 VERIFY_KS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 20)
@@ -372,13 +372,9 @@ def calibrate_head(
     table = verify_cost_table(max_candidates, costs.get("verify_cost"), costs["verify_slope"])
 
     # ---- dev predictions and simulation
-    hidden_col, feature_col, label_col = head_input_columns(head.input_state, calibration=True)
-    if not head.use_confidence_features:
-        feature_col = None
-    wanted = [c for c in (hidden_col, feature_col, label_col) if c is not None]
-    dev_ds = load_features(data_dir, "dev")
-    check_columns(dev_ds, wanted, data_dir)
-    dev_ds = dev_ds.select_columns(wanted).with_format("numpy")
+    columns = head_input_columns(head.input_state, head.use_confidence_features, calibration=True)
+    hidden_col, feature_col, label_col = columns
+    dev_ds = load_head_inputs(data_dir, "dev", columns)
     if len(dev_ds) == 0:
         raise TrainingError(f"No dev records in {data_dir}: make the data with a dev fraction > 0")
     head.eval()

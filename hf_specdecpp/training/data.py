@@ -357,23 +357,28 @@ def features_for(split: str, hidden_size: int):
 
 
 # ---------------------------------------------------------------------------------------------- reading back
-def head_input_columns(input_state: str, calibration: bool = False) -> tuple[str, str | None, str]:
-    """(hidden, confidence features or None, labels): the columns a head reading `input_state` trains on.
+def head_input_columns(input_state: str, use_confidence_features: bool,
+                       calibration: bool = False) -> tuple[str, str | None, str]:
+    """(hidden, confidence features or None, labels): the columns a head of this type trains on.
 
     Drafted-token heads train on the mixed positions (`hidden`, `labels`) and calibrate on the dev split's r = 0
     pass (`calib_*`); producing-state heads use the `context_*` columns for both.
     """
     if input_state == PRODUCING_STATE:
-        return "context_hidden", "context_features", "context_labels"
+        return "context_hidden", "context_features" if use_confidence_features else None, "context_labels"
     return ("calib_hidden", None, "calib_labels") if calibration else ("hidden", None, "labels")
 
 
-def check_columns(ds, columns, data_dir) -> None:
-    """A clear error when a data set predates the columns a head needs."""
-    missing = [c for c in columns if c is not None and c not in ds.column_names]
+def load_head_inputs(data_dir: str | os.PathLike, split: str, columns: tuple[str, str | None, str]):
+    """The `split` records reduced to `columns` (see `head_input_columns`), numpy-formatted; a clear error when
+    the data set predates them."""
+    ds = load_features(data_dir, split)
+    wanted = [c for c in columns if c is not None]
+    missing = [c for c in wanted if c not in ds.column_names]
     if missing:
         raise TrainingError(f"{data_dir} has no {missing} columns: it was made by an older make-data (format < "
                             f"{FORMAT_VERSION}). Run make-data again into a new folder.")
+    return ds.select_columns(wanted).with_format("numpy")
 
 
 def read_metadata(data_dir: str | os.PathLike) -> dict:

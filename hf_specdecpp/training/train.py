@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 
 from ..head import DRAFTED_TOKEN, INPUT_STATES, PRODUCING_STATE, AcceptanceHead
 from .common import TrainingError, diff_settings, progress, read_json, write_json
-from .data import PROGRESS_FILE, check_columns, head_input_columns, load_features, read_metadata
+from .data import PROGRESS_FILE, head_input_columns, load_head_inputs, read_metadata
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "trainer_state.json"
@@ -196,14 +195,8 @@ def train_head(
         raise TrainingError(f"input state must be one of {INPUT_STATES}, got {input_state!r}")
     if use_confidence_features and input_state != PRODUCING_STATE:
         raise TrainingError(f"confidence features need the {PRODUCING_STATE!r} input state")
-    columns = head_input_columns(input_state)
-    if not use_confidence_features:
-        columns = (columns[0], None, columns[2])
-    wanted = [c for c in columns if c is not None]
-    train_ds, dev_ds = load_features(data_dir, "train"), load_features(data_dir, "dev")
-    check_columns(train_ds, wanted, data_dir)
-    train_ds = train_ds.select_columns(wanted).with_format("numpy")
-    dev_ds = dev_ds.select_columns(wanted).with_format("numpy")
+    columns = head_input_columns(input_state, use_confidence_features)
+    train_ds, dev_ds = load_head_inputs(data_dir, "train", columns), load_head_inputs(data_dir, "dev", columns)
     if len(train_ds) == 0:
         raise TrainingError(f"No training records in {data_dir}")
 
