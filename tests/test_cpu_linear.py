@@ -5,14 +5,14 @@ import torch
 from torch import nn
 
 from hf_specdecpp import SpecDecPPCandidateGenerator
-from hf_specdecpp.models.cpu_linear import FewRowLinear, use_fast_cpu_linear
+from hf_specdecpp.models.cpu_linear import FewRowLinear, padded_rows, use_fast_cpu_linear
 from hf_specdecpp.testing import tiny_pair
 
 from helpers import constant_head
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 9, 40])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6, 7, 9, 13, 16, 17, 40])
 def test_matches_nn_linear(rows, bias):
     torch.manual_seed(rows)
     linear = nn.Linear(24, 56, bias=bias)
@@ -22,6 +22,12 @@ def test_matches_nn_linear(rows, bias):
     x2 = torch.randn(rows, 3, 24)  # several leading dimensions
     torch.testing.assert_close(fast(x2), linear(x2), rtol=1e-5, atol=1e-5)
     assert fast(x).is_contiguous()
+
+
+def test_padded_rows():
+    assert [padded_rows(r) for r in range(1, 19)] == [1, 4, 4, 4, 5, 6, 8, 8] + [16] * 8 + [24, 24]
+    assert padded_rows(40) == 40 and padded_rows(41) == 48
+    assert all(padded_rows(r) >= r for r in range(1, 100))
 
 
 def test_other_dtypes_fall_back_to_f_linear():

@@ -6,6 +6,10 @@ one-row product, although all of them are bound by reading the weights once. Com
 `(W @ x^T)^T` streams W in its stored layout and costs about one row's time for up to 4 rows (on a 2-core
 AVX2 CPU, a Qwen2.5-1.5B pass over 4 new tokens: 353 ms vs 1119 ms; `benchmarks/verify_cost.py`).
 
+MKL's cost for this product is not monotonic in the row count: 4, 8 and 16 rows are fast shapes, 9-15 rows cost
+up to 1.6x what 16 do. Rows are therefore padded with zeros up to the next fast shape (`padded_rows`); the
+padding rows are computed and dropped, so results do not change.
+
 `use_fast_cpu_linear(model)` swaps every `nn.Linear` of a model for a `FewRowLinear` that shares its weight and
 bias. One-row products (ordinary decoding), GPU tensors and other dtypes keep `F.linear`, so target-alone
 decoding is unchanged. Results equal `F.linear`'s up to float32 rounding (a different summation order), the
@@ -18,8 +22,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MIN_ROWS = 4
-"""Fewer rows than this are padded with zeros up to it: the 4-row product costs what a 2- or 3-row one does."""
+PAD_TO = (4, 8, 16)
+"""Fast row counts of the `(W x^T)^T` product: other counts up to 16 are padded with zeros to the next one, except
+5 and 6, which cost less unpadded than padded to 8 (a Qwen2.5-1.5B pass on a 2-core AVX2 CPU, 128 cached tokens:
+2-4 rows ~500 ms, 5 rows 644 ms, 6 rows 785 ms, 8 rows ~850-950 ms, 9-16 rows padded ~900 ms but unpadded up to
+1414 ms; more than 16 rows are padded to a multiple of 8: 17 rows 1226 ms padded vs 1560 ms)."""
+UNPADDED = (5, 6)
+
+
+def padded_rows(rows: int) -> int:
+    """The row count the product is computed with for `rows` input rows (see `PAD_TO`)."""
+    if rows <= 1 or rows in UNPADDED:
+        return rows
+    for fast in PAD_TO:
+        if rows <= fast:
+            return fast
+    return -(-rows // 8) * 8
 
 
 class FewRowLinear(nn.Module):
@@ -37,8 +55,9 @@ class FewRowLinear(nn.Module):
         if rows <= 1 or x.device.type != "cpu" or x.dtype != torch.float32 or self.weight.dtype != torch.float32:
             return F.linear(x, self.weight, self.bias)
         flat = x.reshape(rows, self.in_features)
-        if rows < MIN_ROWS:
-            flat = torch.cat([flat, flat.new_zeros(MIN_ROWS - rows, self.in_features)])
+        padded = padded_rows(rows)
+        if padded > rows:
+            flat = torch.cat([flat, flat.new_zeros(padded - rows, self.in_features)])
         out = torch.mm(self.weight, flat.t()).t()[:rows].contiguous()
         if self.bias is not None:
             out += self.bias
