@@ -7,8 +7,8 @@ one-row product, although all of them are bound by reading the weights once. Com
 AVX2 CPU, a Qwen2.5-1.5B pass over 4 new tokens: 353 ms vs 1119 ms; `benchmarks/verify_cost.py`).
 
 MKL's cost for this product is not monotonic in the row count: 4, 8 and 16 rows are fast shapes, 9-15 rows cost
-up to 1.6x what 16 do. Rows are therefore padded with zeros up to the next fast shape (`padded_rows`); the
-padding rows are computed and dropped, so results do not change.
+up to 1.6x what 16 do. Rows are therefore padded with zeros up to the next size of `PAD_TO` (`padded_rows`);
+the padding rows are computed and dropped, so results do not change.
 
 `use_fast_cpu_linear(model)` swaps every `nn.Linear` of a model for a `FewRowLinear` that shares its weight and
 bias. One-row products (ordinary decoding), GPU tensors and other dtypes keep `F.linear`, so target-alone
@@ -22,21 +22,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PAD_TO = (4, 8, 16)
-"""Fast row counts of the `(W x^T)^T` product: other counts up to 16 are padded with zeros to the next one, except
-5 and 6, which cost less unpadded than padded to 8 (a Qwen2.5-1.5B pass on a 2-core AVX2 CPU, 128 cached tokens:
-2-4 rows ~500 ms, 5 rows 644 ms, 6 rows 785 ms, 8 rows ~850-950 ms, 9-16 rows padded ~900 ms but unpadded up to
-1414 ms; more than 16 rows are padded to a multiple of 8: 17 rows 1226 ms padded vs 1560 ms)."""
-UNPADDED = (5, 6)
+PAD_TO = (4, 5, 6, 8, 16)
+"""Row counts the `(W x^T)^T` product is computed with: other counts up to 16 are padded with zeros to the next
+one (a Qwen2.5-1.5B pass on a 2-core AVX2 CPU, 128 cached tokens: 2-4 rows ~500 ms, 5 rows 644 ms, 6 rows 785 ms
+(less than padded to 8), 8 rows ~850-950 ms, 9-16 rows padded ~900 ms but unpadded up to 1414 ms); more than 16
+rows are padded to a multiple of 8 (17 rows: 1226 ms padded vs 1560 ms)."""
 
 
 def padded_rows(rows: int) -> int:
-    """The row count the product is computed with for `rows` input rows (see `PAD_TO`)."""
-    if rows <= 1 or rows in UNPADDED:
+    """The row count the product is computed with for `rows` input rows (see `PAD_TO`); one row is not padded."""
+    if rows <= 1:
         return rows
-    for fast in PAD_TO:
-        if rows <= fast:
-            return fast
+    for size in PAD_TO:
+        if rows <= size:
+            return size
     return -(-rows // 8) * 8
 
 
