@@ -157,6 +157,28 @@ def test_simulation_counts_tokens_and_costs():
     assert r["time_per_token"] == pytest.approx(2 * (2 * 0.1 + 1) / 6)
 
 
+def test_oracle_simulation_drafts_exactly_the_accepted_runs():
+    # Pattern 1 1 0 1 1 1: the oracle drafts 2 (both accepted; the target's token fills the rejected position),
+    # then the 3 left (all accepted; the data ends): 2 rounds, 6 tokens.
+    acc = [np.array([1, 1, 0, 1, 1, 1], dtype=bool)]
+    costs = np.array([1.0, 1.1, 1.2, 1.3])
+    r = simulate_policy([np.full(6, 0.5)], [acc], c_draft=0.1, verify_costs=costs, oracle=True, max_candidates=3)
+    assert r["tokens_per_round"] == 3.0 and r["mean_candidates"] == 2.5
+    assert r["time_per_token"] == pytest.approx(((2 * 0.1 + 1.2) + (3 * 0.1 + 1.3)) / 6)
+    # a rejection at the start of a round: the oracle drafts nothing and the target decodes one token
+    r0 = simulate_policy([np.full(2, 0.5)], [[np.array([0, 0], dtype=bool)]], c_draft=0.1, verify_costs=costs,
+                         oracle=True, max_candidates=3)
+    assert r0["mean_candidates"] == 0.0 and r0["time_per_token"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="exactly one of"):
+        simulate_policy([np.full(6, 0.5)], [acc], c_draft=0.1, verify_costs=costs, oracle=True, fixed_k=2)
+    # runs of 3 and 1 accepted tokens: no fixed K and no threshold on an uninformative head matches the oracle
+    mixed = [np.array(([True] * 3 + [False] + [True] + [False]) * 20)]
+    best = choose_threshold([np.full(120, 0.8)], [mixed], c_draft=0.1, verify_costs=costs, max_candidates=3)
+    assert best["oracle_speedup"] == simulate_policy([np.full(120, 0.8)], [mixed], c_draft=0.1, verify_costs=costs,
+                                                     oracle=True, max_candidates=3)["speedup"]
+    assert best["oracle_speedup"] > max(best["speedup"], best["fixed_k_speedup"])
+
+
 def test_verify_cost_table_interpolates_and_extrapolates():
     from hf_specdecpp.training.calibrate import verify_cost_table
 

@@ -308,9 +308,17 @@ def test_measured_costs(ws, trained):
 
     d = AutoModelForCausalLM.from_pretrained(ws["draft"]).eval()
     t = AutoModelForCausalLM.from_pretrained(ws["target"]).eval()
+    calls = []
+    hooks = [m.register_forward_hook(lambda mod, args, kwargs, out, name=name: calls.append(
+        (name, kwargs["input_ids"].shape[1])), with_kwargs=True) for name, m in (("draft", d), ("target", t))]
     c = measure_costs(d, t, prompt_length=16, ks=(0, 2, 4), repeats=3, warmup=1)
+    for h in hooks:
+        h.remove()
     assert c["draft_step_s"] > 0 and c["c_draft"] > 0 and c["verify_slope"] >= 0
     assert c["verify_cost"]["0"] == 1.0 and set(c["verify_cost"]) == {"0", "2", "4"}
+    # two prefills, then every repeat (warm-up included) times the draft step and each k once, interleaved
+    one_repeat = [("draft", 1), ("target", 1), ("target", 3), ("target", 5)]
+    assert calls == [("draft", 16), ("target", 16)] + one_repeat * 4
 
 
 # ---------------------------------------------------------------------------------------------- CLI + push

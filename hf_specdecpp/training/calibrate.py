@@ -51,38 +51,53 @@ def measure_costs(draft, target, *, prompt_length: int = 128, ks: tuple[int, ...
                   repeats: int = 10, warmup: int = 2, seed: int = 0, show_progress: bool = False) -> dict[str, Any]:
     """Median forward times with a KV cache: one draft decode step, and target passes over k+1 new tokens.
 
+    The passes are interleaved: every repeat times the draft step and then every k once, so a burst of load on a
+    shared machine spreads over all points instead of shifting a whole block of one k (block timing measured
+    v(4) = 1.04 and, on another run, 1.63 on the same CPU).
+
     Returns seconds plus the normalised costs (see module doc): `c_draft` (= cost ratio), `verify_cost`
     (k -> v(k)) and `verify_slope` (a linear fit, for reporting and for extrapolating beyond the largest k).
     """
     from transformers import DynamicCache
 
-    def timed(model, new_tokens: int, **kwargs) -> float:
+    gen = torch.Generator().manual_seed(seed)
+
+    def prefilled(model):
         device = next(model.parameters()).device
         vocab = model.config.get_text_config().vocab_size
-        gen = torch.Generator().manual_seed(seed)
         prompt = torch.randint(2, vocab, (1, prompt_length), generator=gen).to(device)
-        new = torch.randint(2, vocab, (1, new_tokens), generator=gen).to(device)
         cache = DynamicCache(config=model.config)
         model(input_ids=prompt, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        times = []
-        for i in range(warmup + repeats):
-            synchronize(device)
-            start = time.perf_counter()
-            model(input_ids=new, past_key_values=cache, use_cache=True, **kwargs)
-            synchronize(device)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-            cache.crop(-new_tokens)  # drop the timed tokens again
-        return statistics.median(times)
+        return cache, vocab, device
 
-    steps = progress(total=1 + len(ks), desc="calibrate: timing", disable=not show_progress, unit="pass")
-    draft_s = timed(draft, 1, output_hidden_states=True, logits_to_keep=1)
-    steps.update(1)
-    verify = {}
-    for k in ks:
-        verify[k] = timed(target, k + 1)
-        steps.update(1)
+    def timed(model, state, new_tokens: int, **kwargs) -> float:
+        cache, vocab, device = state
+        new = torch.randint(2, vocab, (1, new_tokens), generator=gen).to(device)
+        synchronize(device)
+        start = time.perf_counter()
+        model(input_ids=new, past_key_values=cache, use_cache=True, **kwargs)
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+        cache.crop(-new_tokens)  # drop the timed tokens again
+        return elapsed
+
+    draft_state, target_state = prefilled(draft), prefilled(target)
+    draft_times: list[float] = []
+    verify_times: dict[int, list[float]] = {k: [] for k in ks}
+    steps = progress(total=(warmup + repeats) * (1 + len(ks)), desc="calibrate: timing",
+                     disable=not show_progress, unit="pass")
+    for i in range(warmup + repeats):
+        t = timed(draft, draft_state, 1, output_hidden_states=True, logits_to_keep=1)
+        if i >= warmup:
+            draft_times.append(t)
+        for k in ks:
+            t = timed(target, target_state, k + 1)
+            if i >= warmup:
+                verify_times[k].append(t)
+        steps.update(1 + len(ks))
     steps.close()
+    draft_s = statistics.median(draft_times)
+    verify = {k: statistics.median(v) for k, v in verify_times.items()}
     x = np.array([k + 1 for k in ks], dtype=np.float64)
     y = np.array([verify[k] for k in ks], dtype=np.float64)
     if len(ks) >= 2:
@@ -152,15 +167,18 @@ def _accept_runs(accepted: np.ndarray) -> np.ndarray:
 
 def simulate_policy(preds: list[np.ndarray], outcomes: list[list[np.ndarray]], *, c_draft: float,
                     verify_slope: float = 0.0, verify_costs: np.ndarray | None = None, threshold: float | None = None,
-                    fixed_k: int | None = None, min_candidates: int = 1, max_candidates: int = 20,
-                    lagged: bool = True) -> dict[str, float]:
-    """Simulated cost per generated token of one policy (threshold OR fixed K) over all responses and draws.
+                    fixed_k: int | None = None, oracle: bool = False, min_candidates: int = 1,
+                    max_candidates: int = 20, lagged: bool = True) -> dict[str, float]:
+    """Simulated cost per generated token of one policy (threshold, fixed K, or the oracle) over all responses
+    and draws.
 
-    `outcomes[d][r]` is the boolean acceptance of every position of response r in draw d. `verify_costs[K]` is
-    v(K) (see `verify_cost_table`); without it v(K) = 1 + verify_slope * K.
+    The oracle knows the outcomes: every round drafts exactly the accepted run (at most `max_candidates`), the
+    bound no stopping rule that sees only the draft can pass. `outcomes[d][r]` is the boolean acceptance of every
+    position of response r in draw d. `verify_costs[K]` is v(K) (see `verify_cost_table`); without it
+    v(K) = 1 + verify_slope * K.
     """
-    if (threshold is None) == (fixed_k is None):
-        raise ValueError("give exactly one of threshold and fixed_k")
+    if (threshold is not None) + (fixed_k is not None) + bool(oracle) != 1:
+        raise ValueError("give exactly one of threshold, fixed_k and oracle")
     top = max(max_candidates, fixed_k or 0)
     if verify_costs is None:
         verify_costs = verify_cost_table(top, verify_slope=verify_slope)
@@ -176,6 +194,8 @@ def simulate_policy(preds: list[np.ndarray], outcomes: list[list[np.ndarray]], *
                 limit = min(max_candidates, n - j)
                 if fixed_k is not None:
                     k = min(fixed_k, n - j)
+                elif oracle:
+                    k = min(int(run[j]), limit)
                 else:
                     k = threshold_round_length(pred, j, limit, threshold, min_candidates, lagged)
                 n_acc = min(int(run[j]), k)
@@ -243,6 +263,8 @@ def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float = 0
         fixed[k] = simulate_policy(preds, outcomes, fixed_k=k, c_draft=c_draft, verify_costs=verify_costs,
                                    min_candidates=min_candidates, max_candidates=max_candidates)
         bar.update(1)
+    oracle = simulate_policy(preds, outcomes, oracle=True, c_draft=c_draft, verify_costs=verify_costs,
+                             max_candidates=max_candidates)
     bar.close()
     best_h = min(sorted(grid), key=lambda h: grid[h]["time_per_token"])
     best_k = min(sorted(fixed), key=lambda k: fixed[k]["time_per_token"])
@@ -256,6 +278,7 @@ def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float = 0
         "best_fixed_k": best_k,
         "fixed_k_time_per_token": fixed[best_k]["time_per_token"],
         "fixed_k_speedup": fixed[best_k]["speedup"],
+        "oracle_speedup": oracle["speedup"],
         "grid": {f"{h:.2f}": grid[h]["time_per_token"] for h in sorted(grid)},
         "cap_grid": {str(c): t for c, t in cap_best.items()},
         "cap_tolerance": cap_tolerance,
@@ -278,6 +301,8 @@ def save_plot(result: dict, path: str | os.PathLike, title: str = "") -> None:
     ax.axhline(result["fixed_k_time_per_token"], color="tab:red", ls="--",
                label=f"best fixed K = {result['best_fixed_k']}")
     ax.axhline(1.0, color="gray", ls=":", label="target alone")
+    if result.get("oracle_speedup"):
+        ax.axhline(1.0 / result["oracle_speedup"], color="tab:purple", ls=":", label="oracle (first rejection)")
     ax.axvline(result["threshold"], color="tab:green", ls="-.", label=f"chosen h = {result['threshold']:.2f}")
     ax.set_xlabel("threshold h")
     ax.set_ylabel("simulated time per token (target steps)")

@@ -154,7 +154,7 @@ def register(app: typer.Typer) -> None:
                            verify_slope=verify_slope, costs_from=costs_from, min_candidates=min_candidates, max_candidates=max_candidates,
                            search_cap=search_cap, cap_tolerance=cap_tolerance, num_draws=num_draws, repeats=repeats, seed=seed, device=device, dtype=dtype)
         _print({k: r[k] for k in ("threshold", "max_candidates", "time_per_token", "speedup", "best_fixed_k", "fixed_k_time_per_token",
-                                  "fixed_k_speedup", "cost_ratio")})
+                                  "fixed_k_speedup", "oracle_speedup", "cost_ratio")})
 
     @app.command("push")
     @_friendly

@@ -77,7 +77,8 @@ def model_card_extra(head: AcceptanceHead) -> str:
             f"- simulated on {_fmt(cal.get('dev_responses'))} dev responses, candidates in "
             f"[{cal.get('min_candidates')}, {cal.get('max_candidates_limit', cal.get('max_candidates'))}]: time per token {_fmt(cal.get('time_per_token'))}"
             f" (speed-up {_fmt(cal.get('speedup'), 2)}x) vs best fixed K = {cal.get('best_fixed_k')}: "
-            f"{_fmt(cal.get('fixed_k_time_per_token'))} ({_fmt(cal.get('fixed_k_speedup'), 2)}x); target alone = 1",
+            f"{_fmt(cal.get('fixed_k_time_per_token'))} ({_fmt(cal.get('fixed_k_speedup'), 2)}x); target alone = 1; "
+            f"the oracle that stops exactly at the first rejection: {_fmt(cal.get('oracle_speedup'), 2)}x",
             "- the threshold depends on the hardware through c: re-run `hf-specdecpp calibrate` on yours.",
         ]
     else:
