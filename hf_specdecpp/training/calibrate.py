@@ -86,18 +86,14 @@ def measure_costs(draft, target, *, prompt_length: int = 128, ks: tuple[int, ...
     verify_times: dict[int, list[float]] = {k: [] for k in ks}
     steps = progress(total=(warmup + repeats) * (1 + len(ks)), desc="calibrate: timing",
                      disable=not show_progress, unit="pass")
-    for i in range(warmup + repeats):
-        t = timed(draft, draft_state, 1, output_hidden_states=True, logits_to_keep=1)
-        if i >= warmup:
-            draft_times.append(t)
+    for _ in range(warmup + repeats):
+        draft_times.append(timed(draft, draft_state, 1, output_hidden_states=True, logits_to_keep=1))
         for k in ks:
-            t = timed(target, target_state, k + 1)
-            if i >= warmup:
-                verify_times[k].append(t)
+            verify_times[k].append(timed(target, target_state, k + 1))
         steps.update(1 + len(ks))
     steps.close()
-    draft_s = statistics.median(draft_times)
-    verify = {k: statistics.median(v) for k, v in verify_times.items()}
+    draft_s = statistics.median(draft_times[warmup:])  # the first `warmup` repeats are not counted
+    verify = {k: statistics.median(v[warmup:]) for k, v in verify_times.items()}
     x = np.array([k + 1 for k in ks], dtype=np.float64)
     y = np.array([verify[k] for k in ks], dtype=np.float64)
     if len(ks) >= 2:
@@ -225,7 +221,8 @@ def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float = 0
                      min_candidates: int = 1, max_candidates: int = 20, search_cap: bool = True,
                      cap_tolerance: float = 0.0, lagged: bool = True, show_progress: bool = False) -> dict[str, Any]:
     """Grid-search h (then a 0.01 grid around the best) and, with `search_cap`, the cap on candidates per round
-    (min_candidates..max_candidates); also the best fixed K for comparison.
+    (min_candidates..max_candidates); also the best fixed K and the oracle (`simulate_policy(oracle=True)`) for
+    comparison.
 
     The cap is the LARGEST one whose best simulated time per token is within `cap_tolerance` (relative) of the
     best cap's. The default 0 takes the best simulated cap: a 1% tolerance, meant to keep the long accepted runs
