@@ -200,3 +200,86 @@ def test_cli_rejects_bad_tree_budget(tmp_path):
 
     res = CliRunner().invoke(app, ["bench", "--tiny", "--tree-budgets", "0", "--output-dir", str(tmp_path)])
     assert res.exit_code != 0 and "tree budgets must be >= 1" in res.output
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_runner_resumes_an_interrupted_run(pair, tmp_path):
+    """A run stopped after its first prompt keeps that prompt (checkpoint); --resume runs only the others and ends
+    with the same tokens and per-prompt records as a straight run."""
+    target, draft = pair
+    tokenizer = tiny_tokenizer()
+    prompts = [p["prompt"] for p in tiny_prompts(3, seed=5)]
+
+    def configs():
+        return {"target": TARGET_ALONE, "fixed2": FixedLengthCandidateGenerator(num_candidates=2),
+                "entropy": EntropyStoppingCandidateGenerator(lam=0.2)}
+
+    straight = run_benchmark(target, draft, tokenizer, prompts, configs(), max_new_tokens=12, warmup=False)
+
+    def stop_after_first_prompt(prompt_id, config, rec):
+        if prompt_id == "prompt1":
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        run_benchmark(target, draft, tokenizer, prompts, configs(), max_new_tokens=12, warmup=False,
+                      output_dir=tmp_path, progress=stop_after_first_prompt)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert {r["prompt_id"] for r in saved["records"]} == {"prompt0"}
+    assert saved["settings"]["prompts"] == 1
+
+    calls = []
+    resumed = run_benchmark(target, draft, tokenizer, prompts, configs(), max_new_tokens=12, warmup=False,
+                            output_dir=tmp_path, resume=True, progress=lambda p, c, r: calls.append((p, c)))
+    assert {p for p, _ in calls} == {"prompt1", "prompt2"}  # prompt0 was not run again
+    assert calls[:3] == [("prompt1", n) for n in rotation(list(configs()), 1)]  # rotation keeps the prompt index
+    assert resumed.settings["prompts"] == 3 and resumed.settings["runs"] == 2
+    assert "collected in 2 sittings" in (tmp_path / "summary.md").read_text()
+    key = lambda r: (r.prompt_id, r.config)  # noqa: E731
+    assert sorted(map(key, resumed.records)) == sorted(map(key, straight.records))
+    for a, b in zip(sorted(resumed.records, key=key), sorted(straight.records, key=key)):
+        assert a.tokens == b.tokens and a.equal_to_target is True
+        assert a.candidate_lengths == b.candidate_lengths and a.target_forwards == b.target_forwards
+    assert [o.prompt_id for o in resumed.oracle] == ["prompt0", "prompt1", "prompt2"]
+    rows = {r["config"]: r for r in resumed.summary}
+    assert rows["fixed2"]["prompts"] == 3 and rows[ORACLE]["prompts"] == 3
+    with open(tmp_path / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 3 * 3
+
+    again = run_benchmark(target, draft, tokenizer, prompts, configs(), max_new_tokens=12, warmup=False,
+                          output_dir=tmp_path, resume=True, progress=lambda *a: pytest.fail("nothing left to run"))
+    assert again.settings["runs"] == 3 and len(again.records) == 9
+
+
+def test_runner_refuses_to_resume_with_other_settings(pair, tmp_path):
+    from hf_specdecpp.benchmarks.runner import ResumeError
+
+    target, draft = pair
+    tokenizer = tiny_tokenizer()
+    configs = {"fixed2": FixedLengthCandidateGenerator(num_candidates=2)}
+    run_benchmark(target, draft, tokenizer, ["w10 w11"], configs, max_new_tokens=6, warmup=False, output_dir=tmp_path)
+    with pytest.raises(ResumeError, match="max_new_tokens: 6 .existing. vs 8"):
+        run_benchmark(target, draft, tokenizer, ["w10 w11"], configs, max_new_tokens=8, warmup=False,
+                      output_dir=tmp_path, resume=True)
+    with pytest.raises(ResumeError, match="fixed2"):
+        run_benchmark(target, draft, tokenizer, ["w10 w11"], {"fixed2": FixedLengthCandidateGenerator(num_candidates=3)},
+                      max_new_tokens=6, warmup=False, output_dir=tmp_path, resume=True)
+    with pytest.raises(ResumeError, match="output_dir"):
+        run_benchmark(target, draft, tokenizer, ["w10 w11"], configs, max_new_tokens=6, resume=True)
+
+
+def test_cli_resume_with_other_options_is_a_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from hf_specdecpp.cli import app
+
+    base = ["bench", "--tiny", "--subset", "1", "--fixed-k", "2", "--thresholds", "0.5", "--entropy-lams", "",
+            "--output-dir", str(tmp_path)]
+    assert CliRunner().invoke(app, base + ["--max-new-tokens", "6"]).exit_code == 0
+    res = CliRunner().invoke(app, base + ["--max-new-tokens", "7", "--resume"])
+    assert res.exit_code == 1 and "cannot resume" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, base + ["--max-new-tokens", "6", "--resume", "--subset", "2"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "tiny" / "results.json").read_text())["settings"]["prompts"] == 2

@@ -117,11 +117,15 @@ def register(app: typer.Typer) -> None:
                                              help="Use FewRowLinear layers in both models for every configuration "
                                                   "(float32 on CPU; see hf_specdecpp.models.cpu_linear)."),
         tiny: bool = typer.Option(False, "--tiny", help="Tiny random models, tokenizer and head (smoke test)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --output-dir: keep its "
+                                                             "results and skip the prompts it already has (same "
+                                                             "options required). Results are saved after every "
+                                                             "prompt, so long runs can be split into sittings."),
     ) -> None:
         """Benchmark SpecDec++ against transformers' assisted generation, fixed K and entropy stopping."""
         from rich.console import Console
 
-        from .runner import run_benchmark
+        from .runner import ResumeError, run_benchmark
 
         if dataset not in DATASETS:
             raise typer.BadParameter(f"{dataset!r} is not one of {', '.join(DATASETS)}", param_hint="--dataset")
@@ -185,8 +189,13 @@ def register(app: typer.Typer) -> None:
                 console.print(f"{name} {prompt_id} {config}: {rec.new_tokens} tokens in {rec.time_s:.2f}s",
                               highlight=False)
 
-            result = run_benchmark(target, draft, tokenizer, prompts, configs, sampling=sampling,
-                                   max_new_tokens=max_new_tokens, output_dir=folder, progress=progress)
+            try:
+                result = run_benchmark(target, draft, tokenizer, prompts, configs, sampling=sampling,
+                                       max_new_tokens=max_new_tokens, output_dir=folder, progress=progress,
+                                       resume=resume)
+            except ResumeError as err:
+                console.print(f"[bold red]Error:[/] {err}", highlight=False)
+                raise typer.Exit(1) from None
             typer.echo(f"\n## {name}\n")
             typer.echo(result.markdown())
             typer.echo(f"Tables and plots in {folder}")

@@ -32,6 +32,7 @@ import torch
 
 from ..inference.candidate_generator import DraftLoopCandidateGenerator, SpecDecPPCandidateGenerator
 from ..inference.tree import DySpecCandidateGenerator
+from ..training.common import diff_settings, read_json, write_json
 
 TARGET_ALONE = "target"
 ASSISTED = "assisted"
@@ -49,6 +50,10 @@ RESULT_COLUMNS = [
     "target_fw_per_token", "draft_fw_per_token", "rounds", "drafted_tokens", "accepted_tokens",
     "mean_accepted_per_round", "candidate_lengths", "equal_to_target", "speedup",
 ]
+
+
+class ResumeError(ValueError):
+    """A benchmark cannot be resumed: no output folder, or the saved run used other settings."""
 
 
 @dataclass
@@ -318,6 +323,7 @@ def run_benchmark(
     seed: int = 0,
     oracle: bool = True,
     progress=None,
+    resume: bool = False,
 ) -> BenchmarkResult:
     """Run every configuration on every prompt, interleaved per prompt (prompt i runs the configurations in the
     order `rotation(names, i)`), and aggregate.
@@ -326,7 +332,12 @@ def run_benchmark(
     before, e.g. with `chat_prompt`). Warm-up: one short untimed call of every configuration on the first prompt.
     With sampling, the RNG is seeded with `seed + prompt index` before every call. `progress(prompt_id, config,
     record)` is called after each timed call. With `output_dir`, the tables and plots are written there
-    (`write_outputs`).
+    (`write_outputs`), and `results.json` after every prompt as a checkpoint.
+
+    `resume=True` continues the run checkpointed in `output_dir`: its records are kept and prompts it already
+    holds are skipped (same prompt ids; the settings must match, else `ResumeError`). Each prompt's
+    configurations still run interleaved within one sitting, so per-prompt ratios stay paired; `settings["runs"]`
+    counts the sittings.
     """
     configs = _validate_configs(configs)
     names = list(configs)
@@ -343,16 +354,34 @@ def run_benchmark(
         return {"input_ids": enc["input_ids"].to(target.device),
                 "attention_mask": enc["attention_mask"].to(target.device)}
 
-    if warmup:
-        inputs = encode(items[0][1])
+    settings = dict(sampling=sampling, temperature=temperature if sampling else None, max_new_tokens=max_new_tokens,
+                    seed=seed, configs={n: describe_config(c) for n, c in configs.items()},
+                    order="interleaved per prompt, rotating")
+    records: list[Record] = []
+    oracles: list[OracleRecord] = []
+    run_order: list[tuple[str, str]] = []
+    runs = 1
+    if resume:
+        if output_dir is None:
+            raise ResumeError("resume=True needs the output_dir of the run to continue")
+        previous = load_checkpoint(Path(output_dir) / "results.json", settings)
+        if previous is not None:
+            records, oracles, run_order = previous.records, previous.oracle, previous.run_order
+            runs = previous.settings.get("runs", 1) + 1
+    done = {r.prompt_id for r in records}
+    todo = [(i, item) for i, item in enumerate(items) if item[0] not in done]
+
+    def result_so_far() -> BenchmarkResult:
+        final = dict(settings, prompts=len({r.prompt_id for r in records}), runs=runs)
+        return BenchmarkResult(records, oracles, summarize(records, oracles, names), run_order, final)
+
+    if warmup and todo:
+        inputs = encode(todo[0][1][1])
         for name in names:
             torch.manual_seed(seed)
             _run_one(target, draft, configs[name], inputs, gen_kwargs, min(8, max_new_tokens))
 
-    records: list[Record] = []
-    oracles: list[OracleRecord] = []
-    run_order: list[tuple[str, str]] = []
-    for index, (prompt_id, text) in enumerate(items):
+    for index, (prompt_id, text) in todo:
         inputs = encode(text)
         by_name: dict[str, Record] = {}
         for order, name in enumerate(rotation(names, index)):
@@ -373,14 +402,34 @@ def run_benchmark(
             o = compute_oracle(target, draft, prompt_id, inputs["input_ids"], reference.tokens)
             if o is not None:
                 oracles.append(o)
+        if output_dir is not None:
+            write_checkpoint(result_so_far(), Path(output_dir) / "results.json")
 
-    settings = dict(sampling=sampling, temperature=temperature if sampling else None, max_new_tokens=max_new_tokens,
-                    prompts=len(items), configs={n: describe_config(c) for n, c in configs.items()},
-                    order="interleaved per prompt, rotating")
-    result = BenchmarkResult(records, oracles, summarize(records, oracles, names), run_order, settings)
+    result = result_so_far()
     if output_dir is not None:
         write_outputs(result, output_dir, configs)
     return result
+
+
+def write_checkpoint(result: BenchmarkResult, path: Path) -> None:
+    """`results.json`: settings, summary, run order, every record (with its tokens) and the oracle records."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, dict(settings=result.settings, summary=result.summary, run_order=result.run_order,
+                          records=[asdict(r) for r in result.records], oracle=[asdict(o) for o in result.oracle]))
+
+
+def load_checkpoint(path: Path, settings: dict) -> BenchmarkResult | None:
+    """The run saved in `path` (None if there is none), after checking that it was made with `settings`."""
+    if not path.exists():
+        return None
+    saved = read_json(path)
+    old = {k: v for k, v in saved["settings"].items() if k not in ("prompts", "runs")}
+    diffs = diff_settings(old, json.loads(json.dumps(settings)))
+    if diffs:
+        raise ResumeError(f"cannot resume the benchmark in {path.parent}: it was run with other settings:\n  "
+                         + "\n  ".join(diffs) + "\nUse another output folder, or the same options as that run.")
+    return BenchmarkResult([Record(**r) for r in saved["records"]], [OracleRecord(**o) for o in saved["oracle"]],
+                           saved["summary"], [tuple(x) for x in saved["run_order"]], saved["settings"])
 
 
 def describe_config(config) -> str:
@@ -463,10 +512,12 @@ def summary_markdown(summary: Sequence[dict], settings: dict | None = None) -> s
     text = "\n".join(lines) + "\n"
     if settings:
         mode = f"sampling T={settings['temperature']}" if settings["sampling"] else "greedy"
+        runs = settings.get("runs", 1)
+        sittings = f" (collected in {runs} sittings with --resume)" if runs > 1 else ""
         text += (f"\n{settings['prompts']} prompts, {mode}, max_new_tokens={settings['max_new_tokens']}, "
-                 f"{settings['order']}. Speedup: geometric mean over prompts of target-alone time / config time; "
-                 "oracle: rounds stop exactly at the first draft/target mismatch, speedup estimated from measured "
-                 "step times.\n")
+                 f"{settings['order']}{sittings}. Speedup: geometric mean over prompts of target-alone time / config "
+                 "time; oracle: rounds stop exactly at the first draft/target mismatch, speedup estimated from "
+                 "measured step times.\n")
     return text
 
 
@@ -494,9 +545,7 @@ def write_outputs(result: BenchmarkResult, output_dir: str | Path, configs: dict
     oracle_cols = ["prompt_id", "new_tokens", "rounds", "accepted_tokens", "target_fw_per_token", "draft_step_s",
                    "target_step_s", "verify_s", "verify_tokens", "estimated_speedup"]
     _write_csv(paths["oracle.csv"], oracle_rows, oracle_cols)
-    paths["results.json"].write_text(json.dumps(dict(
-        settings=result.settings, summary=result.summary, run_order=result.run_order,
-        records=[asdict(r) for r in result.records], oracle=[asdict(o) for o in result.oracle]), indent=1))
+    write_checkpoint(result, paths["results.json"])
     specdec = [n for n, c in (configs or {}).items() if isinstance(c, SpecDecPPCandidateGenerator)]
     _plots(result, paths, specdec)
     trees = {n: c for n, c in (configs or {}).items() if isinstance(c, DySpecCandidateGenerator)}
