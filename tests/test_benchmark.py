@@ -144,6 +144,14 @@ def test_runner_tables_plots_and_interleaving(pair, tmp_path):
     assert "| config | speedup |" in table and "target fw/token" in table and "| oracle |" in table
     with open(tmp_path / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == 2 * len(names)
+    # paired with the (first) SpecDec++ config by default; the geometric mean ratio is the ratio of the speedups
+    assert result.paired_with == "sdpp" and {r["config"] for r in result.paired} == set(names) - {"sdpp"}
+    for r in result.paired:
+        assert r["ratio"] == pytest.approx(rows["sdpp"]["speedup"] / rows[r["config"]]["speedup"])
+        assert r["ci_low"] <= r["ratio"] <= r["ci_high"] and r["prompts"] == 2
+    assert "Paired with `sdpp`" in table and (tmp_path / "paired.csv").stat().st_size > 0
+    with pytest.raises(ValueError, match="paired_with='nope'"):
+        run_benchmark(target, draft, tokenizer, prompts, configs, max_new_tokens=4, paired_with="nope")
 
 
 def test_runner_sampling_has_no_equality_or_oracle(pair):
@@ -283,3 +291,28 @@ def test_cli_resume_with_other_options_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(app, base + ["--max-new-tokens", "6", "--resume", "--subset", "2"])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "tiny" / "results.json").read_text())["settings"]["prompts"] == 2
+
+
+def test_paired_ratios_by_hand():
+    from scipy import stats
+
+    from hf_specdecpp.benchmarks.runner import Record, paired_ratios
+
+    def rec(prompt, config, t):
+        return Record(prompt, config, 0, t, 8, 8, 0)
+
+    records = [rec(f"p{i}", "ref", 1.0) for i in range(3)]
+    records += [rec("p0", "slow", 1.0), rec("p1", "slow", 2.0), rec("p2", "slow", 4.0)]
+    records += [rec("p0", "fast", 0.5), rec("p1", "fast", 0.5), rec("p2", "fast", 0.5), rec("p9", "fast", 0.1)]
+    rows = {r["config"]: r for r in paired_ratios(records, "ref")}
+    assert set(rows) == {"slow", "fast"}
+    slow = rows["slow"]  # log ratios 0, ln 2, ln 4: mean ln 2, sample sd ln 2
+    half = stats.t.ppf(0.975, 2) * math.log(2) / math.sqrt(3)
+    assert slow["ratio"] == pytest.approx(2.0)
+    assert slow["ci_low"] == pytest.approx(2.0 * math.exp(-half)) and slow["ci_high"] == pytest.approx(2.0 * math.exp(half))
+    assert (slow["min"], slow["max"], slow["wins"], slow["prompts"]) == (pytest.approx(1.0), pytest.approx(4.0), 2, 3)
+    fast = rows["fast"]  # p9 has no reference time: left out
+    assert fast["prompts"] == 3 and fast["wins"] == 0 and fast["ratio"] == pytest.approx(0.5)
+    assert fast["ci_low"] == pytest.approx(0.5) and fast["ci_high"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="no records of 'nope'"):
+        paired_ratios(records, "nope")

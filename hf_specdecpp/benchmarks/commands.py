@@ -183,6 +183,8 @@ def register(app: typer.Typer) -> None:
                        f"{100 * overhead['overhead']:.2f}% of a draft step ({1e3 * overhead['draft_step_s']:.1f} ms)")
         for name, prompts in sets.items():
             configs = build_configs(ks, hs, lams, acceptance_head, max_candidates, budgets, caps)
+            h0 = acceptance_head.recommended_threshold if acceptance_head is not None else None
+            calibrated = f"specdec++-h{h0:g}" if h0 is not None else None
             folder = output_dir / name
 
             def progress(prompt_id, config, rec):
@@ -192,7 +194,7 @@ def register(app: typer.Typer) -> None:
             try:
                 result = run_benchmark(target, draft, tokenizer, prompts, configs, sampling=sampling,
                                        max_new_tokens=max_new_tokens, output_dir=folder, progress=progress,
-                                       resume=resume)
+                                       resume=resume, paired_with=calibrated if calibrated in configs else None)
             except ResumeError as err:
                 console.print(f"[bold red]Error:[/] {err}", highlight=False)
                 raise typer.Exit(1) from None

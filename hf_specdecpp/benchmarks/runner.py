@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -130,9 +131,14 @@ class BenchmarkResult:
     summary: list[dict]
     run_order: list[tuple[str, str]]  # (prompt_id, config) in execution order, warm-up excluded
     settings: dict
+    paired_with: str | None = None  # the configuration `paired` compares every other one with
+    paired: list[dict] = field(default_factory=list)
 
     def markdown(self) -> str:
-        return summary_markdown(self.summary, self.settings)
+        text = summary_markdown(self.summary, self.settings)
+        if self.paired:
+            text += "\n" + paired_markdown(self.paired, self.paired_with)
+        return text
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -324,12 +330,14 @@ def run_benchmark(
     oracle: bool = True,
     progress=None,
     resume: bool = False,
+    paired_with: str | None = None,
 ) -> BenchmarkResult:
     """Run every configuration on every prompt, interleaved per prompt (prompt i runs the configurations in the
     order `rotation(names, i)`), and aggregate.
 
     `prompts`: strings or objects with `.id` and `.text`; the text is tokenized as is (apply the chat template
-    before, e.g. with `chat_prompt`). Warm-up: one short untimed call of every configuration on the first prompt.
+    before, e.g. with `chat_prompt`). Warm-up: one short untimed call of every configuration on the first prompt
+    to run.
     With sampling, the RNG is seeded with `seed + prompt index` before every call. `progress(prompt_id, config,
     record)` is called after each timed call. With `output_dir`, the tables and plots are written there
     (`write_outputs`), and `results.json` after every prompt as a checkpoint.
@@ -338,9 +346,16 @@ def run_benchmark(
     holds are skipped (same prompt ids; the settings must match, else `ResumeError`). Each prompt's
     configurations still run interleaved within one sitting, so per-prompt ratios stay paired; `settings["runs"]`
     counts the sittings.
+
+    `paired_with` names the configuration every other one is compared with prompt by prompt (`paired_ratios`);
+    default: the first SpecDec++ configuration, if any.
     """
     configs = _validate_configs(configs)
     names = list(configs)
+    if paired_with is None:
+        paired_with = next((n for n, c in configs.items() if isinstance(c, SpecDecPPCandidateGenerator)), None)
+    elif paired_with not in configs:
+        raise ValueError(f"paired_with={paired_with!r} is not one of the configurations {names}")
     gen_kwargs = decoding_kwargs(sampling, temperature)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is not None:
@@ -373,7 +388,9 @@ def run_benchmark(
 
     def result_so_far() -> BenchmarkResult:
         final = dict(settings, prompts=len({r.prompt_id for r in records}), runs=runs)
-        return BenchmarkResult(records, oracles, summarize(records, oracles, names), run_order, final)
+        paired = paired_ratios(records, paired_with) if paired_with is not None and records else []
+        return BenchmarkResult(records, oracles, summarize(records, oracles, names), run_order, final,
+                               paired_with, paired)
 
     if warmup and todo:
         inputs = encode(todo[0][1][1])
@@ -486,6 +503,45 @@ def summarize(records: Sequence[Record], oracles: Sequence[OracleRecord], names:
     return rows
 
 
+def paired_ratios(records: Sequence[Record], reference: str) -> list[dict]:
+    """Every other configuration against `reference`, prompt by prompt: the ratios time(config) / time(reference)
+    on the same prompt (> 1: `reference` was faster), their geometric mean with a 95% Student-t interval (over
+    the log ratios), their range, and on how many prompts `reference` was faster.
+
+    The geometric mean equals the ratio of the two configurations' speedups over the same prompts; the interval
+    and the win count say whether a difference is larger than the prompt-to-prompt (and run-to-run) noise.
+    """
+    from scipy import stats
+
+    times: dict[str, dict[str, float]] = {}
+    for r in records:
+        times.setdefault(r.config, {})[r.prompt_id] = r.time_s
+    if reference not in times:
+        raise ValueError(f"no records of {reference!r} to compare with")
+    base = times[reference]
+    rows = []
+    for name, by_prompt in times.items():
+        logs = [math.log(t / base[p]) for p, t in by_prompt.items() if p in base and t > 0 and base[p] > 0]
+        if name == reference or not logs:
+            continue
+        n, mean = len(logs), sum(logs) / len(logs)
+        half = stats.t.ppf(0.975, n - 1) * statistics.stdev(logs) / math.sqrt(n) if n > 1 else float("nan")
+        rows.append(dict(config=name, ratio=math.exp(mean), ci_low=math.exp(mean - half),
+                         ci_high=math.exp(mean + half), min=math.exp(min(logs)), max=math.exp(max(logs)),
+                         wins=sum(x > 0 for x in logs), prompts=n))
+    return rows
+
+
+def paired_markdown(rows: Sequence[dict], reference: str) -> str:
+    lines = [f"Paired with `{reference}`: time of the config / time of `{reference}` on the same prompt "
+             f"(geometric mean; > 1: `{reference}` faster).", "",
+             f"| config | ratio | 95% CI | range | {reference} faster on |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['config']} | {r['ratio']:.3f} | {_fmt(r['ci_low'])}-{_fmt(r['ci_high'])} | "
+                     f"{r['min']:.2f}-{r['max']:.2f} | {r['wins']}/{r['prompts']} |")
+    return "\n".join(lines) + "\n"
+
+
 def _fmt(value, digits=3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -530,9 +586,9 @@ def _write_csv(path: Path, rows: Sequence[dict], columns: Sequence[str]) -> None
 
 
 def write_outputs(result: BenchmarkResult, output_dir: str | Path, configs: dict | None = None) -> dict[str, Path]:
-    """Write `summary.md`, `summary.csv`, `results.csv` (one row per call), `oracle.csv`, `results.json` and the
-    plots `speedup.png`, `candidate_lengths.png`, `tradeoff.png` (and `tree_budgets.png` with DySpec
-    configurations); return their paths by name."""
+    """Write `summary.md`, `summary.csv`, `results.csv` (one row per call), `oracle.csv`, `results.json`,
+    `paired.csv` (when a configuration to pair with is set) and the plots `speedup.png`, `candidate_lengths.png`,
+    `tradeoff.png` (and `tree_budgets.png` with DySpec configurations); return their paths by name."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("summary.md", "summary.csv", "results.csv", "oracle.csv",
@@ -540,6 +596,10 @@ def write_outputs(result: BenchmarkResult, output_dir: str | Path, configs: dict
     paths["summary.md"].write_text(result.markdown())
     _write_csv(paths["summary.csv"], result.summary, SUMMARY_COLUMNS)
     _write_csv(paths["results.csv"], [r.row() for r in result.records], RESULT_COLUMNS)
+    if result.paired:
+        paths["paired.csv"] = out / "paired.csv"
+        _write_csv(paths["paired.csv"], [dict(r, reference=result.paired_with) for r in result.paired],
+                   ["reference", *result.paired[0]])
     oracle_rows = [{k: v for k, v in asdict(o).items() if k != "accepted_lengths"} | dict(
         target_fw_per_token=o.target_fw_per_token) for o in result.oracle]
     oracle_cols = ["prompt_id", "new_tokens", "rounds", "accepted_tokens", "target_fw_per_token", "draft_step_s",
