@@ -20,6 +20,11 @@ def _numbers(text: str, kind, option: str) -> list:
     return values
 
 
+def specdec_config_name(threshold: float) -> str:
+    """The name `build_configs` gives SpecDec++ at `threshold` (with the head's calibrated cap)."""
+    return f"specdec++-h{threshold:g}"
+
+
 def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: int | None = None,
                   tree_budgets=(), specdec_caps=()) -> dict:
     """The standard configuration set: target alone, transformers default and heuristic, fixed K, entropy
@@ -40,12 +45,12 @@ def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: 
             lam=lam, max_candidates=max_candidates or DEFAULT_MAX_CANDIDATES)
     if head is not None:
         for h in thresholds:
-            configs[f"specdec++-h{h:g}"] = SpecDecPPCandidateGenerator(head=head, threshold=h,
-                                                                       max_candidates=max_candidates)
+            configs[specdec_config_name(h)] = SpecDecPPCandidateGenerator(head=head, threshold=h,
+                                                                          max_candidates=max_candidates)
         for cap in specdec_caps:
             h = head.recommended_threshold if head.recommended_threshold is not None else thresholds[0]
-            configs[f"specdec++-h{h:g}-cap{cap}"] = SpecDecPPCandidateGenerator(head=head, threshold=h,
-                                                                               max_candidates=cap)
+            configs[f"{specdec_config_name(h)}-cap{cap}"] = SpecDecPPCandidateGenerator(
+                head=head, threshold=h, max_candidates=cap)
     for budget in tree_budgets:
         configs[f"dyspec-B{budget}"] = DySpecCandidateGenerator(budget=budget)
         if head is not None:
@@ -168,10 +173,11 @@ def register(app: typer.Typer) -> None:
 
             use_fast_cpu_linear(target)
             use_fast_cpu_linear(draft)
+        h0 = acceptance_head.recommended_threshold if acceptance_head is not None else None
         if hs is None:
-            h0 = acceptance_head.recommended_threshold if acceptance_head is not None else None
             hs = [0.3, 0.5, 0.7] if h0 is None else sorted({round(h, 2) for h in (h0 - 0.2, h0, h0 + 0.2)
                                                            if 0 < round(h, 2) < 1})
+        calibrated = specdec_config_name(h0) if h0 is not None else None  # paired with every other configuration
         output_dir.mkdir(parents=True, exist_ok=True)
         if acceptance_head is not None:
             from ..training.common import write_json
@@ -183,8 +189,6 @@ def register(app: typer.Typer) -> None:
                        f"{100 * overhead['overhead']:.2f}% of a draft step ({1e3 * overhead['draft_step_s']:.1f} ms)")
         for name, prompts in sets.items():
             configs = build_configs(ks, hs, lams, acceptance_head, max_candidates, budgets, caps)
-            h0 = acceptance_head.recommended_threshold if acceptance_head is not None else None
-            calibrated = f"specdec++-h{h0:g}" if h0 is not None else None
             folder = output_dir / name
 
             def progress(prompt_id, config, rec):

@@ -521,8 +521,10 @@ def paired_ratios(records: Sequence[Record], reference: str) -> list[dict]:
     base = times[reference]
     rows = []
     for name, by_prompt in times.items():
+        if name == reference:
+            continue
         logs = [math.log(t / base[p]) for p, t in by_prompt.items() if p in base and t > 0 and base[p] > 0]
-        if name == reference or not logs:
+        if not logs:
             continue
         n, mean = len(logs), sum(logs) / len(logs)
         half = stats.t.ppf(0.975, n - 1) * statistics.stdev(logs) / math.sqrt(n) if n > 1 else float("nan")
