@@ -1,0 +1,142 @@
+"""The calibrated stopping policy of a head, and the kind of device it was measured on.
+
+A policy (threshold h, cap on candidates per round, the draft/target cost ratio and verification costs) is a
+property of a head ON A MACHINE: the costs it was chosen for differ between a CPU in float32, a CPU in bf16 and
+a GPU. It is saved next to the head's weights in `policy.json`, apart from the architecture in `config.json`,
+as transformers keeps `generation_config.json` apart from `config.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..utils.io import FileFormatError, read_json_object, write_json
+
+POLICY_FILE = "policy.json"
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_name() -> str:
+    """The CPU model with the instruction-set extensions that change matmul costs (e.g. `[avx512_bf16 amx]`)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+            if name and flags:
+                break
+    except OSError:
+        pass
+    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name} [{' '.join(wanted)}]" if wanted else name
+
+
+@dataclass(frozen=True)
+class DeviceKind:
+    """What a cost measurement depends on: device type and model, dtype, and the CPU linear-layer variant."""
+
+    device_type: str
+    device_name: str
+    dtype: str
+    linear: str = "nn.Linear"
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> "DeviceKind":
+        """The kind of device `model`'s parameters are on."""
+        param = next(model.parameters())
+        device = param.device
+        if device.type == "cuda":
+            name = torch.cuda.get_device_name(device)
+        elif device.type == "cpu":
+            name = cpu_name()
+        else:
+            name = device.type
+        linear = "FewRowLinear" if any(type(m).__name__ == "FewRowLinear" for m in model.modules()) else "nn.Linear"
+        return cls(device.type, name, str(param.dtype).removeprefix("torch."), linear)
+
+    def key(self) -> str:
+        """A file-name-safe key (for per-device policy caches)."""
+        text = f"{self.device_type}-{self.device_name}-{self.dtype}-{self.linear}"
+        return "".join(c if c.isalnum() or c in "-._" else "_" for c in text)
+
+    def describe(self) -> str:
+        extra = f", {self.linear}" if self.device_type == "cpu" else ""
+        return f"{self.device_type} ({self.device_name}), {self.dtype}{extra}"
+
+
+@dataclass(frozen=True)
+class HeadPolicy:
+    """A calibrated SpecDec++ policy: stop drafting once the predicted P(any rejection) exceeds `threshold`,
+    after at most `max_candidates` candidates per round.
+
+    `cost_ratio` (draft step / target step) and `verify_costs` (v(K): a target pass verifying K candidates, in
+    target steps, K = 0, 1, ...) are the costs it was chosen for, measured on `measured_on`; `decoding` is the
+    decoding it was simulated for (`do_sample`, `temperature`, ...); `simulation` summarises the choice
+    (simulated speedups of the policy, the best fixed K and the oracle).
+    """
+
+    threshold: float
+    max_candidates: int | None = None
+    cost_ratio: float | None = None
+    verify_costs: tuple[float, ...] | None = None
+    measured_on: DeviceKind | None = None
+    decoding: dict[str, Any] = field(default_factory=dict)
+    simulation: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) \
+                or not 0.0 < float(self.threshold) < 1.0:
+            raise ValueError(f"policy threshold must lie strictly between 0 and 1, got {self.threshold!r}")
+        if self.max_candidates is not None and (isinstance(self.max_candidates, bool)
+                                                or not isinstance(self.max_candidates, int) or self.max_candidates < 1):
+            raise ValueError(f"policy max_candidates must be an integer >= 1, got {self.max_candidates!r}")
+        if self.cost_ratio is not None and (isinstance(self.cost_ratio, bool)
+                                            or not isinstance(self.cost_ratio, (int, float)) or not self.cost_ratio > 0):
+            raise ValueError(f"policy cost_ratio must be a number > 0, got {self.cost_ratio!r}")
+
+    @property
+    def greedy(self) -> bool | None:
+        """Whether the policy was calibrated for greedy decoding (None when unknown)."""
+        return None if "do_sample" not in self.decoding else not self.decoding["do_sample"]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["verify_costs"] = list(self.verify_costs) if self.verify_costs is not None else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "policy") -> "HeadPolicy":
+        """Build from `to_dict()` output; wrong keys or types raise a ValueError naming `source`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise FileFormatError(f"{source}: unknown policy fields {unknown}")
+        values = dict(data)
+        try:
+            if values.get("measured_on") is not None:
+                values["measured_on"] = DeviceKind(**values["measured_on"])
+            if values.get("verify_costs") is not None:
+                values["verify_costs"] = tuple(float(v) for v in values["verify_costs"])
+            return cls(**values)
+        except (TypeError, ValueError) as err:
+            raise FileFormatError(f"{source}: {err}") from None
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        path = Path(folder) / POLICY_FILE
+        write_json(path, self.to_dict())
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "HeadPolicy":
+        return cls.from_dict(read_json_object(path, "head policy"), source=str(path))

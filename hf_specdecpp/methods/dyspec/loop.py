@@ -1,0 +1,247 @@
+"""The decoding loop of DySpec: grow a draft tree level by level, verify it with ONE target pass, keep the path.
+
+Both front doors end here (`custom_generate=`, and `candidate_generator=` through the patch): transformers'
+assisted decoding verifies chains only. One sequence per call.
+
+Caches: both models use plain full-attention caches. Between rounds the target's cache holds every token of the
+sequence but the last, the draft's a prefix of the sequence; after a round both keep the prefix and the
+accepted path only (`core.cache.compact`). Host synchronisations per round: one per tree level (the frontier)
+and two for verification (the selected tree, the outcome).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ...core.attention import additive_mask, causal_allowed, tree_allowed
+from ...core.cache import compact
+from ...core.chain import DecodeResult, Rows
+from ...core.model_session import ModelSession, last_logits
+from ...core.stats import SpeculationStats
+from .growth import child_estimates, draw_children, worth_another_level
+from .tree import ROOT, DraftTree, HostTree
+from .verify import greedy_outcomes, sampling_outcomes
+
+if TYPE_CHECKING:
+    from transformers import StoppingCriteriaList
+
+    from ...core.call import CallContext
+    from ...head import AcceptanceHead
+    from .config import DySpecConfig
+
+
+@dataclass
+class Grown:
+    """A grown round: the tree, its selected nodes on the host, and the draft's distributions at them."""
+
+    tree: DraftTree
+    host: HostTree
+    draft_probs: torch.Tensor  # (selected nodes, V); rows of nodes the draft never read are zeros
+    prefix_columns: int
+
+
+class TreeRound:
+    """Grows one round's tree with the draft (per call: holds the draft's session and the settings)."""
+
+    def __init__(self, ctx: CallContext, config: DySpecConfig, head: AcceptanceHead | None):
+        self.ctx = ctx
+        self.config = config
+        self.head = head
+        self.session = ModelSession(ctx.draft, "draft", 1, plain=True)
+        self.eos = ctx.eos_token_ids.to(self.session.device) if ctx.eos_token_ids is not None else None
+
+    def _scores(self, logits: torch.Tensor, prefixes: list[torch.LongTensor]) -> torch.Tensor:
+        """Processed draft scores `(F, V)` after each prefix (the call's processors, target vocabulary)."""
+        logits = self.ctx.vocab.draft_scores_for_target(logits.float())
+        if not self.ctx.processors_read_ids:
+            return self.ctx.logits_processor(logits.new_zeros((logits.shape[0], 1), dtype=torch.long), logits) \
+                if len(self.ctx.logits_processor) else logits
+        return torch.cat([self.ctx.logits_processor(p[None].to(logits.device), logits[i: i + 1])
+                          for i, p in enumerate(prefixes)])
+
+    def _expand(self, tree: DraftTree, nodes: torch.LongTensor, scores: torch.Tensor, hidden) -> torch.Tensor:
+        """Draw the children of `nodes` (read now, with processed scores `(F, V)`); return their q `(F, V)`."""
+        probs = scores.softmax(dim=-1)
+        tokens, child_probs = draw_children(probs, self.config.budget, self.ctx.do_sample)
+        first_own = first_expected = None
+        if self.head is not None and hidden is not None:
+            if self.head.scores_without_lag:
+                first_own = self.head.predict_drafted(hidden, scores, tokens[:, 0])
+                if self.ctx.do_sample:
+                    first_expected = self.head.expected_acceptance(hidden, scores)
+            else:  # a drafted-token head scores the node it reads: a first child refines its own estimate
+                first_child = tree.ranks[nodes] == 0
+                tree.own[nodes] = torch.where(first_child & (nodes != ROOT), self.head(hidden.float()),
+                                              tree.own[nodes])
+        reach, own, value = child_estimates(tree.reach[nodes], tree.own[nodes], tree.value[nodes], probs,
+                                            child_probs, self.ctx.do_sample, first_own, first_expected)
+        tree.add_children(nodes, tokens, reach, own, value)
+        tree.expanded[nodes] = True
+        return probs
+
+    @torch.no_grad()
+    def grow(self, rows: Rows, layout: torch.LongTensor, length: int, base_view: torch.LongTensor) -> Grown:
+        session, head = self.session, self.head
+        feed = session.align([length], layout.shape[1])
+        attention, positions = session.feed_layout(feed, [length])
+        out = session.forward(layout[:, -feed:], positions, attention, 1, hidden=head is not None)
+        prefix_columns, root_position = session.columns, positions[0, -1]
+        visible = torch.arange(prefix_columns, device=session.device) >= session.pads[0]
+        tree = DraftTree(layout[0, -1].to(session.device))
+        tree.slots[ROOT] = prefix_columns - 1
+        scores = self._scores(last_logits(out, 1)[:, 0], [base_view])
+        hidden = out.hidden_states[-1][:, -1] if head is not None else None
+        probs_rows = {ROOT: self._expand(tree, torch.zeros(1, dtype=torch.long, device=session.device), scores,
+                                         hidden)[0]}
+        max_depth = min(self.config.max_depth or self.ctx.max_length, self.ctx.max_length - rows.prompt.shape[1]
+                        - sum(rows.counts) - 1)
+        levels = 1
+        while True:
+            chosen = tree.best(self.config.budget)
+            frontier, frontier_value, chosen_value = self._frontier(tree, chosen, max_depth)
+            if not frontier or (self.config.cost_ratio is not None and not worth_another_level(
+                    chosen_value, frontier_value, levels, self.config.cost_ratio)):
+                break
+            nodes = torch.tensor(frontier, dtype=torch.long, device=session.device)
+            tree.slots[nodes] = session.columns + torch.arange(len(frontier), device=session.device)
+            fed = torch.nonzero(tree.slots >= 0).squeeze(1)
+            allowed = tree_allowed(visible, tree.ancestors[nodes][:, fed], tree.slots[fed],
+                                   session.columns + len(frontier))
+            out = session.forward(tree.tokens[nodes][None], (root_position + tree.depths[nodes])[None],
+                                  additive_mask(allowed, self.ctx.draft.dtype), len(frontier), hidden=head is not None)
+            prefixes = [torch.cat([base_view, self._path_tokens(tree, n)]) for n in frontier] \
+                if self.ctx.processors_read_ids else []
+            scores = self._scores(last_logits(out, len(frontier))[0], prefixes)
+            hidden = out.hidden_states[-1][0, -len(frontier):] if head is not None else None
+            for node, row in zip(frontier, self._expand(tree, nodes, scores, hidden)):
+                probs_rows[node] = row
+            levels += 1
+        host = HostTree(tree, tree.best(self.config.budget))
+        draft_probs = torch.stack([probs_rows.get(n, torch.zeros_like(probs_rows[ROOT])) for n in host.nodes])
+        return Grown(tree, host, draft_probs, prefix_columns)
+
+    def _frontier(self, tree: DraftTree, chosen: torch.Tensor, max_depth: int) -> tuple[list[int], float, float]:
+        """(selected nodes not read yet whose children could still enter the tree, their total value, the selected
+        tree's total value); one host sync."""
+        drafted = chosen.clone()
+        drafted[ROOT] = False
+        expandable = drafted & ~tree.expanded & (tree.depths < max_depth)
+        if self.eos is not None:
+            expandable &= ~torch.isin(tree.tokens, self.eos)
+        # once the budget is full, the weakest selected node's children (worth less than it) cannot enter
+        floor = torch.where(drafted, tree.value, torch.full_like(tree.value, float("inf"))).min()
+        expandable &= (drafted.sum() < self.config.budget) | (tree.value > floor)
+        totals = torch.stack([torch.where(expandable, tree.value, 0.0).sum(), torch.where(drafted, tree.value, 0.0).sum()])
+        summary = torch.cat([totals, torch.nonzero(expandable).squeeze(1).to(totals.dtype)]).tolist()
+        return [int(n) for n in summary[2:]], summary[0], summary[1]
+
+    @staticmethod
+    def _path_tokens(tree: DraftTree, node: int) -> torch.LongTensor:
+        path = torch.nonzero(tree.ancestors[node]).squeeze(1)[1:]  # creation order: root first, then depth order
+        return tree.tokens[path]
+
+    def finish(self, grown: Grown, accepted: list[int]) -> None:
+        """Keep the prefix and the accepted path (the nodes the draft has read) in the draft's cache."""
+        slots = []
+        for i in accepted:
+            if grown.host.slots[i] < 0:
+                break
+            slots.append(grown.host.slots[i])
+        keep = torch.cat([torch.arange(grown.prefix_columns), torch.tensor(slots, dtype=torch.long)])
+        compact(self.session.cache, keep)
+        self.session.columns = int(keep.shape[0])
+        self.session.cached = [self.session.columns - self.session.pads[0]]
+
+
+def verify_tree(ctx: CallContext, target: ModelSession, grown: Grown, layout: torch.LongTensor, length: int,
+                base_view: torch.LongTensor) -> tuple[list[int], int, torch.Tensor, torch.Tensor]:
+    """One target pass over the uncached prefix and every selected node; (accepted positions, bonus token,
+    processed scores `(N, V)`, raw logits `(N, V)` after each selected node)."""
+    host, device = grown.host, target.device
+    feed = target.align([length], layout.shape[1])
+    attention, positions = target.feed_layout(feed, [length])
+    columns_before = target.columns
+    nodes = host.num_drafted
+    total = columns_before + feed + nodes
+    visible = torch.arange(total, device=device) >= target.pads[0]
+    prefix_rows = causal_allowed(feed, columns_before + feed, device)
+    prefix_rows = torch.cat([prefix_rows, prefix_rows.new_zeros((feed, nodes))], dim=1) & visible
+    ancestors = grown.tree.ancestors[host.index[1:]][:, host.index[1:]].to(device)
+    node_rows = tree_allowed(visible[: columns_before + feed], ancestors,
+                             torch.arange(columns_before + feed, total, device=device), total)
+    allowed = torch.cat([prefix_rows, node_rows])
+    node_positions = positions[:, -1:] + torch.tensor(host.depths[1:], device=device)[None]
+    out = target.forward(torch.cat([layout[:, -feed:].to(device), torch.tensor([host.tokens[1:]], device=device)
+                                    .reshape(1, nodes)], dim=1),
+                         torch.cat([positions, node_positions], dim=1), additive_mask(allowed, ctx.target.dtype),
+                         nodes + 1)
+    raw = last_logits(out, nodes + 1)[0].float()
+    if ctx.processors_read_ids:
+        scores = torch.cat([ctx.logits_processor(torch.cat([base_view, torch.tensor(host.path_tokens(i),
+                            dtype=torch.long, device=base_view.device)])[None], raw[i: i + 1])
+                            for i in range(nodes + 1)])
+    elif len(ctx.logits_processor):
+        scores = ctx.logits_processor(raw.new_zeros((nodes + 1, 1), dtype=torch.long), raw)
+    else:
+        scores = raw
+    if ctx.do_sample:
+        path, bonus = sampling_outcomes(host, scores.softmax(-1), grown.draft_probs.to(device))
+    else:
+        path, bonus = greedy_outcomes(host, scores)
+    return path, bonus, scores, raw
+
+
+@torch.no_grad()
+def tree_decode(ctx: CallContext, config: DySpecConfig, head: AcceptanceHead | None, input_ids: torch.LongTensor,
+                attention_mask: torch.Tensor | None, stopping_criteria: StoppingCriteriaList) -> DecodeResult:
+    """Decode one sequence with DySpec trees; see the module docstring."""
+    rows = Rows.start(input_ids, attention_mask)
+    stats = SpeculationStats.for_batch(1)
+    target = ModelSession(ctx.target, "target", 1, plain=True)
+    grower = TreeRound(ctx, config, head)
+    scores_out: list[torch.Tensor] = []
+    logits_out: list[torch.Tensor] = []
+    eos = set(ctx.eos_token_ids.reshape(-1).tolist()) if ctx.eos_token_ids is not None else set()
+    if ctx.streamer is not None:
+        ctx.streamer.put(input_ids.cpu())
+    while True:
+        length = rows.real[0].shape[0]
+        layout, view = rows.layout([0], ctx.pad_token_id), rows.generate_view(0)
+        grown = grower.grow(rows, layout, length, view)
+        path, bonus, scores, raw = verify_tree(ctx, target, grown, layout, length, view)
+        tokens = [grown.host.tokens[i] for i in path] + [bonus]
+        budget = ctx.max_length - input_ids.shape[1] - rows.counts[0]
+        count = min(len(tokens), budget)
+        hit = next((i for i, t in enumerate(tokens[:count]) if t in eos), None)
+        if hit is not None:
+            count = hit + 1
+        accepted = path[: count - 1]
+        rows.add(0, torch.tensor(tokens[:count], dtype=torch.long, device=input_ids.device))
+        keep = torch.cat([torch.arange(target.columns - grown.host.num_drafted),
+                          target.columns - grown.host.num_drafted - 1 + torch.tensor(accepted, dtype=torch.long)])
+        compact(target.cache, keep)
+        target.columns = int(keep.shape[0])
+        target.cached = [length + len(accepted)]
+        grower.finish(grown, accepted)
+        stats.record_round({0: grown.host.num_drafted}, {0: len(accepted)})
+        stats.tree_sizes.append(grown.host.num_drafted)
+        stats.accepted_child_ranks.append([grown.host.ranks[i] for i in accepted])
+        if ctx.output_scores or ctx.output_logits:
+            visited = [0] + accepted
+            scores_out.extend(scores[visited].unbind(0))
+            logits_out.extend(raw[visited].unbind(0))
+        if ctx.streamer is not None:
+            ctx.streamer.put(torch.tensor(tokens[:count]))
+        if hit is not None or count >= budget or bool(stopping_criteria(rows.generate_view(0)[None],
+                                                                        scores[:1]).reshape(-1)[0]):
+            break
+    if ctx.streamer is not None:
+        ctx.streamer.end()
+    stats.target_forwards, stats.draft_forwards = target.forwards, grower.session.forwards
+    stats.set_new_tokens(rows.counts)
+    return DecodeResult(rows.sequences(ctx.pad_token_id), stats,
+                        tuple(s[None] for s in scores_out) if ctx.output_scores else None,
+                        tuple(s[None] for s in logits_out) if ctx.output_logits else None, target.cache)
