@@ -11,7 +11,7 @@ import torch
 
 import hf_specdecpp  # noqa: F401  (installs candidate_generator=)
 from hf_specdecpp import EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator, SpecDecPPCandidateGenerator
-from hf_specdecpp.benchmarks.runner import (
+from hf_specdecpp.bench.runner import (
     ASSISTED,
     HEURISTIC,
     ORACLE,
@@ -21,7 +21,7 @@ from hf_specdecpp.benchmarks.runner import (
     rotation,
     run_benchmark,
 )
-from hf_specdecpp.inference.baselines import estimate_acceptance
+from hf_specdecpp.methods.entropy import estimate_acceptance
 from hf_specdecpp.testing import tiny_pair, tiny_prompts, tiny_tokenizer
 
 try:
@@ -83,13 +83,26 @@ def test_entropy_rule_stops_where_hand_computed():
     peaked = torch.tensor([[30.0, 0.0, 0.0, 0.0]])
     flat = torch.zeros(1, 4)
     two = torch.tensor([[0.0, 0.0, -math.inf, -math.inf]])  # 1 - sqrt(ln 2) = 0.167 < 0.5
-    hidden, seq = torch.zeros(1, 8), torch.zeros(1, 3, dtype=torch.long)
-    assert not gen._should_stop(0, hidden, flat, seq).item()  # below min_candidates: never stop
-    assert not gen._should_stop(1, hidden, peaked, seq).item()
-    assert gen._should_stop(1, hidden, flat, seq).item()
-    assert gen._should_stop(2, hidden, two, seq).item()
-    loose = EntropyStoppingCandidateGenerator(lam=0.1)
-    assert not loose._should_stop(0, hidden, two, seq).item()  # 0.167 >= 0.1
+    seq = torch.zeros(1, 3, dtype=torch.long)
+    rule = gen.new_rule(None)  # min_candidates is the drafting loop's job (checked below), the rule only judges
+    assert not rule(seq, peaked, hidden_states=None, step=1).item()
+    assert rule(seq, flat, hidden_states=None, step=1).item()
+    assert rule(seq, two, hidden_states=None, step=2).item()
+    loose = EntropyStoppingCandidateGenerator(lam=0.1).new_rule(None)
+    assert not loose(seq, two, hidden_states=None, step=0).item()  # 0.167 >= 0.1
+
+
+def test_min_candidates_hold_in_the_drafting_loop():
+    target, draft = tiny_pair("llama", noise=0.3, seed=4)
+    ids = torch.tensor([[2, 5, 6, 7]])
+    gen = EntropyStoppingCandidateGenerator(lam=2.0, min_candidates=3, max_candidates=5)  # the rule always stops
+    target.generate(ids, assistant_model=draft, candidate_generator=gen, max_new_tokens=20, do_sample=False,
+                    eos_token_id=None)
+    left = 20  # each round drafts min_candidates, or what still fits next to the target's own token
+    for drafted, accepted in zip(gen.stats.candidate_lengths, gen.stats.accepted_lengths):
+        assert drafted == max(0, min(3, left - 1))
+        left -= accepted + 1
+    assert left == 0
 
 
 def test_oracle_rounds_by_hand():
@@ -187,7 +200,7 @@ def test_cli_tiny_smoke(tmp_path):
 @pytest.mark.parametrize("sampling", [False, True])
 def test_head_overhead_runs_the_per_token_work(pair, sampling):
     """The measured head step is the head's per-token work: one predict_drafted call per timed draft step."""
-    from hf_specdecpp.benchmarks.overhead import measure_head_overhead
+    from hf_specdecpp.bench.overhead import measure_head_overhead
 
     from helpers import producing_head
 
@@ -262,7 +275,7 @@ def test_runner_resumes_an_interrupted_run(pair, tmp_path):
 
 
 def test_runner_refuses_to_resume_with_other_settings(pair, tmp_path):
-    from hf_specdecpp.benchmarks.runner import ResumeError
+    from hf_specdecpp.bench.runner import ResumeError
 
     target, draft = pair
     tokenizer = tiny_tokenizer()
@@ -296,7 +309,7 @@ def test_cli_resume_with_other_options_is_a_clear_error(tmp_path):
 def test_paired_ratios_by_hand():
     from scipy import stats
 
-    from hf_specdecpp.benchmarks.runner import Record, paired_ratios
+    from hf_specdecpp.bench.runner import Record, paired_ratios
 
     def rec(prompt, config, t):
         return Record(prompt, config, 0, t, 8, 8, 0)

@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
 from hf_specdecpp.cli import app
@@ -156,9 +157,11 @@ def test_producing_state_head_trains_calibrates_and_stops_without_lag(ws):
     r = calibrate_head(out, ws["data"], output_dir=cal_dir, cost_ratio=0.3, verify_slope=0.02, show_progress=False)
     assert r["time_per_token"] <= r["fixed_k_time_per_token"] + 1e-9
     calibrated = AcceptanceHead.from_pretrained(str(cal_dir))
-    assert calibrated.recommended_threshold == r["threshold"]
+    assert calibrated.policy.threshold == r["threshold"]
+    assert calibrated.policy.measured_on is None  # costs given, not measured: the policy is not tied to a device
     gen = SpecDecPPCandidateGenerator(head=calibrated)
-    assert gen.max_candidates == r["max_candidates"]
+    models = [AutoModelForCausalLM.from_pretrained(ws[role]) for role in ("draft", "target")]
+    assert gen.resolve_policy(*models).max_candidates == r["max_candidates"]
     assert "produced the drafted token" in (cal_dir / "README.md").read_text()
 
 
@@ -292,19 +295,22 @@ def test_calibrated_threshold_beats_fixed_k(ws, trained):
     assert r["time_per_token"] <= r["fixed_k_time_per_token"] + 1e-9  # ... and the best one
     assert r["time_per_token"] < 1.0  # faster than the target alone
     head = AcceptanceHead.from_pretrained(str(cal_dir))
-    assert head.recommended_threshold == r["threshold"] and head.cost_ratio == 0.05
-    assert head.recommended_max_candidates == r["max_candidates"] <= 20
+    assert head.policy.threshold == r["threshold"] and head.policy.cost_ratio == 0.05
+    assert head.policy.max_candidates == r["max_candidates"] <= 20
     from hf_specdecpp import SpecDecPPCandidateGenerator
 
     gen = SpecDecPPCandidateGenerator(head=head)
-    assert (gen.threshold, gen.max_candidates) == (r["threshold"], r["max_candidates"])
+    models = [AutoModelForCausalLM.from_pretrained(ws[role]) for role in ("draft", "target")]
+    policy = gen.resolve_policy(*models)
+    assert (policy.threshold, policy.max_candidates) == (r["threshold"], r["max_candidates"])
+    # the dev traces ship with the head: re-calibration on another machine needs no data set
+    assert head.traces["offsets"][-1] == r["dev_positions"] and len(head.traces["pred"]) == r["dev_positions"]
     assert head.training_info["calibration"]["best_fixed_k"] == r["best_fixed_k"]
     assert (cal_dir / "calibration.png").stat().st_size > 1000
 
 
 def test_measured_costs(ws, trained):
-    from hf_specdecpp.training import measure_costs
-    from transformers import AutoModelForCausalLM
+    from hf_specdecpp.core.costs import measure_costs
 
     d = AutoModelForCausalLM.from_pretrained(ws["draft"]).eval()
     t = AutoModelForCausalLM.from_pretrained(ws["target"]).eval()
@@ -314,8 +320,9 @@ def test_measured_costs(ws, trained):
     c = measure_costs(d, t, prompt_length=16, ks=(0, 2, 4), repeats=3, warmup=1)
     for h in hooks:
         h.remove()
-    assert c["draft_step_s"] > 0 and c["c_draft"] > 0 and c["verify_slope"] >= 0
-    assert c["verify_cost"]["0"] == 1.0 and set(c["verify_cost"]) == {"0", "2", "4"}
+    assert c.draft_step_s > 0 and c.c_draft > 0 and c.verify_slope >= 0
+    assert c.verify_cost[0] == 1.0 and set(c.verify_cost) == {0, 2, 4}
+    assert c.device["device_type"] == "cpu" and c.device["dtype"] == "float32"
     # two prefills, then every repeat (warm-up included) times the draft step and each k once, interleaved
     one_repeat = [("draft", 1), ("target", 1), ("target", 3), ("target", 5)]
     assert calls == [("draft", 16), ("target", 16)] + one_repeat * 4
@@ -338,12 +345,12 @@ def test_cli_end_to_end_with_push(ws, hub_server, tmp_path):
     files = hub_server.state.repos["org/acc-head"].files("main")
     assert {"model.safetensors", "config.json", "README.md", "calibration.png"} <= set(files)
     card = files["README.md"].decode()
-    for needle in (ws["draft"], ws["target"], "w_reject = 6.00", "recommended threshold", "AUROC", "cost ratio",
+    for needle in (ws["draft"], ws["target"], "w_reject = 6.00", "calibrated policy: threshold h", "AUROC", "c = 0.1",
                    "greedy", "candidate_generator=SpecDecPPCandidateGenerator", "org/acc-head", "2 residual blocks"):
         assert needle in card, needle
     pulled = AcceptanceHead.from_pretrained("org/acc-head")
     local = AcceptanceHead.from_pretrained(str(head))
-    assert pulled.recommended_threshold == local.recommended_threshold and pulled.cost_ratio == 0.1
+    assert pulled.policy == local.policy and pulled.policy.cost_ratio == 0.1
     for key, value in local.state_dict().items():
         assert torch.equal(pulled.state_dict()[key], value)
 
@@ -371,9 +378,20 @@ def test_mismatched_tokenizer_or_vocab(ws, tmp_path):
     t2, d2 = save_tiny_pair(tmp_path / "other_tok", noise=NOISE, tokenizer_vocab_size=90)
     with pytest.raises(TrainingError, match="tokenizer differs"):
         make_data(tmp_path / "d1", **_kw(ws, draft=d2))
-    t3, d3 = save_tiny_pair(tmp_path / "other_vocab", noise=NOISE, vocab_size=100)
-    with pytest.raises(TrainingError, match=r"vocabulary \(100\) differs"):
+    t3, d3 = save_tiny_pair(tmp_path / "other_vocab", noise=NOISE, vocab_size=100)  # its tokenizer has 100 tokens
+    with pytest.raises(TrainingError, match="tokenizer differs"):
         make_data(tmp_path / "d2", **_kw(ws, draft=d3))
+
+
+def test_padded_draft_vocabulary_is_accepted(ws, tmp_path):
+    """One tokenizer, output layers padded to different sizes (as Qwen2.5 0.5B and 7B): the data is made over the
+    target's vocabulary, and every drafted token is one the target can produce."""
+    _, padded_draft = save_tiny_pair(tmp_path / "padded", noise=NOISE, vocab_size=104, tokenizer_vocab_size=96)
+    out = make_data(tmp_path / "d", **_kw(ws, draft=padded_draft, max_prompts=8))
+    meta = json.loads((out / "metadata.json").read_text())
+    assert (meta["vocab_size"], meta["draft_vocab_size"]) == (96, 104)
+    drafted = [t for row in load_features(out, "train")["draft_tokens"] for t in row]
+    assert drafted and max(drafted) < 96
 
 
 def test_refuses_to_resume_with_other_settings(ws):
@@ -392,6 +410,7 @@ def test_greedy_target_responses_skip_the_target_pass_with_identical_labels(ws):
     """Greedy labels from the target's own greedy responses equal the labels from an explicit target pass."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from hf_specdecpp.core.pair import VocabMap
     from hf_specdecpp.training.data import generate_responses, process_batch
     from hf_specdecpp.training.labels import DecodingSettings
 
@@ -401,7 +420,8 @@ def test_greedy_target_responses_skip_the_target_pass_with_identical_labels(ws):
     prompts = [tok(json.loads(l)["prompt"])["input_ids"] for l in ws["prompts"].read_text().splitlines()[:8]]
     settings = DecodingSettings()
     responses = generate_responses(target, prompts, settings, 24, 0, [1], torch.device("cpu"))
-    common = dict(settings=settings, mix_ratio=0.15, with_calibration=True, pad_id=0, device=torch.device("cpu"))
+    common = dict(settings=settings, mix_ratio=0.15, with_calibration=True, pad_id=0, device=torch.device("cpu"),
+                  vocab=VocabMap(96, 96))
     calls = []
     handle = target.register_forward_hook(lambda *a: calls.append(1))
     try:

@@ -1,14 +1,12 @@
 """KV caches during speculative decoding: creating them, rolling back rejected drafts, re-aligning batch rows.
 
-Two layouts are used:
-
-- one sequence: the model's own cache (built from its config, so sliding-window and linear-attention layers
-  keep their compact form) with past recording activated, rolled back with `crop(-n)` after every round;
-- a batch: every row's tokens sit right-aligned in a plain cache of full-attention layers, left-padded; rows
-  that accept different numbers of drafts are re-aligned by a gather after each round (`realign`). Sliding
-  windows stay exact because the attention mask applies them by slot distance, which equals the token
-  distance within a right-aligned row; linear-attention (recurrent) layers cannot be re-aligned per row and
-  are refused for batches.
+Attention-only models (full or sliding-window attention) get a plain cache of full-attention layers of the
+loop's own: it rolls back with `crop(-n)` on every supported transformers release, and batch rows in it can be
+re-aligned by a gather (`realign`). Sliding windows stay exact: transformers' mask applies a window by slot
+distance, which equals the token distance within a right-aligned row (the cache keeps the whole history
+instead of a window: more memory, no special rollback). Models with convolution or linear-attention states
+(LFM2 and similar) keep their own cache, with past recording activated so that a rejected draft can be rolled
+back; they decode one sequence at a time, and recurrent states that cannot be rolled back are refused.
 """
 
 from __future__ import annotations
@@ -33,32 +31,41 @@ def new_batch_cache() -> DynamicCache:
     return DynamicCache()
 
 
-def check_batchable(model: torch.nn.Module, role: str) -> None:
-    """Batches need every layer to hold per-position keys/values: refuse recurrent (linear-attention, conv) layers."""
+def state_layer_types(model: torch.nn.Module) -> list[str]:
+    """Names of the cache layers of `model` that hold convolution/recurrent states instead of keys and values."""
     probe = DynamicCache(config=model.config)
-    odd = sorted({type(layer).__name__ for layer in cache_layers(probe)
-                  if type(layer).__name__ not in FULL_LAYER_TYPES + WINDOW_LAYER_TYPES})
-    if odd:
+    return sorted({type(layer).__name__ for layer in cache_layers(probe)
+                   if type(layer).__name__ not in FULL_LAYER_TYPES + WINDOW_LAYER_TYPES})
+
+
+def check_loop_cache(cache: Any, role: str) -> None:
+    """A cache generate() prepared for our loop must be a dynamic one: refuse static or quantized requests."""
+    if cache is None:
+        return
+    names = {type(layer).__name__ for layer in cache_layers(cache)}
+    if not type(cache).__name__.startswith("Dynamic") or any(n.startswith(("Static", "Quant")) for n in names):
         raise CacheSupportError(
-            f"The {role} model ({type(model).__name__}) has cache layers {odd} (linear attention or convolution "
-            "states), which cannot be rolled back row by row: speculative decoding of a batch needs attention-only "
-            "models. Call generate() once per prompt for this model.")
+            f"hf_specdecpp's own decoding loop manages the {role}'s cache and needs a dynamic one, got "
+            f"{type(cache).__name__}. Remove cache_implementation=..., or, for a static cache with a compiled verify "
+            "pass, use candidate_generator= for one sequence with transformers >= 5.24 (its assisted decoding).")
 
 
 def prepare_single_cache(cache: Any, role: str) -> Any:
-    """Make a model-created cache ready for rollback: activate past recording, check that it can crop."""
+    """Make a model-built cache with state layers ready for rollback: activate past recording, check it can crop."""
     activate_past_recording(cache)
     if not cache_is_croppable(cache):
         raise CacheSupportError(
-            f"The {role}'s cache ({type(cache).__name__}) cannot be rolled back after a rejected draft on this "
-            "transformers release (static and quantized caches cannot be cropped before 5.24). Use the default "
-            "dynamic cache (no cache_implementation), or a transformers release whose static cache crops.")
+            f"The {role}'s cache ({type(cache).__name__}) cannot be rolled back after a rejected draft (recurrent "
+            "states such as gated-delta or Mamba layers, or a cache type this transformers release cannot crop). "
+            "Speculative decoding needs a draft and a target whose caches can drop rejected tokens.")
     return cache
 
 
 def rollback(cache: Any, tokens: int) -> None:
-    """Remove the newest `tokens` positions (0 still lets recording layers drop states they no longer need)."""
-    cache.crop(-int(tokens))
+    """Remove the newest `tokens` positions. `crop` is only ever called with a negative count: `crop(0)` emptied
+    a cache before transformers 5.14 and a positive count meant "keep n" before 5.20."""
+    if tokens > 0:
+        cache.crop(-int(tokens))
 
 
 def realign(cache: Any, pads: list[int], keep: list[int]) -> list[int]:

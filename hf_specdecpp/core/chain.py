@@ -52,6 +52,7 @@ class DecodeResult:
     scores: tuple[torch.Tensor, ...] | None = None
     logits: tuple[torch.Tensor, ...] | None = None
     cache: Any = None
+    draft_cache: Any = None  # for inspection in tests; not part of generate()'s output
 
 
 @dataclass
@@ -104,7 +105,7 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
     batch = input_ids.shape[0]
     rows = Rows.start(input_ids, attention_mask)
     stats = SpeculationStats.for_batch(batch)
-    target = ModelSession(ctx.target, "target", batch, cache=target_cache)
+    target = ModelSession(ctx.target, "target", batch, given_cache=target_cache)
     draft = DraftSession(ctx.draft, ctx.logits_processor, ctx.vocab, ctx.do_sample, ctx.eos_token_ids, batch)
     rule = spec.new_rule()
     active = list(range(batch))
@@ -156,7 +157,7 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
     return DecodeResult(rows.sequences(ctx.pad_token_id), stats,
                         tuple(s[None] for s in scores_out) if ctx.output_scores else None,
                         tuple(s[None] for s in logits_out) if ctx.output_logits and keep_scores else None,
-                        target.cache)
+                        target.cache, draft.cache)
 
 
 def _draft(draft: DraftSession, layout: torch.LongTensor, lengths: list[int], budget: list[int], rule: StopRule,

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .attention import fed_positions, fed_real_mask, padded_mask
-from .cache import new_batch_cache, prepare_single_cache, realign, rollback, select_rows
+from .cache import (
+    CacheSupportError,
+    check_loop_cache,
+    new_batch_cache,
+    prepare_single_cache,
+    realign,
+    rollback,
+    select_rows,
+    state_layer_types,
+)
 from .compat import cache_argument, output_cache, supports_logits_to_keep
 
 if TYPE_CHECKING:
@@ -24,17 +33,22 @@ if TYPE_CHECKING:
 class ModelSession:
     """The cache bookkeeping of one model (draft or target) for one generate() call."""
 
-    def __init__(self, model: PreTrainedModel, role: str, batch_size: int, cache: Any = None, plain: bool = False):
+    def __init__(self, model: PreTrainedModel, role: str, batch_size: int, given_cache: Any = None):
+        """`given_cache`: the (empty) cache generate() prepared, used for models with state layers only."""
         self.model = model
         self.role = role
         self.device = next(model.parameters()).device
         self.batched = batch_size > 1
-        # a batch (or `plain`, for trees): a plain cache of full-attention layers of our own; one row: the given
-        # cache (generate()'s) or the one the model builds on its first forward pass
-        if self.batched or plain:
+        check_loop_cache(given_cache, role)
+        states = state_layer_types(model)
+        if not states:  # attention only: a plain cache of our own (see cache.py)
             self.cache = new_batch_cache()
-        else:
-            self.cache = prepare_single_cache(cache, role) if cache is not None else None
+        elif self.batched:
+            raise CacheSupportError(
+                f"The {role} model ({type(model).__name__}) keeps {states} states, which cannot be rolled back row by "
+                "row: speculative decoding of a batch needs attention-only models. Call generate() once per prompt.")
+        else:  # the model's own cache (built on the first forward pass when none is given), recording its past
+            self.cache = prepare_single_cache(given_cache, role) if given_cache is not None else None
         self.cache_key = cache_argument(model)
         self.logits_to_keep = supports_logits_to_keep(model)
         self.pads = [0] * batch_size  # cache columns of padding before each row's tokens
@@ -59,7 +73,11 @@ class ModelSession:
             return width
         valid = self.cached if valid is None else valid
         feed = max(length - min(v, length - 1) for length, v in zip(lengths, valid))
-        keep = [max(length - feed, 0) for length in lengths]
+        self.truncate([max(length - feed, 0) for length in lengths])
+        return feed
+
+    def truncate(self, keep: list[int]) -> None:
+        """Keep only the first `keep[b]` real tokens of every row in the cache (re-aligning a batch)."""
         if self.batched:
             self.pads = realign(self.cache, self.pads, keep)
             self.columns = max(keep)
@@ -67,7 +85,6 @@ class ModelSession:
             rollback(self.cache, self.columns - self.pads[0] - keep[0])
             self.columns = self.pads[0] + keep[0]
         self.cached = keep
-        return feed
 
     def feed_layout(self, feed: int, lengths: list[int]) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(2D attention mask over the cache and `feed` new columns, or None when nothing is padded;

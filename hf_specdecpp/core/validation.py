@@ -120,10 +120,11 @@ def check_generation_inputs(input_ids: torch.Tensor, model_kwargs: dict, generat
     if batch > 1 and not allow_batch:
         raise ValueError(f"{route} supports batch size 1 here (got {batch} sequences).")
     mask = model_kwargs.get("attention_mask")
-    if mask is None:
-        if batch > 1:
-            raise ValueError(f"A batch of {batch} prompts needs an attention_mask (pass the tokenizer's "
-                             "`attention_mask` with left padding), so that padding can be told from text.")
+    if mask is None:  # generate() drops an all-ones mask (5.18+); padding would show as pad tokens at the start
+        pad = generation_config.pad_token_id
+        if batch > 1 and pad is not None and bool((input_ids[:, 0] == int(pad)).any()):
+            raise ValueError(f"A batch of {batch} prompts with padding needs an attention_mask (pass the tokenizer's "
+                             "`attention_mask`, with left padding), so that padding can be told from text.")
         return
     check_left_padding(mask)
 

@@ -3,7 +3,8 @@
 from .checkpoint import convert_reference_state_dict
 from .features import CONFIDENCE_FEATURES, DRAFTED_TOKEN, INPUT_STATES, PRODUCING_STATE, confidence_features
 from .modeling import AcceptanceHead, head_on
-from .policy import DeviceKind, HeadPolicy
+from ..core.device import DeviceKind
+from .policy import HeadPolicy
 
 DEFAULT_MAX_CANDIDATES = 20
 """Candidates per round allowed when a head carries no calibrated cap (or its cap was set for another device)."""

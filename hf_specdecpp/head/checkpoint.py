@@ -28,8 +28,8 @@ def is_head_config(config: dict) -> bool:
     """True for a config.json written by this package (current or legacy format)."""
     if config.get("model_type") == HEAD_MODEL_TYPE:
         return True
-    return "model_type" not in config and "hidden_size" in config and "num_layers" in config \
-        and "architectures" not in config
+    # format 1 and the reference format wrote no model_type; transformers' configs always have one
+    return "model_type" not in config and "hidden_size" in config and "architectures" not in config
 
 
 def validate_architecture(config: dict, source: str) -> dict[str, Any]:
@@ -75,7 +75,7 @@ def safetensors_shapes(path: str) -> dict[str, tuple[int, ...]]:
         with safe_open(path, framework="pt") as f:
             return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
-        raise FileFormatError(f"Could not read acceptance-head weights {path}: {err}") from None
+        raise OSError(f"Could not read acceptance-head weights {path}: {err}") from None
 
 
 def check_shapes(found: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], source: str,
@@ -102,7 +102,7 @@ def load_reference_state_dict(path: str, num_layers: int) -> dict[str, torch.Ten
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or malicious pickles
-        raise FileFormatError(f"Could not read acceptance-head weights {path}: {err}") from None
+        raise OSError(f"Could not read acceptance-head weights {path}: {err}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise FileFormatError(f"{path} does not hold a state dict of tensors")
     return convert_reference_state_dict(state, num_layers)

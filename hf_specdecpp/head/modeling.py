@@ -244,6 +244,18 @@ class AcceptanceHead(
 
     # ------------------------------------------------------------------ loading
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "AcceptanceHead":
+        """`PyTorchModelHubMixin.from_pretrained` (a local folder or a Hub repo id), loading strictly: see
+        `_from_pretrained`. A config.json that is not valid JSON is reported with its name."""
+        import json
+
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except json.JSONDecodeError as err:
+            raise FileFormatError(f"config.json of {pretrained_model_name_or_path} is not valid JSON: {err.msg} "
+                                  f"(line {err.lineno}, column {err.colno})") from None
+
+    @classmethod
     def _from_pretrained(
         cls,
         *,
@@ -310,7 +322,7 @@ def _read_weights(resolve, model_id: str, architecture: dict, strict: bool) -> d
         try:
             return load_file(path, device="cpu")
         except Exception as err:  # safetensors raises several types for corrupt payloads
-            raise FileFormatError(f"Could not read acceptance-head weights {path}: {err}") from None
+            raise OSError(f"Could not read acceptance-head weights {path}: {err}") from None
     path = resolve(constants.PYTORCH_WEIGHTS_NAME)
     if path is None:
         raise OSError(f"No acceptance-head weights in {model_id!r}: expected {constants.SAFETENSORS_SINGLE_FILE} "
@@ -369,13 +381,13 @@ _DEVICE_COPIES_LOCK = threading.Lock()
 
 
 def head_on(head: AcceptanceHead, device: torch.device) -> AcceptanceHead:
-    """The head in float32 eval mode on `device`, without changing the caller's object.
+    """The head in float32 on `device`, without changing the caller's object.
 
-    The head itself is returned when it already is float32, in eval mode and on `device`; otherwise a copy,
-    cached per device until the head's parameters change.
+    The head itself is returned when it already is float32 on `device` (it has no dropout or normalisation, so
+    train and eval mode compute the same); otherwise a copy, cached per device until the head's parameters change.
     """
     params = list(head.parameters())
-    if all(p.device == device and p.dtype == torch.float32 for p in params) and not head.training:
+    if all(p.device == device and p.dtype == torch.float32 for p in params):
         return head
     version = tuple(p._version for p in params) + tuple(p.data_ptr() for p in params)
     key = (str(device), version)

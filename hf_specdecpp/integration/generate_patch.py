@@ -148,10 +148,14 @@ def _generate_with_method(original_generate, signature: inspect.Signature, model
     tokenizer, assistant_tokenizer = extra.get("tokenizer"), extra.get("assistant_tokenizer")
     check_tokenizers(tokenizer, assistant_tokenizer)
     config = _effective_config(model, arguments)
+    batch = _batch_size(arguments)
+    if batch > 1 and extra.get("attention_mask") is None:
+        raise ValueError(f"A batch of {batch} prompts needs an attention_mask (pass the tokenizer's `attention_mask`, "
+                         "with left padding), so that padding can be told from text.")
     if (config.num_beams or 1) > 1:
         raise ValueError(f"Speculative decoding does not combine with beam search: got num_beams={config.num_beams} "
                          "(candidate_generator=). Use num_beams=1 (greedy or sampling).")
-    if method.kind == "chain" and _batch_size(arguments) == 1 and (config.num_return_sequences or 1) == 1:
+    if method.kind == "chain" and batch == 1 and (config.num_return_sequences or 1) == 1:
         arguments["assistant_model"] = draft
         state = CallState(method, draft, tokenizer, assistant_tokenizer)
         token = _ACTIVE.set(state)

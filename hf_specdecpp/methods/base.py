@@ -139,6 +139,10 @@ class DecodingMethod:
         if cache is not None and cache.get_seq_length() > 0:
             raise ValueError("hf_specdecpp starts from an empty cache: a pre-filled past_key_values/cache is not "
                              "supported.")
+        for name in ("prompt_lookup_num_tokens", "assistant_early_exit"):
+            if getattr(generation_config, name, None) is not None:
+                raise ValueError(f"{name}= selects one of transformers' own candidate generators; it cannot be "
+                                 f"combined with {type(self).__name__} ({route}). Remove one of them.")
         result = self.run(ctx, input_ids.to(model.device), model_kwargs.get("attention_mask"), stopping_criteria,
                           cache)
         self.record_stats(result.stats)
@@ -167,8 +171,7 @@ class ChainMethod(DecodingMethod):
         return ChainSpec(lambda: self.new_rule(ctx), low, high)
 
     def run(self, ctx, input_ids, attention_mask, stopping_criteria, cache) -> DecodeResult:
-        return chain_decode(ctx, self.chain_spec(ctx), input_ids, attention_mask, stopping_criteria,
-                            None if input_ids.shape[0] > 1 else cache)
+        return chain_decode(ctx, self.chain_spec(ctx), input_ids, attention_mask, stopping_criteria, cache)
 
     def new_candidate_generator(self, ctx: CallContext, input_ids: torch.LongTensor,
                                 attention_mask: torch.Tensor | None) -> ChainCandidateGenerator:

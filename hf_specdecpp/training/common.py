@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -48,7 +46,7 @@ def load_model(model_id: str, device: torch.device, dtype: torch.dtype):
     except (OSError, ValueError) as err:
         raise TrainingError(f"Could not load model {model_id!r}: {err}") from err
     if device.type == "cpu" and dtype == torch.float32:
-        from ..models.cpu_linear import use_fast_cpu_linear
+        from ..core.cpu_linear import use_fast_cpu_linear
 
         use_fast_cpu_linear(model)  # few-row products (batched decoding, verification) run 2-3x faster
     return model.to(device).eval()
@@ -90,30 +88,6 @@ def model_fingerprint(model) -> dict[str, Any]:
     }
 
 
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON atomically (temp file + rename), so an interruption never leaves a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def diff_settings(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Human-readable differences between two nested dicts."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(diff_settings(a, b, prefix=f"{prefix}{key}."))
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} (existing) vs {b!r} (now)")
-    return out
-
-
 def progress(iterable=None, total=None, desc: str = "", disable: bool = False, unit: str = "it"):
     """A tqdm progress bar (rich-styled when `tqdm.rich` is usable) for a long step."""
     from tqdm.auto import tqdm
@@ -134,7 +108,3 @@ def quiet_datasets():
         if was_enabled:
             datasets.enable_progress_bars()
 
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -39,10 +39,10 @@ import numpy as np
 import torch
 
 from ..head import CONFIDENCE_FEATURES, PRODUCING_STATE, confidence_features
-from ..inference.validation import output_vocab_size
+from ..core.pair import check_pair
+from ..utils.io import diff_settings, read_json, write_json
 from .common import (
     TrainingError,
-    diff_settings,
     load_model,
     load_tokenizer,
     model_fingerprint,
@@ -51,8 +51,6 @@ from .common import (
     pick_dtype,
     progress,
     quiet_datasets,
-    read_json,
-    write_json,
 )
 from .labels import DecodingSettings, acceptance_labels, mix_tokens, process_logits
 
@@ -285,7 +283,7 @@ def generate_responses(target, prompts: Sequence[Sequence[int]], settings: Decod
     return responses
 
 
-def process_batch(draft, target, prompts, responses, *, settings: DecodingSettings, mix_ratio: float,
+def process_batch(draft, target, prompts, responses, *, settings: DecodingSettings, mix_ratio: float, vocab,
                   with_calibration: bool, pad_id: int, device: torch.device, sample_gen: torch.Generator,
                   mix_gen: torch.Generator, responses_are_target_argmax: bool = False) -> list[dict]:
     """Labels and cached head inputs for a batch of (prompt ids, response ids); one record per response.
@@ -297,6 +295,7 @@ def process_batch(draft, target, prompts, responses, *, settings: DecodingSettin
     greedy_from_target = responses_are_target_argmax and settings.greedy
     t_logits = None if greedy_from_target else response_logits(target, ids, mask, pos, P, N)
     d_hidden, d_logits = producing_hidden_and_logits(draft, ids, mask, pos, P, N)
+    d_logits = vocab.draft_scores_for_target(d_logits)  # the draft proposes within the target's vocabulary
     records, mixed, drafted = [], [], []
     for b, resp in enumerate(responses):
         n = len(resp)
@@ -414,17 +413,16 @@ def _source_digest(records: list[PromptRecord]) -> str:
     return h.hexdigest()[:16]
 
 
-def check_tokenizers(tokenizer, draft_tokenizer, target, draft) -> int:
-    """Refuse pairs whose tokenizers or vocabularies differ; return the shared output vocab size."""
-    tv, dv = output_vocab_size(target), output_vocab_size(draft)
-    if tv != dv:
-        raise TrainingError(f"The draft's vocabulary ({dv}) differs from the target's ({tv}): SpecDec++ needs one "
-                            "shared tokenizer.")
-    if draft_tokenizer is not None and tokenizer.get_vocab() != draft_tokenizer.get_vocab():
-        raise TrainingError("The draft's tokenizer differs from the target's: SpecDec++ needs one shared tokenizer.")
-    if len(tokenizer) > tv:
-        raise TrainingError(f"The tokenizer has {len(tokenizer)} tokens but the models' vocabulary only {tv}.")
-    return tv
+def check_tokenizers(tokenizer, draft_tokenizer, target, draft):
+    """Refuse pairs whose tokenizers differ; return their `VocabMap` (sizes may differ by embedding padding)."""
+    try:
+        vocab = check_pair(target, draft, tokenizer, draft_tokenizer)
+    except ValueError as err:
+        raise TrainingError(str(err)) from None
+    if len(tokenizer) > vocab.shared_size:
+        raise TrainingError(f"The tokenizer has {len(tokenizer)} tokens but the models' vocabulary only "
+                            f"{vocab.shared_size}.")
+    return vocab
 
 
 def make_data(
@@ -526,7 +524,8 @@ def make_data(
         "format_version": FORMAT_VERSION,
         "draft": model_fingerprint(draft_model),
         "target": model_fingerprint(target_model),
-        "vocab_size": vocab,
+        "vocab_size": vocab.target_size,
+        "draft_vocab_size": vocab.draft_size,
         "tokenizer_size": len(tokenizer),
         "hidden_size": hidden_size,
         "decoding": settings.to_dict(),
@@ -585,7 +584,7 @@ def make_data(
                 if not part:
                     continue
                 recs_out = process_batch(draft_model, target_model, [e[2] for e in part], [e[3] for e in part],
-                                         settings=settings, mix_ratio=mix_ratio, with_calibration=split == "dev",
+                                         settings=settings, mix_ratio=mix_ratio, vocab=vocab, with_calibration=split == "dev",
                                          pad_id=pad_id, device=dev, sample_gen=sample_gen, mix_gen=mix_gen,
                                          responses_are_target_argmax=responses == "target")
                 for e, rec in zip(part, recs_out):

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from ..head import DRAFTED_TOKEN, INPUT_STATES, PRODUCING_STATE, AcceptanceHead
-from .common import TrainingError, diff_settings, progress, read_json, write_json
+from ..utils.io import diff_settings, read_json, write_json
+from .common import TrainingError, progress
 from .data import PROGRESS_FILE, head_input_columns, load_head_inputs, read_metadata
 
 CHECKPOINT_DIR = "checkpoint"
@@ -223,8 +224,7 @@ def train_head(
     base_rate = float(np.mean(np.concatenate([np.asarray(l) for l in train_ds[columns[2]]]))) if len(train_ds) else 0.5
     decoding = meta["decoding"]
     head = AcceptanceHead(
-        hidden_size=meta["hidden_size"], num_layers=num_layers, draft_model_id=meta["draft"]["id"],
-        target_model_id=meta["target"]["id"], temperature=0.0 if not decoding["do_sample"] else decoding["temperature"],
+        hidden_size=meta["hidden_size"], num_layers=num_layers,
         input_state=input_state, use_confidence_features=use_confidence_features,
     )
     # Start from P = 0.5 everywhere: real draft hidden states (post final norm) have large norms, and a randomly
@@ -342,6 +342,8 @@ def _save_head(head: AcceptanceHead, output_dir: Path, meta: dict, manifest: dic
             "train_tokens": totals.get("train_tokens"),
             "dev_tokens": totals.get("dev_tokens"),
             "dev_label_rows": totals.get("dev_label_rows"),
+            "train_rows": totals.get("train_tokens" if head.scores_without_lag else "train_label_rows"),
+            "dev_rows": totals.get("dev_tokens" if head.scores_without_lag else "dev_label_rows"),
             "draft_fingerprint": meta["draft"],
             "target_fingerprint": meta["target"],
         },
@@ -351,7 +353,7 @@ def _save_head(head: AcceptanceHead, output_dir: Path, meta: dict, manifest: dic
         "dev_metrics": state["best"]["metrics"] if state["best"] else None,
         "history": state["history"],
     })
-    head.update_config(training_info=info)
+    info.update(draft_model_id=meta["draft"]["id"], target_model_id=meta["target"]["id"])
+    head.training_info = info
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "README.md").unlink(missing_ok=True)  # regenerate the card with the new metadata
-    head.save_pretrained(str(output_dir))
+    head.save_pretrained(str(output_dir))  # refuses a folder whose files are not ours; regenerates our own card

@@ -27,9 +27,30 @@ siblings' values, which keeps the selection a tree and never lets a node's desce
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 
-from .tree import SHRINK
+from .tree import ROOT, SHRINK, DraftTree
+
+Reader = Callable[[DraftTree, list[int]], tuple[torch.Tensor, torch.Tensor | None]]
+"""`read(tree, nodes)`: run the draft on `nodes` (indices of not-yet-read nodes, parents read before children);
+returns the processed draft scores `(F, V)` after each node, and the draft's hidden states `(F, H)` (or None)."""
+Drawer = Callable[[torch.Tensor, int, bool], tuple[torch.LongTensor, torch.Tensor]]
+"""`draw(probs, count, do_sample)`: children in draw order and their probabilities (`draw_children`)."""
+
+
+@dataclass(frozen=True)
+class GrowthSettings:
+    """How one round grows: node budget, depth limit, optional cost ratio, decoding, EOS tokens, head."""
+
+    budget: int
+    max_depth: int
+    do_sample: bool
+    cost_ratio: float | None = None
+    eos: torch.Tensor | None = None
+    head: object = None  # an AcceptanceHead (or None)
 
 
 def draw_children(probs: torch.Tensor, count: int, do_sample: bool) -> tuple[torch.LongTensor, torch.Tensor]:
@@ -71,10 +92,12 @@ def child_estimates(parent_reach: torch.Tensor, parent_own: torch.Tensor, parent
 
 
 def bounded_values(raw: torch.Tensor, parent_value: torch.Tensor) -> torch.Tensor:
-    """Values `(F, C)` strictly below the parent's and each earlier sibling's: a running minimum, shrunk per step."""
-    steps = torch.arange(1, raw.shape[1] + 1, device=raw.device, dtype=raw.dtype)
-    capped = torch.minimum(raw, parent_value[:, None]) * SHRINK ** steps
-    return torch.cummin(capped, dim=1).values
+    """Values `(F, C)` strictly below the parent's and each earlier sibling's: `v_j = SHRINK * min(raw_j, v_{j-1})`
+    with `v_{-1}` the parent's value (a running minimum, shrunk at every step so that no two are equal)."""
+    raw = torch.minimum(raw.double(), parent_value.double()[:, None])
+    steps = torch.arange(raw.shape[1], device=raw.device, dtype=torch.float64)
+    scaled = torch.cummin(raw * SHRINK ** -steps, dim=1).values
+    return (scaled * SHRINK ** (steps + 1)).to(raw.dtype)
 
 
 def worth_another_level(selected_value: float, frontier_value: float, levels: int, cost_ratio: float) -> bool:
@@ -86,3 +109,61 @@ def worth_another_level(selected_value: float, frontier_value: float, levels: in
     """
     expected = 1.0 + selected_value
     return (expected + frontier_value) * (1.0 + cost_ratio * levels) > expected * (1.0 + cost_ratio * (levels + 1))
+
+
+def expand(tree: DraftTree, nodes: torch.LongTensor, scores: torch.Tensor, hidden: torch.Tensor | None,
+           settings: GrowthSettings, draw: Drawer = draw_children) -> torch.Tensor:
+    """Draw the children of `nodes`, just read with processed scores `(F, V)`; return their q `(F, V)`."""
+    probs = scores.softmax(dim=-1)
+    tokens, child_probs = draw(probs, settings.budget, settings.do_sample)
+    head, first_own, first_expected = settings.head, None, None
+    if head is not None and hidden is not None:
+        if head.scores_without_lag:
+            first_own = head.predict_drafted(hidden, scores, tokens[:, 0])
+            if settings.do_sample:
+                first_expected = head.expected_acceptance(hidden, scores)
+        else:  # a drafted-token head scores the node it reads: a first child refines its own estimate
+            first_child = (tree.ranks[nodes] == 0) & (nodes != ROOT)
+            tree.own[nodes] = torch.where(first_child, head(hidden.float()), tree.own[nodes])
+    reach, own, value = child_estimates(tree.reach[nodes], tree.own[nodes], tree.value[nodes], probs, child_probs,
+                                        settings.do_sample, first_own, first_expected)
+    tree.add_children(nodes, tokens, reach, own, value)
+    tree.expanded[nodes] = True
+    return probs
+
+
+def frontier(tree: DraftTree, settings: GrowthSettings) -> tuple[list[int], float, float]:
+    """(selected nodes not read yet whose children could still enter the tree, their total value, the selected
+    tree's total value); one host sync."""
+    chosen = tree.best(settings.budget)
+    chosen[ROOT] = False
+    open_ = chosen & ~tree.expanded & (tree.depths < settings.max_depth)
+    if settings.eos is not None:
+        open_ &= ~torch.isin(tree.tokens, settings.eos.to(tree.device))
+    # once the budget is full, the weakest selected node's children (worth less than it) cannot enter
+    floor = torch.where(chosen, tree.value, torch.full_like(tree.value, float("inf"))).min()
+    open_ &= (chosen.sum() < settings.budget) | (tree.value > floor)
+    totals = torch.stack([torch.where(open_, tree.value, 0.0).sum(), torch.where(chosen, tree.value, 0.0).sum()])
+    summary = torch.cat([totals, torch.nonzero(open_).squeeze(1).to(totals.dtype)]).tolist()
+    return [int(n) for n in summary[2:]], summary[0], summary[1]
+
+
+def grow_tree(root_token: torch.Tensor, read: Reader, settings: GrowthSettings,
+              draw: Drawer = draw_children) -> tuple[DraftTree, dict[int, torch.Tensor]]:
+    """Grow one round's tree level by level (see the module docstring); returns it with the draft's q at every
+    node it read. `read` runs the draft (a model, or a script in tests), `draw` draws children."""
+    tree = DraftTree(root_token)
+    scores, hidden = read(tree, [ROOT])
+    probs = {ROOT: expand(tree, torch.zeros(1, dtype=torch.long, device=tree.device), scores, hidden, settings,
+                          draw)[0]}
+    levels = 1
+    while True:
+        nodes, open_value, tree_value = frontier(tree, settings)
+        if not nodes or (settings.cost_ratio is not None
+                         and not worth_another_level(tree_value, open_value, levels, settings.cost_ratio)):
+            return tree, probs
+        scores, hidden = read(tree, nodes)
+        index = torch.tensor(nodes, dtype=torch.long, device=tree.device)
+        for node, row in zip(nodes, expand(tree, index, scores, hidden, settings, draw)):
+            probs[node] = row
+        levels += 1

@@ -21,7 +21,7 @@ from ...core.cache import compact
 from ...core.chain import DecodeResult, Rows
 from ...core.model_session import ModelSession, last_logits
 from ...core.stats import SpeculationStats
-from .growth import child_estimates, draw_children, worth_another_level
+from .growth import GrowthSettings, grow_tree
 from .tree import ROOT, DraftTree, HostTree
 from .verify import greedy_outcomes, sampling_outcomes
 
@@ -50,7 +50,7 @@ class TreeRound:
         self.ctx = ctx
         self.config = config
         self.head = head
-        self.session = ModelSession(ctx.draft, "draft", 1, plain=True)
+        self.session = ModelSession(ctx.draft, "draft", 1)
         self.eos = ctx.eos_token_ids.to(self.session.device) if ctx.eos_token_ids is not None else None
 
     def _scores(self, logits: torch.Tensor, prefixes: list[torch.LongTensor]) -> torch.Tensor:
@@ -62,81 +62,41 @@ class TreeRound:
         return torch.cat([self.ctx.logits_processor(p[None].to(logits.device), logits[i: i + 1])
                           for i, p in enumerate(prefixes)])
 
-    def _expand(self, tree: DraftTree, nodes: torch.LongTensor, scores: torch.Tensor, hidden) -> torch.Tensor:
-        """Draw the children of `nodes` (read now, with processed scores `(F, V)`); return their q `(F, V)`."""
-        probs = scores.softmax(dim=-1)
-        tokens, child_probs = draw_children(probs, self.config.budget, self.ctx.do_sample)
-        first_own = first_expected = None
-        if self.head is not None and hidden is not None:
-            if self.head.scores_without_lag:
-                first_own = self.head.predict_drafted(hidden, scores, tokens[:, 0])
-                if self.ctx.do_sample:
-                    first_expected = self.head.expected_acceptance(hidden, scores)
-            else:  # a drafted-token head scores the node it reads: a first child refines its own estimate
-                first_child = tree.ranks[nodes] == 0
-                tree.own[nodes] = torch.where(first_child & (nodes != ROOT), self.head(hidden.float()),
-                                              tree.own[nodes])
-        reach, own, value = child_estimates(tree.reach[nodes], tree.own[nodes], tree.value[nodes], probs,
-                                            child_probs, self.ctx.do_sample, first_own, first_expected)
-        tree.add_children(nodes, tokens, reach, own, value)
-        tree.expanded[nodes] = True
-        return probs
-
     @torch.no_grad()
     def grow(self, rows: Rows, layout: torch.LongTensor, length: int, base_view: torch.LongTensor) -> Grown:
+        """Grow this round's tree under the row's tokens (`layout`'s last `length` columns are real)."""
         session, head = self.session, self.head
-        feed = session.align([length], layout.shape[1])
-        attention, positions = session.feed_layout(feed, [length])
-        out = session.forward(layout[:, -feed:], positions, attention, 1, hidden=head is not None)
-        prefix_columns, root_position = session.columns, positions[0, -1]
-        visible = torch.arange(prefix_columns, device=session.device) >= session.pads[0]
-        tree = DraftTree(layout[0, -1].to(session.device))
-        tree.slots[ROOT] = prefix_columns - 1
-        scores = self._scores(last_logits(out, 1)[:, 0], [base_view])
-        hidden = out.hidden_states[-1][:, -1] if head is not None else None
-        probs_rows = {ROOT: self._expand(tree, torch.zeros(1, dtype=torch.long, device=session.device), scores,
-                                         hidden)[0]}
-        max_depth = min(self.config.max_depth or self.ctx.max_length, self.ctx.max_length - rows.prompt.shape[1]
-                        - sum(rows.counts) - 1)
-        levels = 1
-        while True:
-            chosen = tree.best(self.config.budget)
-            frontier, frontier_value, chosen_value = self._frontier(tree, chosen, max_depth)
-            if not frontier or (self.config.cost_ratio is not None and not worth_another_level(
-                    chosen_value, frontier_value, levels, self.config.cost_ratio)):
-                break
-            nodes = torch.tensor(frontier, dtype=torch.long, device=session.device)
-            tree.slots[nodes] = session.columns + torch.arange(len(frontier), device=session.device)
-            fed = torch.nonzero(tree.slots >= 0).squeeze(1)
-            allowed = tree_allowed(visible, tree.ancestors[nodes][:, fed], tree.slots[fed],
-                                   session.columns + len(frontier))
-            out = session.forward(tree.tokens[nodes][None], (root_position + tree.depths[nodes])[None],
-                                  additive_mask(allowed, self.ctx.draft.dtype), len(frontier), hidden=head is not None)
-            prefixes = [torch.cat([base_view, self._path_tokens(tree, n)]) for n in frontier] \
-                if self.ctx.processors_read_ids else []
-            scores = self._scores(last_logits(out, len(frontier))[0], prefixes)
-            hidden = out.hidden_states[-1][0, -len(frontier):] if head is not None else None
-            for node, row in zip(frontier, self._expand(tree, nodes, scores, hidden)):
-                probs_rows[node] = row
-            levels += 1
-        host = HostTree(tree, tree.best(self.config.budget))
-        draft_probs = torch.stack([probs_rows.get(n, torch.zeros_like(probs_rows[ROOT])) for n in host.nodes])
-        return Grown(tree, host, draft_probs, prefix_columns)
+        state: dict = {}
 
-    def _frontier(self, tree: DraftTree, chosen: torch.Tensor, max_depth: int) -> tuple[list[int], float, float]:
-        """(selected nodes not read yet whose children could still enter the tree, their total value, the selected
-        tree's total value); one host sync."""
-        drafted = chosen.clone()
-        drafted[ROOT] = False
-        expandable = drafted & ~tree.expanded & (tree.depths < max_depth)
-        if self.eos is not None:
-            expandable &= ~torch.isin(tree.tokens, self.eos)
-        # once the budget is full, the weakest selected node's children (worth less than it) cannot enter
-        floor = torch.where(drafted, tree.value, torch.full_like(tree.value, float("inf"))).min()
-        expandable &= (drafted.sum() < self.config.budget) | (tree.value > floor)
-        totals = torch.stack([torch.where(expandable, tree.value, 0.0).sum(), torch.where(drafted, tree.value, 0.0).sum()])
-        summary = torch.cat([totals, torch.nonzero(expandable).squeeze(1).to(totals.dtype)]).tolist()
-        return [int(n) for n in summary[2:]], summary[0], summary[1]
+        def read(tree: DraftTree, nodes: list[int]):
+            if nodes == [ROOT]:  # the uncached prefix, ending with the root token
+                feed = session.align([length], layout.shape[1])
+                attention, positions = session.feed_layout(feed, [length])
+                out = session.forward(layout[:, -feed:], positions, attention, 1, hidden=head is not None)
+                state.update(prefix=session.columns, root_position=positions[0, -1],
+                             visible=torch.arange(session.columns, device=session.device) >= session.pads[0])
+                tree.slots[ROOT] = session.columns - 1
+                return self._scores(last_logits(out, 1)[0], [base_view]), \
+                    out.hidden_states[-1][:, -1] if head is not None else None
+            index = torch.tensor(nodes, dtype=torch.long, device=session.device)
+            tree.slots[index] = session.columns + torch.arange(len(nodes), device=session.device)
+            fed = torch.nonzero(tree.slots >= 0).squeeze(1)
+            allowed = tree_allowed(state["visible"], tree.ancestors[index][:, fed], tree.slots[fed],
+                                   session.columns + len(nodes))
+            out = session.forward(tree.tokens[index][None], (state["root_position"] + tree.depths[index])[None],
+                                  additive_mask(allowed, self.ctx.draft.dtype), len(nodes), hidden=head is not None)
+            prefixes = [torch.cat([base_view, self._path_tokens(tree, n)]) for n in nodes] \
+                if self.ctx.processors_read_ids else []
+            return self._scores(last_logits(out, len(nodes))[0], prefixes), \
+                out.hidden_states[-1][0, -len(nodes):] if head is not None else None
+
+        left = self.ctx.max_length - rows.prompt.shape[1] - sum(rows.counts) - 1  # accepted + the target's token
+        settings = GrowthSettings(self.config.budget, min(self.config.max_depth or left, left), self.ctx.do_sample,
+                                  self.config.cost_ratio, self.eos, head)
+        tree, probs = grow_tree(layout[0, -1].to(session.device), read, settings)
+        host = HostTree(tree, tree.best(self.config.budget))
+        draft_probs = torch.stack([probs.get(n, torch.zeros_like(probs[ROOT])) for n in host.nodes])
+        return Grown(tree, host, draft_probs, state["prefix"])
 
     @staticmethod
     def _path_tokens(tree: DraftTree, node: int) -> torch.LongTensor:
@@ -156,39 +116,48 @@ class TreeRound:
         self.session.cached = [self.session.columns - self.session.pads[0]]
 
 
+def tree_pass(ctx: CallContext, target: ModelSession, host: HostTree, ancestors: torch.Tensor,
+              layout: torch.LongTensor, length: int) -> torch.Tensor:
+    """One target forward pass over the row's uncached tokens and every selected node; the raw logits `(N, V)`
+    after the root (the last token) and after each node. `ancestors` `(N - 1, N - 1)` marks each drafted node's
+    drafted ancestors (itself included)."""
+    device = target.device
+    feed = target.align([length], layout.shape[1])
+    _, positions = target.feed_layout(feed, [length])
+    before, nodes = target.columns, host.num_drafted
+    total = before + feed + nodes
+    visible = torch.arange(total, device=device) >= target.pads[0]
+    prefix_rows = torch.cat([causal_allowed(feed, before + feed, device),
+                             torch.zeros((feed, nodes), dtype=torch.bool, device=device)], dim=1) & visible
+    prefix_rows[torch.arange(feed, device=device), before + torch.arange(feed, device=device)] = True  # no empty row
+    node_rows = tree_allowed(visible[: before + feed], ancestors.to(device),
+                             torch.arange(before + feed, total, device=device), total)
+    node_positions = positions[:, -1:] + torch.tensor(host.depths[1:], device=device, dtype=torch.long)[None]
+    ids = torch.cat([layout[:, -feed:].to(device),
+                     torch.tensor(host.tokens[1:], device=device, dtype=torch.long)[None]], dim=1)
+    out = target.forward(ids, torch.cat([positions, node_positions], dim=1),
+                         additive_mask(torch.cat([prefix_rows, node_rows]), ctx.target.dtype), nodes + 1)
+    return last_logits(out, nodes + 1)[0].float()
+
+
 def verify_tree(ctx: CallContext, target: ModelSession, grown: Grown, layout: torch.LongTensor, length: int,
                 base_view: torch.LongTensor) -> tuple[list[int], int, torch.Tensor, torch.Tensor]:
-    """One target pass over the uncached prefix and every selected node; (accepted positions, bonus token,
-    processed scores `(N, V)`, raw logits `(N, V)` after each selected node)."""
-    host, device = grown.host, target.device
-    feed = target.align([length], layout.shape[1])
-    attention, positions = target.feed_layout(feed, [length])
-    columns_before = target.columns
-    nodes = host.num_drafted
-    total = columns_before + feed + nodes
-    visible = torch.arange(total, device=device) >= target.pads[0]
-    prefix_rows = causal_allowed(feed, columns_before + feed, device)
-    prefix_rows = torch.cat([prefix_rows, prefix_rows.new_zeros((feed, nodes))], dim=1) & visible
-    ancestors = grown.tree.ancestors[host.index[1:]][:, host.index[1:]].to(device)
-    node_rows = tree_allowed(visible[: columns_before + feed], ancestors,
-                             torch.arange(columns_before + feed, total, device=device), total)
-    allowed = torch.cat([prefix_rows, node_rows])
-    node_positions = positions[:, -1:] + torch.tensor(host.depths[1:], device=device)[None]
-    out = target.forward(torch.cat([layout[:, -feed:].to(device), torch.tensor([host.tokens[1:]], device=device)
-                                    .reshape(1, nodes)], dim=1),
-                         torch.cat([positions, node_positions], dim=1), additive_mask(allowed, ctx.target.dtype),
-                         nodes + 1)
-    raw = last_logits(out, nodes + 1)[0].float()
+    """The target's verdict on a grown tree: (accepted node positions, bonus token, processed scores `(N, V)`,
+    raw logits `(N, V)` after each selected node)."""
+    host = grown.host
+    drafted = host.index[1:]
+    raw = tree_pass(ctx, target, host, grown.tree.ancestors[drafted][:, drafted], layout, length)
     if ctx.processors_read_ids:
-        scores = torch.cat([ctx.logits_processor(torch.cat([base_view, torch.tensor(host.path_tokens(i),
-                            dtype=torch.long, device=base_view.device)])[None], raw[i: i + 1])
-                            for i in range(nodes + 1)])
+        paths = [torch.tensor(host.path_tokens(i), dtype=torch.long, device=base_view.device) for i in
+                 range(len(host.nodes))]
+        scores = torch.cat([ctx.logits_processor(torch.cat([base_view, path])[None], raw[i: i + 1])
+                            for i, path in enumerate(paths)])
     elif len(ctx.logits_processor):
-        scores = ctx.logits_processor(raw.new_zeros((nodes + 1, 1), dtype=torch.long), raw)
+        scores = ctx.logits_processor(raw.new_zeros((raw.shape[0], 1), dtype=torch.long), raw)
     else:
         scores = raw
     if ctx.do_sample:
-        path, bonus = sampling_outcomes(host, scores.softmax(-1), grown.draft_probs.to(device))
+        path, bonus = sampling_outcomes(host, scores.softmax(-1), grown.draft_probs.to(target.device))
     else:
         path, bonus = greedy_outcomes(host, scores)
     return path, bonus, scores, raw
@@ -200,7 +169,7 @@ def tree_decode(ctx: CallContext, config: DySpecConfig, head: AcceptanceHead | N
     """Decode one sequence with DySpec trees; see the module docstring."""
     rows = Rows.start(input_ids, attention_mask)
     stats = SpeculationStats.for_batch(1)
-    target = ModelSession(ctx.target, "target", 1, plain=True)
+    target = ModelSession(ctx.target, "target", 1)
     grower = TreeRound(ctx, config, head)
     scores_out: list[torch.Tensor] = []
     logits_out: list[torch.Tensor] = []
@@ -244,4 +213,5 @@ def tree_decode(ctx: CallContext, config: DySpecConfig, head: AcceptanceHead | N
     stats.set_new_tokens(rows.counts)
     return DecodeResult(rows.sequences(ctx.pad_token_id), stats,
                         tuple(s[None] for s in scores_out) if ctx.output_scores else None,
-                        tuple(s[None] for s in logits_out) if ctx.output_logits else None, target.cache)
+                        tuple(s[None] for s in logits_out) if ctx.output_logits else None, target.cache,
+                        grower.session.cache)

@@ -40,14 +40,15 @@ def _problem(model: torch.nn.Module) -> str | None:
     try:
         difference = _tree_difference(model)
     except Exception as err:  # the forward pass rejected the mask or the position ids
-        return (f"a forward pass with a 4D tree attention mask and explicit position ids failed ({type(err).__name__}: "
-                f"{err}). Load it with attn_implementation='sdpa' or 'eager'.")
+        return (f"it cannot read a token tree in one pass: a forward pass with a prepared 4D attention mask and "
+                f"per-token position ids failed ({type(err).__name__}: {err}). Chain methods (SpecDec++, fixed K) "
+                "work with this model.")
     dtype = next(model.parameters()).dtype
     if difference > TOLERANCE.get(dtype, 5e-2):
         implementation = getattr(model.config, "_attn_implementation", None)
-        return (f"it does not apply a prepared 4D attention mask as given (tree logits differ from sequential ones by "
-                f"{difference:.2e}; attention implementation {implementation!r}). Load it with "
-                "attn_implementation='sdpa' or 'eager'.")
+        return (f"it does not apply a prepared 4D attention mask and per-token position ids as given (tree logits "
+                f"differ from sequential ones by {difference:.2e}; attention implementation {implementation!r}). Load "
+                "it with attn_implementation='sdpa' or 'eager', or use a chain method.")
     return None
 
 

@@ -35,7 +35,7 @@ class DraftTree:
         self.ranks = torch.zeros(1, dtype=torch.long, device=device)
         self.reach = torch.ones(1, device=device)
         self.own = torch.ones(1, device=device)
-        self.value = torch.ones(1, device=device)
+        self.value = torch.ones(1, device=device, dtype=torch.float64)  # exact ordering of close values
         self.slots = torch.full((1,), -1, dtype=torch.long, device=device)
         self.expanded = torch.zeros(1, dtype=torch.bool, device=device)
         self.ancestors = torch.ones((1, 1), dtype=torch.bool, device=device)
@@ -53,9 +53,9 @@ class DraftTree:
         self.parents = torch.cat([self.parents, flat_parents])
         self.depths = torch.cat([self.depths, self.depths[flat_parents] + 1])
         self.ranks = torch.cat([self.ranks, torch.arange(width, device=self.device).repeat(count)])
-        self.reach = torch.cat([self.reach, reach.reshape(-1)])
-        self.own = torch.cat([self.own, own.reshape(-1)])
-        self.value = torch.cat([self.value, value.reshape(-1)])
+        self.reach = torch.cat([self.reach, reach.reshape(-1).to(self.reach.dtype)])
+        self.own = torch.cat([self.own, own.reshape(-1).to(self.own.dtype)])
+        self.value = torch.cat([self.value, value.reshape(-1).to(self.value.dtype)])
         self.slots = torch.cat([self.slots, self.slots.new_full((count * width,), -1)])
         self.expanded = torch.cat([self.expanded, self.expanded.new_zeros(count * width)])
         total = self.num_nodes + count * width

@@ -84,10 +84,9 @@ class EntropyStoppingCandidateGenerator(ChainMethod):
                  streamer: BaseStreamer | None = None):
         super().__init__(EntropyConfig(lam, gamma, estimator, min_candidates, max_candidates), draft_model, streamer)
 
-    def __getattr__(self, name):
-        if name in ("lam", "gamma", "estimator", "min_candidates", "max_candidates"):
-            return getattr(self.config, name)
-        raise AttributeError(name)
+    @property
+    def lam(self) -> float:
+        return self.config.lam
 
     def new_rule(self, ctx) -> ConfidenceStop:
         return ConfidenceStop(self.config)

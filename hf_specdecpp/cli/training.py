@@ -1,47 +1,20 @@
-"""The training commands of the CLI: `make-data`, `train`, `calibrate`, `push` (see `register`)."""
+"""The training commands: `make-data`, `train`, `calibrate`, `push` (see `register`)."""
 
 from __future__ import annotations
 
-import functools
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .common import TrainingError
-
-
-def _friendly(func):
-    """Expected failures print one red line and exit with status 1, without a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from rich.console import Console
-
-        try:
-            return func(*args, **kwargs)
-        except TrainingError as err:
-            Console(stderr=True).print(f"[bold red]Error:[/] {err}", highlight=False)
-            raise typer.Exit(code=1) from None
-        except KeyboardInterrupt:
-            Console(stderr=True).print("[yellow]Interrupted; run the same command again to resume.[/]")
-            raise typer.Exit(code=130) from None
-
-    return wrapper
-
-
-def _print(obj) -> None:
-    from rich.console import Console
-
-    Console().print_json(json.dumps(obj, default=str))
+from .common import friendly, print_json
 
 
 def register(app: typer.Typer) -> None:
     """Add `make-data`, `train`, `calibrate` and `push` to the typer `app`."""
 
     @app.command("make-data")
-    @_friendly
+    @friendly
     def make_data_command(
         output_dir: Path = typer.Argument(..., help="Folder of the data set (created; resumed if it exists)."),
         draft: str = typer.Option(..., "--draft", help="Draft model id or path."),
@@ -73,8 +46,8 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing data set in OUTPUT_DIR first."),
     ) -> None:
         """Build the head's training set: labels + cached draft hidden states (resumable, sharded Arrow)."""
-        from .data import make_data
-        from .common import read_json
+        from ..training.data import make_data
+        from ..utils.io import read_json
 
         out = make_data(
             output_dir, draft=draft, target=target, prompts_file=prompts, dataset=dataset,
@@ -84,10 +57,10 @@ def register(app: typer.Typer) -> None:
             top_p=top_p, top_k=top_k, mix_ratio=mix_ratio, dev_fraction=dev_fraction, shard_size=shard_size,
             batch_size=batch_size, seed=seed, device=device, dtype=dtype, overwrite=overwrite,
         )
-        _print({"output_dir": str(out), **read_json(out / "progress.json").get("totals", {})})
+        print_json({"output_dir": str(out), **read_json(out / "progress.json").get("totals", {})})
 
     @app.command("train")
-    @_friendly
+    @friendly
     def train_command(
         data_dir: Path = typer.Argument(..., help="A make-data folder."),
         output_dir: Path = typer.Argument(..., help="Where the best head (save_pretrained) and checkpoint go."),
@@ -112,17 +85,17 @@ def register(app: typer.Typer) -> None:
         cpu: bool = typer.Option(False, "--cpu", help="Train on CPU even when a GPU is present."),
     ) -> None:
         """Train the acceptance head on cached features (the draft stays frozen and is not run)."""
-        from .train import train_head
+        from ..training.train import train_head
 
         state = train_head(data_dir, output_dir, num_layers=num_layers, epochs=epochs, batch_size=batch_size, lr=lr,
                            weight_decay=weight_decay, warmup_ratio=warmup_ratio, w_reject=w_reject, w_accept=w_accept,
                            seed=seed, resume=resume, draft_model_id=draft_id, target_model_id=target_id,
                            input_state=input_state, use_confidence_features=confidence_features,
                            feature_lr=feature_lr, cpu=cpu)
-        _print({"output_dir": str(output_dir), "best": state["best"]})
+        print_json({"output_dir": str(output_dir), "best": state["best"]})
 
     @app.command("calibrate")
-    @_friendly
+    @friendly
     def calibrate_command(
         head_dir: Path = typer.Argument(..., help="A trained head folder."),
         data_dir: Path = typer.Argument(..., help="The make-data folder (its dev split is simulated)."),
@@ -148,16 +121,16 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("auto", "--dtype"),
     ) -> None:
         """Measure the cost ratio and choose the threshold by simulating rounds on the dev split."""
-        from .calibrate import calibrate_head
+        from ..training.calibrate import calibrate_head
 
         r = calibrate_head(head_dir, data_dir, output_dir=output_dir, draft=draft, target=target, cost_ratio=cost_ratio,
                            verify_slope=verify_slope, costs_from=costs_from, min_candidates=min_candidates, max_candidates=max_candidates,
                            search_cap=search_cap, cap_tolerance=cap_tolerance, num_draws=num_draws, repeats=repeats, seed=seed, device=device, dtype=dtype)
-        _print({k: r[k] for k in ("threshold", "max_candidates", "time_per_token", "speedup", "best_fixed_k", "fixed_k_time_per_token",
+        print_json({k: r[k] for k in ("threshold", "max_candidates", "time_per_token", "speedup", "best_fixed_k", "fixed_k_time_per_token",
                                   "fixed_k_speedup", "oracle_speedup", "cost_ratio")})
 
     @app.command("push")
-    @_friendly
+    @friendly
     def push_command(
         head_dir: Path = typer.Argument(..., help="A trained (and calibrated) head folder."),
         repo_id: str = typer.Argument(..., help="Hub repo id, e.g. user/acchead-qwen2.5-coder-0.5b-1.5b."),
@@ -167,9 +140,9 @@ def register(app: typer.Typer) -> None:
         local_dir: Optional[Path] = typer.Option(None, "--local-dir", help="Write the upload to this folder instead."),
     ) -> None:
         """Upload safetensors + config + model card (ids, data, decoding, metrics, threshold) to the Hub."""
-        from .publish import export_head, push_head
+        from ..training.publish import export_head, push_head
 
         if local_dir is not None:
-            _print({"exported": str(export_head(head_dir, local_dir, repo_id=repo_id))})
+            print_json({"exported": str(export_head(head_dir, local_dir, repo_id=repo_id))})
             return
-        _print({"commit": push_head(head_dir, repo_id, token=token, private=private or None, revision=revision)})
+        print_json({"commit": push_head(head_dir, repo_id, token=token, private=private or None, revision=revision)})

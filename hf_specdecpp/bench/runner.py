@@ -10,7 +10,7 @@ Configurations are given as `{name: config}` where `config` is one of
   transformers writes the final `num_assistant_tokens` back into `draft.generation_config` after each call, so
   the runner sets both fields before EVERY call of this config (each prompt starts from 20) and restores the
   draft's original values afterwards;
-- an `hf_specdecpp` `DraftLoopCandidateGenerator` (SpecDec++, fixed K, entropy stopping, ...), passed as
+- an `hf_specdecpp` `DecodingMethod` (SpecDec++, fixed K, entropy stopping, ...), passed as
   `candidate_generator=` with `assistant_model=draft`.
 
 Counting: for the stock configurations forward hooks on the target and on the draft count forward passes (per
@@ -26,14 +26,14 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 
-from ..inference.candidate_generator import DraftLoopCandidateGenerator, SpecDecPPCandidateGenerator
-from ..inference.tree import DySpecCandidateGenerator
-from ..training.common import diff_settings, read_json, write_json
+from .. import DySpecCandidateGenerator, SpecDecPPCandidateGenerator
+from ..methods import DecodingMethod
+from ..utils.io import diff_settings, read_json, write_json
 
 TARGET_ALONE = "target"
 ASSISTED = "assisted"
@@ -181,7 +181,7 @@ def _validate_configs(configs: dict) -> dict:
     for name, config in configs.items():
         if ORACLE == name:
             raise ValueError(f"the configuration name {ORACLE!r} is reserved for the oracle bound")
-        if isinstance(config, DraftLoopCandidateGenerator) or config in STOCK:
+        if isinstance(config, DecodingMethod) or config in STOCK:
             out[name] = config
         else:
             raise ValueError(
@@ -198,11 +198,11 @@ def _run_one(target, draft, config, inputs: dict, gen_kwargs: dict, max_new_toke
     prompt_len = inputs["input_ids"].shape[1]
     kwargs = dict(inputs, max_new_tokens=max_new_tokens, **gen_kwargs)
     counts: dict = {}
-    if isinstance(config, DraftLoopCandidateGenerator):
+    if isinstance(config, DecodingMethod):
         start = time.perf_counter()
         out = target.generate(**kwargs, assistant_model=draft, candidate_generator=config)
         elapsed = time.perf_counter() - start
-        s = config.stats
+        s = config.stats  # the statistics of this call (the latest in this thread)
         counts = dict(target_forwards=s.target_forwards, draft_forwards=s.draft_forwards, rounds=s.rounds,
                       drafted_tokens=s.drafted_tokens, accepted_tokens=s.accepted_tokens,
                       candidate_lengths=list(s.candidate_lengths))
@@ -453,8 +453,7 @@ def describe_config(config) -> str:
     if isinstance(config, str):
         return {TARGET_ALONE: "target alone", ASSISTED: "transformers assisted generation (default)",
                 HEURISTIC: f"transformers heuristic schedule (start {HEURISTIC_START})"}[config]
-    params = {k: getattr(config, k) for k in ("threshold", "num_candidates", "lam", "gamma", "estimator", "budget",
-                                              "min_candidates", "max_candidates") if hasattr(config, k)}
+    params = {f.name: getattr(config.config, f.name) for f in fields(config.config)}
     return f"{type(config).__name__}({', '.join(f'{k}={v}' for k, v in params.items())})"
 
 

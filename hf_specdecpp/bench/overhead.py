@@ -8,7 +8,7 @@ import time
 import torch
 
 from ..head import AcceptanceHead
-from ..training.common import synchronize
+from ..utils.timing import synchronize
 
 
 @torch.no_grad()
