@@ -148,19 +148,41 @@ def frontier(tree: DraftTree, settings: GrowthSettings) -> tuple[list[int], floa
     return [int(n) for n in summary[2:]], summary[0], summary[1]
 
 
+def levels_worth_drafting(expected: float, cost_ratio: float, max_levels: int) -> int:
+    """Draft passes that maximise the expected tokens per unit of time of a chain whose every token is accepted
+    with probability `expected`: argmax over d of `(1 + sum_{k<=d} expected^k) / (1 + cost_ratio * d)`."""
+    best, best_rate, tokens = 1, 0.0, 1.0
+    for levels in range(1, max_levels + 1):
+        tokens += expected ** levels
+        rate = tokens / (1.0 + cost_ratio * levels)
+        if rate > best_rate:
+            best, best_rate = levels, rate
+    return best
+
+
 def grow_tree(root_token: torch.Tensor, read: Reader, settings: GrowthSettings,
               draw: Drawer = draw_children) -> tuple[DraftTree, dict[int, torch.Tensor]]:
     """Grow one round's tree level by level (see the module docstring); returns it with the draft's q at every
-    node it read. `read` runs the draft (a model, or a script in tests), `draw` draws children."""
+    node it read. `read` runs the draft (a model, or a script in tests), `draw` draws children.
+
+    With a cost ratio, greedy decoding stops at the first level that cannot pay for itself
+    (`worth_another_level`, which looks at the values of the tree grown so far). Under sampling that look would let
+    a node's own draws decide whether rivals that could displace it get grown, so the number of levels is fixed
+    from the root's distribution alone, before anything is drawn (`levels_worth_drafting`).
+    """
     tree = DraftTree(root_token)
     scores, hidden = read(tree, [ROOT])
     probs = {ROOT: expand(tree, torch.zeros(1, dtype=torch.long, device=tree.device), scores, hidden, settings,
                           draw)[0]}
-    levels = 1
+    levels, max_levels = 1, settings.max_depth
+    if settings.cost_ratio is not None and settings.do_sample:
+        root_q = probs[ROOT].double()
+        max_levels = levels_worth_drafting(float((root_q * root_q).sum()), settings.cost_ratio, settings.max_depth)
     while True:
         nodes, open_value, tree_value = frontier(tree, settings)
-        if not nodes or (settings.cost_ratio is not None
-                         and not worth_another_level(tree_value, open_value, levels, settings.cost_ratio)):
+        if not nodes or levels >= max_levels or (settings.cost_ratio is not None and not settings.do_sample
+                                                 and not worth_another_level(tree_value, open_value, levels,
+                                                                             settings.cost_ratio)):
             return tree, probs
         scores, hidden = read(tree, nodes)
         index = torch.tensor(nodes, dtype=torch.long, device=tree.device)
