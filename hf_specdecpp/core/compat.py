@@ -79,16 +79,34 @@ def activate_past_recording(cache: Any) -> None:
 
 
 def cache_is_croppable(cache: Any) -> bool:
-    """Whether `cache.crop(-n)` can remove the newest n positions."""
+    """Whether `cache.crop(-n)` can remove the newest n positions (call it once the cache has seen a forward pass:
+    layers with states only know then whether they hold a recurrent state, which cannot be rolled back)."""
     if not hasattr(cache, "crop"):
         return False
     flag = getattr(cache, "is_croppable", None)
-    if flag is None:  # releases before the flag: dynamic caches crop, static ones do not
-        return all(type(layer).__name__.startswith("Dynamic") for layer in getattr(cache, "layers", []))
-    return bool(flag() if callable(flag) else flag)
+    if flag is not None:  # transformers 5.17+
+        return bool(flag() if callable(flag) else flag)
+    return all(_layer_croppable(layer) for layer in cache_layers(cache))
+
+
+def _layer_croppable(layer: Any) -> bool:
+    """Releases before `is_croppable`: key/value layers crop, state layers only when recording and without a
+    recurrent state, static layers do not."""
+    name = type(layer).__name__
+    if name in ("DynamicLayer", "DynamicSlidingWindowLayer"):
+        return True
+    recurrent = getattr(layer, "is_recurrent_states_initialized", {}) or {}
+    return bool(getattr(layer, "record_past", False)) and not any(recurrent.values())
 
 
 def cache_layers(cache: Any) -> list[Any]:
     """The per-layer objects of a cache (`cache.layers`; the self-attention cache of an encoder-decoder cache)."""
     inner = getattr(cache, "self_attention_cache", cache)
     return list(getattr(inner, "layers", []))
+
+
+def static_cache_croppable() -> bool:
+    """Whether static cache layers can drop rejected tokens (transformers 5.24+), as assisted decoding needs."""
+    from transformers import cache_utils
+
+    return hasattr(getattr(cache_utils, "StaticLayer", None), "crop")

@@ -24,7 +24,7 @@ from .cache import (
     select_rows,
     state_layer_types,
 )
-from .compat import cache_argument, output_cache, supports_logits_to_keep
+from .compat import activate_past_recording, cache_argument, output_cache, supports_logits_to_keep
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -48,7 +48,9 @@ class ModelSession:
                 f"The {role} model ({type(model).__name__}) keeps {states} states, which cannot be rolled back row by "
                 "row: speculative decoding of a batch needs attention-only models. Call generate() once per prompt.")
         else:  # the model's own cache (built on the first forward pass when none is given), recording its past
-            self.cache = prepare_single_cache(given_cache, role) if given_cache is not None else None
+            self.cache = given_cache
+            if given_cache is not None:
+                activate_past_recording(given_cache)
         self.cache_key = cache_argument(model)
         self.logits_to_keep = supports_logits_to_keep(model)
         self.pads = [0] * batch_size  # cache columns of padding before each row's tokens
@@ -108,7 +110,10 @@ class ModelSession:
         self.forwards += 1
         outputs = self.model(input_ids=input_ids.to(self.device), **kwargs)
         if self.cache is None:
-            self.cache = prepare_single_cache(output_cache(outputs), self.role)
+            self.cache = output_cache(outputs)
+            activate_past_recording(self.cache)
+        if self.columns == 0 and self.cache is not None:  # state layers say whether they can crop once filled
+            prepare_single_cache(self.cache, self.role)
         self.columns += input_ids.shape[1]
         return outputs
 

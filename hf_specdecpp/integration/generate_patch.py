@@ -30,7 +30,7 @@ from transformers import GenerationConfig, LogitsProcessorList
 from transformers.generation.utils import GenerationMixin
 
 from ..core.call import CallContext
-from ..core.pair import check_tokenizers
+from ..core.compat import static_cache_croppable
 from ..methods import registry
 from ..methods.base import DecodingMethod, with_stats
 
@@ -144,9 +144,8 @@ def _generate_with_method(original_generate, signature: inspect.Signature, model
         if extra.get(name) is not None:
             raise ValueError(f"{name}= selects one of transformers' own candidate generators; it cannot be combined "
                              f"with candidate_generator={type(method).__name__}(...). Remove one of them.")
-    method.check_models(model, draft)
     tokenizer, assistant_tokenizer = extra.get("tokenizer"), extra.get("assistant_tokenizer")
-    check_tokenizers(tokenizer, assistant_tokenizer)
+    method.check_models(model, draft, tokenizer, assistant_tokenizer)
     config = _effective_config(model, arguments)
     batch = _batch_size(arguments)
     if batch > 1 and extra.get("attention_mask") is None:
@@ -155,8 +154,17 @@ def _generate_with_method(original_generate, signature: inspect.Signature, model
     if (config.num_beams or 1) > 1:
         raise ValueError(f"Speculative decoding does not combine with beam search: got num_beams={config.num_beams} "
                          "(candidate_generator=). Use num_beams=1 (greedy or sampling).")
-    if method.kind == "chain" and batch == 1 and (config.num_return_sequences or 1) == 1:
+    # transformers' assisted decoding serves one sequence of a chain method; it takes pairs whose configs differ in
+    # vocab_size (padded embeddings) for different tokenizers (upstream issue #45307): those use our own loop
+    same_vocab = model.config.get_text_config().vocab_size == draft.config.get_text_config().vocab_size
+    assisted = method.kind == "chain" and batch == 1 and (config.num_return_sequences or 1) == 1 and same_vocab
+    if assisted and getattr(config, "cache_implementation", None) == "static" and not static_cache_croppable():
+        raise ValueError("cache_implementation='static' with candidate_generator= needs transformers >= 5.24, whose "
+                         "assisted decoding crops static caches (and compiles the verify pass on GPUs). Remove "
+                         "cache_implementation, or upgrade transformers.")
+    if assisted:
         arguments["assistant_model"] = draft
+        extra.pop("assistant_tokenizer", None)  # checked above; transformers refuses it for one tokenizer
         state = CallState(method, draft, tokenizer, assistant_tokenizer)
         token = _ACTIVE.set(state)
         try:

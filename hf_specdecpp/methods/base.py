@@ -91,9 +91,10 @@ class DecodingMethod:
     def check_draft(self, draft: PreTrainedModel) -> None:
         """Raise ValueError when the method cannot use this draft model (overridden by methods with a head)."""
 
-    def check_models(self, target: PreTrainedModel, draft: PreTrainedModel) -> None:
+    def check_models(self, target: PreTrainedModel, draft: PreTrainedModel, tokenizer: Any = None,
+                     assistant_tokenizer: Any = None) -> None:
         """Raise ValueError before any generation when the pair cannot work with this method."""
-        check_pair(target, draft)
+        check_pair(target, draft, tokenizer, assistant_tokenizer)
         self.check_draft(draft)
 
     # ------------------------------------------------------------------ statistics of the latest call
@@ -126,7 +127,7 @@ class DecodingMethod:
         """Run this method's own decoding loop as generate()'s decoding method; returns like generate()."""
         if synced_gpus:
             raise ValueError(f"hf_specdecpp's decoding loop ({route}) does not support synced_gpus.")
-        self.check_models(model, draft_model)
+        self.check_models(model, draft_model, tokenizer, assistant_tokenizer)
         check_generation_inputs(input_ids, model_kwargs, generation_config, route)
         if input_ids.shape[0] > 1 and streamer is not None:
             raise ValueError("Streamers take one sequence: stream a batch one prompt at a time.")

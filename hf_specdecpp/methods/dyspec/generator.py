@@ -56,8 +56,9 @@ class DySpecCandidateGenerator(DecodingMethod):
         if self.head is not None:
             check_head_fits(self.head, draft)
 
-    def check_models(self, target: PreTrainedModel, draft: PreTrainedModel) -> None:
-        super().check_models(target, draft)
+    def check_models(self, target: PreTrainedModel, draft: PreTrainedModel, tokenizer=None,
+                     assistant_tokenizer=None) -> None:
+        super().check_models(target, draft, tokenizer, assistant_tokenizer)
         check_tree_support(target, "target")
         check_tree_support(draft, "draft")
 
