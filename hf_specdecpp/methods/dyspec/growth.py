@@ -144,8 +144,8 @@ def frontier(tree: DraftTree, settings: GrowthSettings) -> tuple[list[int], floa
     floor = torch.where(chosen, tree.value, torch.full_like(tree.value, float("inf"))).min()
     open_ &= (chosen.sum() < settings.budget) | (tree.value > floor)
     totals = torch.stack([torch.where(open_, tree.value, 0.0).sum(), torch.where(chosen, tree.value, 0.0).sum()])
-    summary = torch.cat([totals, torch.nonzero(open_).squeeze(1).to(totals.dtype)]).tolist()
-    return [int(n) for n in summary[2:]], summary[0], summary[1]
+    summary = torch.cat([totals, open_.to(totals.dtype)]).tolist()  # the level's one host sync
+    return [node for node, flag in enumerate(summary[2:]) if flag], summary[0], summary[1]
 
 
 def levels_worth_drafting(expected: float, cost_ratio: float, max_levels: int) -> int:

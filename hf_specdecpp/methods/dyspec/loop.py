@@ -66,7 +66,7 @@ class TreeRound:
     def grow(self, rows: Rows, layout: torch.LongTensor, length: int, base_view: torch.LongTensor) -> Grown:
         """Grow this round's tree under the row's tokens (`layout`'s last `length` columns are real)."""
         session, head = self.session, self.head
-        state: dict = {}
+        state: dict = {"fed": [ROOT]}  # nodes the draft has read (host-side: no sync to find them)
 
         def read(tree: DraftTree, nodes: list[int]):
             if nodes == [ROOT]:  # the uncached prefix, ending with the root token
@@ -80,13 +80,13 @@ class TreeRound:
                     out.hidden_states[-1][:, -1] if head is not None else None
             index = torch.tensor(nodes, dtype=torch.long, device=session.device)
             tree.slots[index] = session.columns + torch.arange(len(nodes), device=session.device)
-            fed = torch.nonzero(tree.slots >= 0).squeeze(1)
+            state["fed"] += nodes
+            fed = torch.tensor(state["fed"], dtype=torch.long, device=session.device)
             allowed = tree_allowed(state["visible"], tree.ancestors[index][:, fed], tree.slots[fed],
                                    session.columns + len(nodes))
             out = session.forward(tree.tokens[index][None], (state["root_position"] + tree.depths[index])[None],
                                   additive_mask(allowed, self.ctx.draft.dtype), len(nodes), hidden=head is not None)
-            prefixes = [torch.cat([base_view, self._path_tokens(tree, n)]) for n in nodes] \
-                if self.ctx.processors_read_ids else []
+            prefixes = self._prefixes(tree, nodes, base_view) if self.ctx.processors_read_ids else []
             return self._scores(last_logits(out, len(nodes))[0], prefixes), \
                 out.hidden_states[-1][0, -len(nodes):] if head is not None else None
 
@@ -99,9 +99,12 @@ class TreeRound:
         return Grown(tree, host, draft_probs, state["prefix"])
 
     @staticmethod
-    def _path_tokens(tree: DraftTree, node: int) -> torch.LongTensor:
-        path = torch.nonzero(tree.ancestors[node]).squeeze(1)[1:]  # creation order: root first, then depth order
-        return tree.tokens[path]
+    def _prefixes(tree: DraftTree, nodes: list[int], base_view: torch.LongTensor) -> list[torch.LongTensor]:
+        """The row's tokens followed by each node's path (for logits processors that read token ids)."""
+        ancestors, tokens = tree.ancestors[nodes].tolist(), tree.tokens.tolist()
+        paths = [[tokens[j] for j, on in enumerate(row) if on][1:] for row in ancestors]  # creation order = depth
+        return [torch.cat([base_view, torch.tensor(path, dtype=torch.long, device=base_view.device)])
+                for path in paths]
 
     def finish(self, grown: Grown, accepted: list[int]) -> None:
         """Keep the prefix and the accepted path (the nodes the draft has read) in the draft's cache."""

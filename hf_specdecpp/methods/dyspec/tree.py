@@ -74,7 +74,7 @@ class DraftTree:
         drafted = self.value[1:]
         if drafted.numel():
             top = torch.topk(drafted, k=min(budget, drafted.numel()))
-            chosen[top.indices[top.values > 0] + 1] = True
+            chosen[top.indices + 1] = top.values > 0  # a scatter, not a boolean index: no host sync
         return chosen
 
 
@@ -82,16 +82,16 @@ class HostTree:
     """The selected tree copied to the host once per round: what verification walks and the caches keep."""
 
     def __init__(self, tree: DraftTree, chosen: torch.Tensor):
-        nodes = torch.nonzero(chosen).squeeze(1)
-        data = torch.stack([nodes, tree.tokens[nodes], tree.parents[nodes], tree.ranks[nodes], tree.slots[nodes],
-                            tree.depths[nodes]]).tolist()
-        self.nodes, self.tokens, parents, self.ranks, self.slots, self.depths = data
+        data = torch.stack([chosen.long(), tree.tokens, tree.parents, tree.ranks, tree.slots, tree.depths]).tolist()
+        keep = [i for i, flag in enumerate(data[0]) if flag]  # one host sync for the whole structure
+        self.nodes = keep
+        self.tokens, parents, self.ranks, self.slots, self.depths = ([row[i] for i in keep] for row in data[1:])
         position = {node: i for i, node in enumerate(self.nodes)}
         self.parents = [position.get(p, -1) for p in parents]
         self.children: list[list[int]] = [[] for _ in self.nodes]
         for i in sorted(range(1, len(self.nodes)), key=lambda i: self.ranks[i]):
             self.children[self.parents[i]].append(i)
-        self.index = nodes  # device indices of the selected nodes, in order (root first)
+        self.index = torch.tensor(keep, dtype=torch.long, device=tree.device)  # selected nodes, root first
 
     @property
     def num_drafted(self) -> int:
