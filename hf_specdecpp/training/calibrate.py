@@ -17,15 +17,22 @@ import torch
 
 from ..core.costs import VERIFY_KS, CostCurve, measure_costs, verify_cost_table
 from ..core.device import DeviceKind
+from ..core.validation import check_candidate_bounds, check_int, check_number
 from ..head import AcceptanceHead, HeadPolicy
 from ..methods.specdecpp.calibration import acceptance_outcomes, choose_threshold, pack_traces
-from .common import TrainingError, load_model, pick_device, pick_dtype, progress
-from .data import head_input_columns, load_head_inputs, read_metadata
+from .common import TrainingError, check_declared_ids, checked, load_model, pick_device, pick_dtype, progress, \
+    train_extra
+from .data_folder import read_metadata
+from .head_files import PLOT_FILE, check_head_folder, save_head
+from .shards import head_input_columns, load_head_inputs
+
+MAX_CANDIDATES_LIMIT = 64
+"""The largest cap on candidates per round calibrate considers (recalibrate's limit too)."""
 
 
 def save_plot(result: dict, path: str | os.PathLike, title: str = "") -> None:
-    import matplotlib
-
+    """The simulated time per token against the threshold, with the fixed-K, target-alone and oracle lines."""
+    matplotlib = train_extra("matplotlib", "the calibration plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -135,21 +142,16 @@ def calibrate_head(
     """Measure costs (unless `cost_ratio` is given, or `costs_from` names a head calibrated for the same pair on
     this machine), choose h and the cap on the dev split, and save the head with its policy and dev traces to
     `output_dir` (default: `head_dir`, in place). Returns the calibration result."""
+    check_calibration_args(cost_ratio, verify_slope, min_candidates, max_candidates, cap_tolerance, num_draws, seed,
+                           repeats, prompt_length)
     head_dir = Path(head_dir)
     output_dir = Path(output_dir) if output_dir is not None else head_dir
-    try:
-        head = AcceptanceHead.from_pretrained(str(head_dir))
-    except (OSError, ValueError) as err:
-        raise TrainingError(f"Could not load the acceptance head in {head_dir}: {err}") from err
+    head = load_head(head_dir)
     meta = read_metadata(data_dir)
-    for role, declared in (("draft", head.draft_model_id), ("target", head.target_model_id)):
-        if declared is not None and declared != meta[role]["id"]:
-            raise TrainingError(f"The head is declared for {role} {declared!r} but the data set {data_dir} was made "
-                                f"with {role} {meta[role]['id']!r}.")
+    check_declared_ids(meta, {"draft": head.draft_model_id, "target": head.target_model_id}, str(data_dir))
     if head.hidden_size != meta["hidden_size"]:
         raise TrainingError(f"The head's hidden size {head.hidden_size} differs from the data's {meta['hidden_size']}")
-    if not 1 <= min_candidates <= max_candidates:
-        raise TrainingError("need 1 <= min candidates <= max candidates")
+    check_head_folder(output_dir, plot=plot)
     costs, c_draft, table = _costs(meta, draft, target, costs_from, cost_ratio, verify_slope, max_candidates, repeats,
                                    prompt_length, seed, device, dtype, show_progress)
     preds, labels, features = _dev_traces(head, data_dir)
@@ -158,13 +160,47 @@ def calibrate_head(
     result = choose_threshold(preds, outcomes, c_draft=c_draft, verify_costs=table, min_candidates=min_candidates,
                               max_candidates=max_candidates, search_cap=search_cap, cap_tolerance=cap_tolerance,
                               lagged=not head.scores_without_lag)
+    result.update(_record(costs, c_draft, costs_from, min_candidates, max_candidates, labels, greedy, num_draws))
+    apply_calibration(head, result, costs, c_draft, meta, preds, labels, greedy, features)
+    save_head(head, output_dir)
+    if plot:
+        save_plot(result, output_dir / PLOT_FILE)
+    return result
+
+
+def check_calibration_args(cost_ratio, verify_slope, min_candidates, max_candidates, cap_tolerance, num_draws, seed,
+                           repeats, prompt_length) -> None:
+    """Each numeric setting in its range (a TrainingError names the argument)."""
+    checked(lambda: check_number("cost_ratio", cost_ratio, 0.0, low_open=True, allow_none=True),
+            lambda: check_number("verify_slope", verify_slope, 0.0, allow_none=True),
+            lambda: check_candidate_bounds(min_candidates, max_candidates),
+            lambda: check_int("max_candidates", max_candidates, maximum=MAX_CANDIDATES_LIMIT),
+            lambda: check_number("cap_tolerance", cap_tolerance, 0.0),
+            lambda: check_int("num_draws", num_draws), lambda: check_int("seed", seed, minimum=0),
+            lambda: check_int("repeats", repeats), lambda: check_int("prompt_length", prompt_length))
+
+
+def load_head(head_dir: Path) -> AcceptanceHead:
+    try:
+        return AcceptanceHead.from_pretrained(str(head_dir))
+    except (OSError, ValueError) as err:
+        raise TrainingError(f"Could not load the acceptance head in {head_dir}: {err}") from err
+
+
+def _record(costs, c_draft, costs_from, min_candidates, max_candidates, labels, greedy, num_draws) -> dict:
+    """What the calibration record adds to `choose_threshold`'s result: the costs and the dev split's size."""
     cost_record = costs.to_dict() if costs else {"c_draft": c_draft, "measured": False}
     if costs_from is not None:
         cost_record["reused_from"] = str(costs_from)
-    result.update({"cost": cost_record,
-                   "cost_ratio": c_draft, "min_candidates": min_candidates, "max_candidates_limit": max_candidates,
-                   "dev_responses": len(labels), "dev_positions": int(sum(len(l) for l in labels)), "greedy": greedy,
-                   "num_draws": 1 if greedy else num_draws})
+    return {"cost": cost_record, "cost_ratio": c_draft, "min_candidates": min_candidates,
+            "max_candidates_limit": max_candidates, "dev_responses": len(labels),
+            "dev_positions": int(sum(len(l) for l in labels)), "greedy": greedy,
+            "num_draws": 1 if greedy else num_draws}
+
+
+def apply_calibration(head: AcceptanceHead, result: dict, costs, c_draft: float, meta: dict, preds, labels,
+                      greedy: bool, features) -> None:
+    """Give the head its policy, its dev traces and the calibration record."""
     head.policy = HeadPolicy(
         threshold=float(result["threshold"]), max_candidates=int(result["max_candidates"]), cost_ratio=c_draft,
         verify_costs=tuple(float(v) for v in result["verify_costs"]),
@@ -173,8 +209,3 @@ def calibrate_head(
                                            "oracle_speedup", "dev_responses")})
     head.traces = pack_traces(preds, labels, greedy, features)
     head.training_info = {**(head.training_info or {}), "calibration": result}
-    output_dir.mkdir(parents=True, exist_ok=True)
-    head.save_pretrained(str(output_dir))
-    if plot:
-        save_plot(result, output_dir / "calibration.png")
-    return result

@@ -1,22 +1,70 @@
-"""Shared helpers of the training commands: errors, model loading, fingerprints, JSON files, progress bars."""
+"""Shared helpers of the training commands: errors, argument checks, model loading and ids, fingerprints,
+progress bars, and the `[train]` extra's lazy imports."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import os
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import torch
+
+from ..utils.extras import require
 
 
 class TrainingError(Exception):
     """An expected failure (bad input, mismatched models or settings); the CLI prints it without a traceback."""
 
 
+def train_extra(module: str, feature: str = "training a head") -> ModuleType:
+    """Import a dependency of the `[train]` extra, or raise MissingExtraError naming `pip install
+    "hf-specdecpp[train]"`."""
+    return require(module, "train", feature)
+
+
+def checked(*checks: Callable[[], object]) -> None:
+    """Run argument checks (`core.validation.check_*` calls); their ValueError becomes a TrainingError."""
+    try:
+        for check in checks:
+            check()
+    except ValueError as err:
+        raise TrainingError(str(err)) from None
+
+
+def local_model_id(model_id: str | os.PathLike) -> str:
+    """A model id as recorded: a local folder as its absolute path (so `./m` and `/work/m` are one model), a Hub
+    id unchanged."""
+    text = os.fspath(model_id)
+    return os.path.abspath(text) if os.path.isdir(text) else text
+
+
+def same_model_id(a: str | None, b: str | None) -> bool:
+    """Whether two recorded ids name the same model: equal, or one local folder spelled two ways."""
+    if a is None or b is None:
+        return a == b
+    if a == b:
+        return True
+    return os.path.isdir(a) and os.path.isdir(b) and os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_declared_ids(meta: dict, declared: dict[str, str | None], where: str) -> None:
+    """Refuse ids declared for a head (draft/target) that are not the models the data set `where` was made with."""
+    for role, value in declared.items():
+        if value is not None and not same_model_id(local_model_id(value), meta[role]["id"]):
+            raise TrainingError(f"The head is declared for {role} {value!r} but the data set {where} was made with "
+                                f"{role} {meta[role]['id']!r}.")
+
+
 def pick_device(device: str | None = None) -> torch.device:
     if device:
-        return torch.device(device)
+        try:
+            return torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise TrainingError(f"Unknown device {device!r} ({err}); use cpu, cuda, cuda:1, mps, ...") from None
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -35,12 +83,14 @@ def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.d
 
 
 def model_id_of(model) -> str:
-    return str(getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "") or "<in-memory model>")
+    name = str(getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "") or "")
+    return local_model_id(name) if name else "<in-memory model>"
 
 
 def load_model(model_id: str, device: torch.device, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM
 
+    model_id = local_model_id(model_id)
     try:
         model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype)
     except (OSError, ValueError) as err:
@@ -55,6 +105,7 @@ def load_model(model_id: str, device: torch.device, dtype: torch.dtype):
 def load_tokenizer(model_id: str):
     from transformers import AutoTokenizer
 
+    model_id = local_model_id(model_id)
     try:
         return AutoTokenizer.from_pretrained(model_id)
     except (OSError, ValueError) as err:
@@ -90,6 +141,7 @@ def model_fingerprint(model) -> dict[str, Any]:
 
 def progress(iterable=None, total=None, desc: str = "", disable: bool = False, unit: str = "it"):
     """A tqdm progress bar (rich-styled when `tqdm.rich` is usable) for a long step."""
+    train_extra("tqdm", "progress bars of the training commands")
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, disable=disable, unit=unit, dynamic_ncols=True, leave=False)
@@ -98,8 +150,7 @@ def progress(iterable=None, total=None, desc: str = "", disable: bool = False, u
 @contextlib.contextmanager
 def quiet_datasets():
     """Silence datasets' own per-save progress bars inside our progress bars."""
-    import datasets
-
+    datasets = train_extra("datasets")
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:

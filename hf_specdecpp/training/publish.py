@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..head import AcceptanceHead
 from .common import TrainingError
+from .head_files import PLOT_FILE, check_head_folder, save_head
 
 
 def _load(head_dir: str | os.PathLike) -> AcceptanceHead:
@@ -26,13 +27,11 @@ def export_head(head_dir: str | os.PathLike, output_dir: str | os.PathLike, repo
     """
     head = _load(head_dir)
     output_dir = Path(output_dir)
-    try:
-        head.save_pretrained(str(output_dir), model_card_kwargs={"repo_id": repo_id or str(output_dir)})
-    except FileExistsError as err:
-        raise TrainingError(str(err)) from None
-    plot = Path(head_dir) / "calibration.png"
-    if plot.is_file() and plot.resolve() != (output_dir / plot.name).resolve():
-        shutil.copy(plot, output_dir / plot.name)
+    plot = Path(head_dir) / PLOT_FILE
+    check_head_folder(output_dir, plot=plot.is_file())
+    save_head(head, output_dir, model_card_kwargs={"repo_id": repo_id or str(output_dir)})
+    if plot.is_file() and plot.resolve() != (output_dir / PLOT_FILE).resolve():
+        shutil.copy(plot, output_dir / PLOT_FILE)
     return output_dir
 
 
