@@ -143,3 +143,16 @@ def tiny_prompts(n: int, seed: int = 0, vocab_size: int = 96, min_len: int = 3, 
             rec["response"] = " ".join(f"w{rng.randrange(6, vocab_size)}" for _ in range(with_response))
         out.append(rec)
     return out
+
+
+def tiny_head(hidden_size: int = 32, seed: int = 0):
+    """An untrained producing-state acceptance head for the tiny pair whose predictions follow the drafted token's
+    draft probability (so rounds vary in length); for examples and smoke tests."""
+    from .head import PRODUCING_STATE, AcceptanceHead
+
+    torch.manual_seed(seed)
+    head = AcceptanceHead(hidden_size, 1, input_state=PRODUCING_STATE, use_confidence_features=True)
+    with torch.no_grad():
+        head.feature_classifier.weight.copy_(torch.tensor([[3.0, 0.0, -1.0]]))
+        head.feature_classifier.bias.fill_(2.0)
+    return head.eval()
