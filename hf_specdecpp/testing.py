@@ -80,7 +80,8 @@ def tiny_pair(
         for param in draft.parameters():
             if param.numel() > 1 and noise > 0:
                 scale = param.float().std().item() or 1.0
-                param.add_((torch.randn(param.shape, generator=generator) * noise * scale).to(param.dtype))
+                noise_values = torch.randn(param.shape, generator=generator, device="cpu") * noise * scale
+                param.add_(noise_values.to(device=param.device, dtype=param.dtype))
     device = os.environ.get("HF_SPECDECPP_TEST_DEVICE")
     for model in (target, draft):
         model.generation_config.pad_token_id = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 
@@ -12,6 +13,10 @@ from huggingface_hub import constants, hf_api
 
 # Tiny models run faster on one thread, and the tests then leave the other core free.
 torch.set_num_threads(1)
+
+# The GPU check (benchmarks/gpu_check.py) runs the inference tests with their tensors and tiny models on a device.
+if os.environ.get("HF_SPECDECPP_TEST_DEVICE"):
+    torch.set_default_device(os.environ["HF_SPECDECPP_TEST_DEVICE"])
 
 try:  # tests/ is a rootdir conftest directory, not a package, unless someone adds an __init__.py
     from .hub_server import HubServer

@@ -1,0 +1,26 @@
+"""The prepared GPU check runs end to end on the CPU with tiny shapes (the dry run of the GPU session's command)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+
+
+def test_dry_run_on_cpu(tmp_path):
+    out = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--small", "--skip", "tests", "--out",
+                          str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert not [name for name, stage in report.items() if isinstance(stage, dict) and "error" in stage], report
+    assert report["environment"]["device"] == "cpu"
+    equality = [check for checks in report["equality"].values() for check in checks.values()]
+    assert len(equality) == 8 and all(c["candidate_generator"] and c["custom_generate"] for c in equality)
+    assert any(c["accepted"] > 0 for c in equality) and any(c["accepted"] == 0 for c in equality)
+    for curve in report["costs"].values():  # every target shape was timed
+        assert curve["c_draft"] > 0 and curve["verify_cost"]["0"] == 1.0
+    for routes in report["overhead"].values():
+        assert len(routes) == 3 and all(r["forward_s"] > 0 and r["target_passes"] > 0 for r in routes.values())
+    markdown = (tmp_path / "gpu_check.md").read_text()
+    assert "## Costs" in markdown and "qwen2.5-32b" in markdown and "FAILED" not in markdown
