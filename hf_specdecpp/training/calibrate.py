@@ -21,7 +21,7 @@ from ..core.validation import check_candidate_bounds, check_int, check_number
 from ..head import AcceptanceHead, HeadPolicy
 from ..methods.specdecpp.calibration import acceptance_outcomes, choose_threshold, pack_traces
 from .common import TrainingError, check_declared_ids, checked, load_model, pick_device, pick_dtype, progress, \
-    train_extra
+    require_train_extras, train_extra
 from .data_folder import read_metadata
 from .head_files import PLOT_FILE, check_head_folder, save_head
 from .shards import head_input_columns, load_head_inputs
@@ -142,6 +142,7 @@ def calibrate_head(
     """Measure costs (unless `cost_ratio` is given, or `costs_from` names a head calibrated for the same pair on
     this machine), choose h and the cap on the dev split, and save the head with its policy and dev traces to
     `output_dir` (default: `head_dir`, in place). Returns the calibration result."""
+    require_train_extras("calibrate", "datasets", "tqdm", *(["matplotlib"] if plot else []))
     check_calibration_args(cost_ratio, verify_slope, min_candidates, max_candidates, cap_tolerance, num_draws, seed,
                            repeats, prompt_length)
     head_dir = Path(head_dir)

@@ -26,6 +26,12 @@ def train_extra(module: str, feature: str = "training a head") -> ModuleType:
     return require(module, "train", feature)
 
 
+def require_train_extras(feature: str, *modules: str) -> None:
+    """Check up front that a command's `[train]` dependencies are installed (not after an hour of work)."""
+    for module in modules:
+        train_extra(module, feature)
+
+
 def checked(*checks: Callable[[], object]) -> None:
     """Run argument checks (`core.validation.check_*` calls); their ValueError becomes a TrainingError."""
     try:

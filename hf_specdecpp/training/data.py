@@ -56,6 +56,7 @@ from .common import (
     pick_device,
     pick_dtype,
     progress,
+    require_train_extras,
 )
 from .data_folder import FORMAT_VERSION, PROGRESS_FILE, SHARD_COUNTS, SPLITS, open_output, read_metadata
 from .labels import DecodingSettings
@@ -138,6 +139,7 @@ def make_data(
     `temperature=0` is greedy; otherwise labels and generation use temperature/top-p/top-k (0 = off).
     `overwrite` empties a folder make-data wrote (its own files only) instead of resuming it.
     """
+    require_train_extras("make-data", "datasets", "tqdm")
     opts = data_options(temperature=temperature, top_p=top_p, top_k=top_k, responses=responses, chat=chat,
                         max_prompt_tokens=max_prompt_tokens, max_new_tokens=max_new_tokens, mix_ratio=mix_ratio,
                         dev_fraction=dev_fraction, shard_size=shard_size, batch_size=batch_size, seed=seed)

@@ -23,7 +23,7 @@ from ..core.validation import check_choice, check_int, check_number
 from ..head import DRAFTED_TOKEN, INPUT_STATES, PRODUCING_STATE, AcceptanceHead
 from ..utils.io import diff_settings
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from .common import TrainingError, checked, progress, train_extra
+from .common import TrainingError, checked, progress, require_train_extras, train_extra
 from .data_folder import comparable
 from .head_files import check_head_folder, save_head, trained_head_info
 from .metrics import evaluate_predictions, rejection_auroc, weighted_bce_from_logits
@@ -98,6 +98,7 @@ def train_head(
     at `feature_lr`, the hidden-state path at `lr`. `output_dir` must be new, empty or a head folder this package
     wrote (a README.md written by hand there is kept).
     """
+    require_train_extras("train", "accelerate", "datasets", "sklearn", "tqdm")
     args = TrainArgs(num_layers, epochs, batch_size, lr, weight_decay, warmup_ratio, w_reject, w_accept,
                      max_grad_norm, seed, input_state, use_confidence_features, feature_lr).check()
     data = load_training_data(Path(data_dir), input_state, use_confidence_features,
