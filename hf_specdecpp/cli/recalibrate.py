@@ -46,6 +46,15 @@ def register(app: typer.Typer) -> None:
             acceptance_head.policy = policy_from_costs(acceptance_head, costs, max_candidates=max_candidates)
         except ValueError as err:
             raise TrainingError(str(err)) from None
+        if output_dir is None:
+            keep_previous_policy(Path(head))
         acceptance_head.save_pretrained(str(output_dir or head))
         print_json({"head": str(output_dir or head), "policy": acceptance_head.policy.to_dict(),
                     "costs": costs.to_dict()})
+
+
+def keep_previous_policy(head_dir: Path) -> None:
+    """Before re-calibrating a head folder in place, keep its current policy as `policy.previous.json`."""
+    current = head_dir / "policy.json"
+    if current.is_file():
+        (head_dir / "policy.previous.json").write_bytes(current.read_bytes())

@@ -53,6 +53,10 @@ class SpecDecPPCandidateGenerator(ChainMethod):
                  max_candidates: int | None = None, draft_model: PreTrainedModel | None = None,
                  streamer: BaseStreamer | None = None, recalibrate: str = "never"):
         check_head_type(head)
+        if recalibrate == "auto" and not head.traces:
+            raise ValueError("recalibrate='auto' re-simulates the head's dev traces, but this head ships no dev "
+                             "traces (head.traces): calibrate it with `hf-specdecpp calibrate` and its make-data "
+                             "folder, or use recalibrate='never'.")
         self.head = head
         super().__init__(SpecDecPPConfig(threshold, min_candidates, max_candidates, recalibrate), draft_model,
                          streamer)
