@@ -101,9 +101,10 @@ def train_head(
     require_train_extras("train", "accelerate", "datasets", "sklearn", "tqdm")
     args = TrainArgs(num_layers, epochs, batch_size, lr, weight_decay, warmup_ratio, w_reject, w_accept,
                      max_grad_norm, seed, input_state, use_confidence_features, feature_lr).check()
+    output_dir = Path(output_dir)
+    check_head_folder(output_dir)  # before any work: refuse a folder holding files we did not write
     data = load_training_data(Path(data_dir), input_state, use_confidence_features,
                               {"draft": draft_model_id, "target": target_model_id})
-    output_dir = Path(output_dir)
     state, checkpoint = start_or_resume(output_dir, data, args, resume)
     trainer = Trainer(args, data, cpu, checkpoint)
     for epoch in range(state["epochs_done"], args.epochs):
@@ -120,7 +121,6 @@ def train_head(
 
 def start_or_resume(output_dir: Path, data: TrainingData, args: TrainArgs, resume: bool):
     """(trainer state, checkpoint or None): a new run, or the checked checkpoint of the same data and settings."""
-    check_head_folder(output_dir)
     if not resume:
         if has_checkpoint(output_dir):
             raise TrainingError(f"{output_dir} already holds a training run; pass resume (--resume) to continue it "
