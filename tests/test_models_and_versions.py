@@ -280,7 +280,12 @@ def test_outside_the_tested_range_import_warns_once_and_the_patch_checks_itself(
     from hf_specdecpp.utils.warnings import reset_warnings
 
     reset_warnings()
-    monkeypatch.setattr(transformers, "__version__", "5.99.0")
+    from hf_specdecpp.core import compat
+
+    # transformers' lazy module can be replaced in sys.modules by a later `from transformers import ...` (seen
+    # with LlamaForCausalLM on 5.23): set the version on the object our code reads as well
+    for module in {id(transformers): transformers, id(compat.transformers): compat.transformers}.values():
+        monkeypatch.setattr(module, "__version__", "5.99.0")
     with pytest.warns(UserWarning, match=r"tested with transformers >=5.15.0,<5.25.0; transformers 5.99.0"):
         hf_specdecpp.install()
     calls = []
