@@ -18,6 +18,19 @@ torch.set_num_threads(1)
 if os.environ.get("HF_SPECDECPP_TEST_DEVICE"):
     torch.set_default_device(os.environ["HF_SPECDECPP_TEST_DEVICE"])
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def float32_by_default():
+    """Tests compare in float32 on every CPU: "auto" dtypes must not turn into bfloat16 on CPUs with native bf16
+    (test_training_pipeline tests that rule itself)."""
+    from hf_specdecpp.core import device
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(device, "native_bf16_cpu", lambda: False)
+        yield
+
+
 try:  # tests/ is a rootdir conftest directory, not a package, unless someone adds an __init__.py
     from .hub_server import HubServer
 except ImportError:

@@ -442,3 +442,44 @@ def test_greedy_target_responses_skip_the_target_pass_with_identical_labels(ws):
         np.testing.assert_array_equal(a["calib_labels"], b["calib_labels"])
         np.testing.assert_array_equal(a["labels"], b["labels"])
         assert a["positions"] == b["positions"]
+
+
+# ---------------------------------------------------------------------------------------------- --head-inputs
+def test_producing_state_only_data_has_the_same_producing_columns_and_refuses_reference_heads(ws, tmp_path):
+    """`head_inputs="producing_state"` skips the drafted-token passes: the producing-state columns are those of a
+    full data set, the drafted-token columns are empty, and a reference head refuses the data by name."""
+    lean = make_data(tmp_path / "lean", **_kw(ws, head_inputs="producing_state"))
+    assert read_metadata(lean)["head_inputs"] == "producing_state"
+    for split in ("train", "dev"):
+        full = load_features(ws["data"], split).with_format("numpy")
+        part = load_features(lean, split).with_format("numpy")
+        assert list(full["prompt_index"]) == list(part["prompt_index"])
+        assert "calib_hidden" not in part.column_names
+        for a, b in zip(full, part):
+            for column in ("context_labels", "context_features", "draft_tokens", "response_tokens"):
+                np.testing.assert_array_equal(a[column], b[column])
+            np.testing.assert_array_equal(a["context_hidden"], b["context_hidden"])
+            assert len(b["positions"]) == len(b["labels"]) == len(b["hidden"]) == 0
+    head = train_head(lean, tmp_path / "head", epochs=1, batch_size=8, input_state="producing_state",
+                      use_confidence_features=True, show_progress=False)
+    result = calibrate_head(tmp_path / "head", lean, cost_ratio=0.3, max_candidates=4, plot=False,
+                            show_progress=False)
+    assert 0 < result["threshold"] < 1 and head is not None
+    with pytest.raises(TrainingError, match="--head-inputs producing_state.*--input-state producing_state"):
+        train_head(lean, tmp_path / "reference", epochs=1, show_progress=False)
+    with pytest.raises(TrainingError, match="head_inputs"):
+        make_data(tmp_path / "bad", **_kw(ws, head_inputs="hidden"))
+
+
+def test_auto_dtype_is_bfloat16_only_where_the_cpu_has_native_bf16(monkeypatch):
+    from hf_specdecpp.core import device as device_module
+    from hf_specdecpp.training.common import pick_dtype
+
+    for name, native in (("AMD EPYC [avx2 avx512f avx512_bf16]", True), ("Intel Xeon [avx512f amx_bf16]", True),
+                         ("Intel Xeon [avx2 avx512f]", False), ("Apple M2", False)):
+        assert device_module.cpu_has_native_bf16(name) is native, name
+    for native, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(device_module, "native_bf16_cpu", lambda native=native: native)
+        assert pick_dtype("auto", torch.device("cpu")) == expected
+        assert pick_dtype(None, torch.device("cpu")) == expected
+        assert pick_dtype("float32", torch.device("cpu")) == torch.float32

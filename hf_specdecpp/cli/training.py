@@ -67,8 +67,12 @@ def make_data_command(
     shard_size: int = typer.Option(64, "--shard-size", min=1, help="Prompts per shard (the unit of resumption)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Prompts per forward/generate batch."),
     seed: int = typer.Option(0, "--seed", min=0),
+    head_inputs: str = typer.Option("all", "--head-inputs",
+                                    help="all: inputs of both head types; producing_state: only what "
+                                         "producing-state heads train on (about 40% faster)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cuda if any)."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on a GPU or a CPU with native bf16, else fp32), "
+                                                      "float32, bfloat16, float16."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete the data set make-data wrote in OUTPUT_DIR "
                                                               "first (only its own files; others stay)."),
 ) -> None:
@@ -82,7 +86,7 @@ def make_data_command(
         response_column=response_column, chat=chat, responses=responses, max_prompts=max_prompts,
         max_prompt_tokens=max_prompt_tokens, max_new_tokens=max_new_tokens, temperature=temperature,
         top_p=top_p, top_k=top_k, mix_ratio=mix_ratio, dev_fraction=dev_fraction, shard_size=shard_size,
-        batch_size=batch_size, seed=seed, device=device, dtype=dtype, overwrite=overwrite,
+        batch_size=batch_size, seed=seed, head_inputs=head_inputs, device=device, dtype=dtype, overwrite=overwrite,
     )
     print_json({"output_dir": str(out), **read_json(out / "progress.json").get("totals", {})})
 

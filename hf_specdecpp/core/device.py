@@ -62,3 +62,26 @@ class DeviceKind:
         return f"{self.device_type} ({self.device_name}), {self.dtype}{extra}"
 
 
+
+
+def cpu_has_native_bf16(name: str) -> bool:
+    """Whether the CPU `cpu_name()` described as `name` computes bfloat16 matmuls natively (AVX512-BF16 or AMX):
+    there bf16 is faster than float32; on AVX2-only CPUs bf16 is emulated and slower."""
+    flags = name.rpartition("[")[2]
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this machine's CPU computes bfloat16 natively (see `cpu_has_native_bf16`)."""
+    return cpu_has_native_bf16(cpu_name())
+
+
+def default_dtype(device: torch.device | str) -> torch.dtype:
+    """The dtype to load models in when the user does not say: bfloat16 on a GPU that supports it and on CPUs
+    with native bf16, float32 elsewhere."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu":
+        return torch.bfloat16 if native_bf16_cpu() else torch.float32
+    return torch.float32

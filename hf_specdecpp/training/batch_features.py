@@ -76,8 +76,12 @@ def generate_responses(target, prompts: Sequence[Sequence[int]], settings: Decod
 
 def process_batch(draft, target, prompts, responses, *, settings: DecodingSettings, mix_ratio: float, vocab,
                   with_calibration: bool, pad_id: int, device: torch.device, sample_gen: torch.Generator,
-                  mix_gen: torch.Generator, responses_are_target_argmax: bool = False) -> list[dict]:
+                  mix_gen: torch.Generator, responses_are_target_argmax: bool = False,
+                  drafted_token: bool = True) -> list[dict]:
     """Labels and cached head inputs for a batch of (prompt ids, response ids); one record per response.
+
+    `drafted_token=False` stores only producing-state inputs: no draft passes over the mixed tokens or the r = 0
+    calibration tokens (about 40% less work per batch); the drafted-token columns stay empty.
 
     `responses_are_target_argmax`: the responses are the target's own greedy output, so each response token
     IS the target's argmax at its position and the greedy label needs no target forward pass.
@@ -85,6 +89,8 @@ def process_batch(draft, target, prompts, responses, *, settings: DecodingSettin
     greedy_from_target = responses_are_target_argmax and settings.greedy
     records, mixed, drafted = _label_responses(draft, target, prompts, responses, settings, mix_ratio, vocab, pad_id,
                                                device, sample_gen, mix_gen, greedy_from_target)
+    if not drafted_token:
+        return [_without_drafted_token_inputs(rec, draft) for rec in records]
     hidden = _draft_states(draft, prompts, mixed, pad_id, device)
     for b, rec in enumerate(records):
         n = len(rec["response_tokens"])
@@ -100,6 +106,13 @@ def process_batch(draft, target, prompts, responses, *, settings: DecodingSettin
         for b, rec in enumerate(records):
             rec["calib_hidden"] = hidden[b, :len(rec["response_tokens"])].numpy()
     return records
+
+
+def _without_drafted_token_inputs(rec: dict, draft) -> dict:
+    """A record with empty drafted-token columns (positions, labels, hidden)."""
+    rec.pop("is_draft"), rec.pop("labels_all")
+    hidden_size = rec["context_hidden"].shape[-1]
+    return rec | {"positions": [], "labels": np.zeros(0, np.float32), "hidden": np.zeros((0, hidden_size), np.float16)}
 
 
 def _draft_states(draft, prompts, responses, pad_id: int, device: torch.device) -> torch.Tensor:

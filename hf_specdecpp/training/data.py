@@ -81,6 +81,12 @@ class DataOptions:
     shard_size: int
     batch_size: int
     seed: int
+    head_inputs: str = "all"
+
+    @property
+    def drafted_token(self) -> bool:
+        """Whether drafted-token head inputs are stored (`head_inputs="all"`)."""
+        return self.head_inputs == "all"
 
 
 @dataclass
@@ -123,6 +129,7 @@ def make_data(
     shard_size: int = 64,
     batch_size: int = 8,
     seed: int = 0,
+    head_inputs: str = "all",
     device: str | None = None,
     dtype: str | None = None,
     tokenizer: Any = None,
@@ -137,12 +144,14 @@ def make_data(
     of `prompts_file` (JSONL), `dataset` (a `datasets` name or path, `prompt_column`/`response_column`) or
     `records`. `responses` is "target" (generate with the served decoding) or "dataset" (use the given answers).
     `temperature=0` is greedy; otherwise labels and generation use temperature/top-p/top-k (0 = off).
-    `overwrite` empties a folder make-data wrote (its own files only) instead of resuming it.
+    `head_inputs="producing_state"` stores only what producing-state heads (the shipped kind) train on, skipping
+    the drafted-token passes. `overwrite` empties a folder make-data wrote (its own files only) instead of resuming it.
     """
     require_train_extras("make-data", "datasets", "tqdm")
     opts = data_options(temperature=temperature, top_p=top_p, top_k=top_k, responses=responses, chat=chat,
                         max_prompt_tokens=max_prompt_tokens, max_new_tokens=max_new_tokens, mix_ratio=mix_ratio,
-                        dev_fraction=dev_fraction, shard_size=shard_size, batch_size=batch_size, seed=seed)
+                        dev_fraction=dev_fraction, shard_size=shard_size, batch_size=batch_size, seed=seed,
+                        head_inputs=head_inputs)
     checked(lambda: check_int("max_prompts", max_prompts, allow_none=True))
     recs, source = read_prompt_source(prompts_file, dataset, records, dataset_config=dataset_config,
                                       dataset_split=dataset_split, prompt_column=prompt_column,
@@ -158,9 +167,10 @@ def make_data(
 
 
 def data_options(*, temperature, top_p, top_k, responses, chat, max_prompt_tokens, max_new_tokens, mix_ratio,
-                 dev_fraction, shard_size, batch_size, seed) -> DataOptions:
+                 dev_fraction, shard_size, batch_size, seed, head_inputs="all") -> DataOptions:
     """make-data's settings, each checked (a TrainingError names the argument)."""
     checked(lambda: check_choice("responses", responses, ("target", "dataset")),
+            lambda: check_choice("head_inputs", head_inputs, ("all", "producing_state")),
             lambda: check_number("mix_ratio", mix_ratio, 0.0, 1.0),
             lambda: check_number("dev_fraction", dev_fraction, 0.0, 1.0, high_open=True),
             *(lambda name=name, value=value: check_int(name, value) for name, value in (
@@ -172,7 +182,7 @@ def data_options(*, temperature, top_p, top_k, responses, chat, max_prompt_token
             lambda: check_int("top_k", top_k, minimum=0))
     return DataOptions(DecodingSettings(temperature=float(temperature), top_p=float(top_p), top_k=int(top_k)),
                        responses, bool(chat), max_prompt_tokens, max_new_tokens, float(mix_ratio),
-                       float(dev_fraction), shard_size, batch_size, seed)
+                       float(dev_fraction), shard_size, batch_size, seed, head_inputs)
 
 
 def load_data_pair(draft, target, tokenizer, draft_tokenizer, device, dtype, opts: DataOptions) -> DataPair:
@@ -231,6 +241,7 @@ def data_metadata(pair: DataPair, opts: DataOptions, source: dict) -> dict:
         "seed": opts.seed,
         "dev_fraction": opts.dev_fraction,
         "shard_size": opts.shard_size,
+        "head_inputs": opts.head_inputs,
         "source": source,
     }
 
@@ -254,7 +265,8 @@ def make_shards(output_dir: Path, manifest: dict, recs, items, pair: DataPair, o
             continue
         rows, counts = make_shard(recs, items[shard * opts.shard_size:(shard + 1) * opts.shard_size], shard, pair,
                                   opts, bar)
-        manifest["shards"][str(shard)] = {**counts, "files": write_shard(output_dir, shard, rows, pair.hidden_size)}
+        manifest["shards"][str(shard)] = {**counts, "files": write_shard(output_dir, shard, rows, pair.hidden_size,
+                                                                         opts.drafted_token)}
         write_json(output_dir / PROGRESS_FILE, manifest)
         if on_shard_done is not None:
             on_shard_done(shard)
@@ -278,6 +290,8 @@ def make_shard(recs, shard_items, shard: int, pair: DataPair, opts: DataOptions,
     torch.manual_seed(seed)
     rows = {s: [] for s in SPLITS}
     skipped = cut = 0
+    # batches of similar lengths waste less compute on padding (each record keeps its prompt_index)
+    shard_items = sorted(shard_items, key=lambda item: length_hint(recs[item[0]]))
     for start in range(0, len(shard_items), opts.batch_size):
         batch = shard_items[start:start + opts.batch_size]
         kept, batch_cut = encode_batch(recs, batch, pair, opts)
@@ -287,9 +301,10 @@ def make_shard(recs, shard_items, shard: int, pair: DataPair, opts: DataOptions,
             if part:
                 out = process_batch(pair.draft, pair.target, [e[2] for e in part], [e[3] for e in part],
                                     settings=opts.settings, mix_ratio=opts.mix_ratio, vocab=pair.vocab,
-                                    with_calibration=split == "dev", pad_id=pair.pad_id, device=pair.device,
+                                    with_calibration=split == "dev" and opts.drafted_token, pad_id=pair.pad_id, device=pair.device,
                                     sample_gen=sample_gen, mix_gen=mix_gen,
-                                    responses_are_target_argmax=opts.responses == "target")
+                                    responses_are_target_argmax=opts.responses == "target",
+                                    drafted_token=opts.drafted_token)
                 rows[split].extend({**rec, "prompt_index": e[0]} for e, rec in zip(part, out))
         bar.update(len(batch))
     counts = {"prompts": len(shard_items), "skipped": skipped, "context_cut": cut,
@@ -297,6 +312,12 @@ def make_shard(recs, shard_items, shard: int, pair: DataPair, opts: DataOptions,
               **{f"{s}_tokens": int(sum(len(r["response_tokens"]) for r in rows[s])) for s in SPLITS},
               **{f"{s}_label_rows": int(sum(len(r["labels"]) for r in rows[s])) for s in SPLITS}}
     return rows, counts
+
+
+def length_hint(rec: PromptRecord) -> int:
+    """The characters of a record's prompt (or messages) and answer: a cheap proxy for its token count."""
+    text = rec.prompt or "".join(str(m.get("content", "")) for m in rec.messages or [])
+    return len(text) + len(rec.response or "")
 
 
 def encode_batch(recs, batch, pair: DataPair, opts: DataOptions) -> tuple[list[tuple], int]:

@@ -19,8 +19,9 @@ from .common import TrainingError, quiet_datasets, train_extra
 from .data_folder import SHARDS_DIR, SPLITS, read_manifest, read_metadata, shard_name
 
 
-def features_for(split: str, hidden_size: int):
-    """The Arrow schema of a shard of `split` (the dev split adds the r = 0 calibration pass)."""
+def features_for(split: str, hidden_size: int, drafted_token: bool = True):
+    """The Arrow schema of a shard of `split` (the dev split of a data set with drafted-token inputs adds the
+    r = 0 calibration pass)."""
     datasets = train_extra("datasets", "make-data")
     Array2D, Sequence, Value = datasets.Array2D, datasets.Sequence, datasets.Value
     cols = {
@@ -35,13 +36,14 @@ def features_for(split: str, hidden_size: int):
         "context_features": Array2D(shape=(None, len(CONFIDENCE_FEATURES)), dtype="float32"),
         "context_labels": Sequence(Value("float32")),
     }
-    if split == "dev":
+    if split == "dev" and drafted_token:
         cols["calib_labels"] = Sequence(Value("float32"))
         cols["calib_hidden"] = Array2D(shape=(None, hidden_size), dtype="float16")
     return datasets.Features(cols)
 
 
-def write_shard(output_dir: Path, shard: int, rows: dict, hidden_size: int) -> dict[str, str]:
+def write_shard(output_dir: Path, shard: int, rows: dict, hidden_size: int,
+                drafted_token: bool = True) -> dict[str, str]:
     """Write each split's rows of `shard` (a temporary folder, then one rename); return the files' checksums
     for the manifest."""
     datasets = train_extra("datasets", "make-data")
@@ -49,7 +51,7 @@ def write_shard(output_dir: Path, shard: int, rows: dict, hidden_size: int) -> d
     for split in SPLITS:
         if not rows[split]:
             continue
-        features = features_for(split, hidden_size)
+        features = features_for(split, hidden_size, drafted_token)
         columns = {name: [r[name] for r in rows[split]] for name in features}
         ds = datasets.Dataset.from_dict(columns, features=features)
         name = shard_name(split, shard)
@@ -107,7 +109,8 @@ def load_features(data_dir: str | os.PathLike, split: str = "train", require_com
              for shard, entry in sorted(manifest["shards"].items(), key=lambda kv: int(kv[0]))
              if entry.get(split, 0) > 0]
     if not parts:
-        return datasets.Dataset.from_dict({}, features=features_for(split, meta["hidden_size"]))
+        return datasets.Dataset.from_dict({}, features=features_for(split, meta["hidden_size"],
+                                                                     has_drafted_token_inputs(meta)))
     return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
@@ -123,9 +126,18 @@ def head_input_columns(input_state: str, use_confidence_features: bool,
     return ("calib_hidden", None, "calib_labels") if calibration else ("hidden", None, "labels")
 
 
+def has_drafted_token_inputs(meta: dict) -> bool:
+    """Whether a data set holds drafted-token head inputs (make-data `--head-inputs all`, the default)."""
+    return meta.get("head_inputs", "all") == "all"
+
+
 def load_head_inputs(data_dir: str | os.PathLike, split: str, columns: tuple[str, str | None, str]):
     """The `split` records reduced to `columns` (see `head_input_columns`), numpy-formatted; a clear error when
-    the data set predates them."""
+    the data set predates them or was made without them."""
+    if columns[0] in ("hidden", "calib_hidden") and not has_drafted_token_inputs(read_metadata(Path(data_dir))):
+        raise TrainingError(f"{data_dir} was made with `--head-inputs producing_state`: it holds no inputs for a "
+                            "drafted-token head. Train a producing-state head (`--input-state producing_state`) "
+                            "or run make-data again with `--head-inputs all`.")
     ds = load_features(data_dir, split)
     wanted = [c for c in columns if c is not None]
     missing = [c for c in wanted if c not in ds.column_names]
