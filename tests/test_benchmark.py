@@ -11,16 +11,10 @@ import torch
 
 import hf_specdecpp  # noqa: F401  (installs candidate_generator=)
 from hf_specdecpp import EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator, SpecDecPPCandidateGenerator
-from hf_specdecpp.bench.runner import (
-    ASSISTED,
-    HEURISTIC,
-    ORACLE,
-    SUMMARY_COLUMNS,
-    TARGET_ALONE,
-    oracle_rounds,
-    rotation,
-    run_benchmark,
-)
+from hf_specdecpp.bench.configs import ASSISTED, HEURISTIC, ORACLE, TARGET_ALONE
+from hf_specdecpp.bench.oracle import oracle_rounds
+from hf_specdecpp.bench.runner import rotation, run_benchmark
+from hf_specdecpp.bench.summary import SUMMARY_COLUMNS
 from hf_specdecpp.methods.entropy import estimate_acceptance
 from hf_specdecpp.testing import tiny_pair, tiny_prompts, tiny_tokenizer
 
@@ -155,6 +149,7 @@ def test_runner_tables_plots_and_interleaving(pair, tmp_path):
         assert [row["config"] for row in reader] == names + [ORACLE]
     table = (tmp_path / "summary.md").read_text()
     assert "| config | speedup |" in table and "target fw/token" in table and "| oracle |" in table
+    assert "Machine: CPU" in table and "float32" in table  # which machine, device and dtype the timings come from
     with open(tmp_path / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == 2 * len(names)
     # paired with the (first) SpecDec++ config by default; the geometric mean ratio is the ratio of the speedups
@@ -275,7 +270,7 @@ def test_runner_resumes_an_interrupted_run(pair, tmp_path):
 
 
 def test_runner_refuses_to_resume_with_other_settings(pair, tmp_path):
-    from hf_specdecpp.bench.runner import ResumeError
+    from hf_specdecpp.bench.checkpoint import ResumeError
 
     target, draft = pair
     tokenizer = tiny_tokenizer()
@@ -309,7 +304,8 @@ def test_cli_resume_with_other_options_is_a_clear_error(tmp_path):
 def test_paired_ratios_by_hand():
     from scipy import stats
 
-    from hf_specdecpp.bench.runner import Record, paired_ratios
+    from hf_specdecpp.bench.paired import paired_ratios
+    from hf_specdecpp.bench.records import Record
 
     def rec(prompt, config, t):
         return Record(prompt, config, 0, t, 8, 8, 0)

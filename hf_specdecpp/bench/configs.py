@@ -1,16 +1,28 @@
-"""The benchmark's standard configuration set and its prompt sets (tiny or real)."""
+"""What the benchmark runs: named configurations.
+
+A configuration is one of
+- `TARGET_ALONE` ("target"): `target.generate()` without a draft (the reference; added when missing);
+- `ASSISTED` ("assisted"): transformers' default assisted generation, `assistant_model=draft` only (with
+  scikit-learn installed transformers tunes its confidence threshold from an ROC curve during each call);
+- `HEURISTIC` ("heuristic"): transformers' `num_assistant_tokens_schedule="heuristic"` starting from
+  `HEURISTIC_START` candidates (+2 after a fully accepted round, -1 otherwise; confidence stopping stays on);
+- a decoding method of `hf_specdecpp.methods.registry` (SpecDec++, fixed K, entropy stopping, DySpec), built
+  by name with `registry.build(name, **kwargs)` and passed as `candidate_generator=`.
+"""
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import fields
 
-from .. import (
-    DySpecCandidateGenerator,
-    EntropyStoppingCandidateGenerator,
-    FixedLengthCandidateGenerator,
-    SpecDecPPCandidateGenerator,
-)
-from ..head import DEFAULT_MAX_CANDIDATES
+from ..methods import registry
+from ..methods.base import DecodingMethod
+
+TARGET_ALONE = "target"
+ASSISTED = "assisted"
+HEURISTIC = "heuristic"
+STOCK = (TARGET_ALONE, ASSISTED, HEURISTIC)
+ORACLE = "oracle"
+HEURISTIC_START = 20
 
 
 def specdec_config_name(threshold: float) -> str:
@@ -23,59 +35,68 @@ def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: 
     """The standard configuration set: target alone, transformers default and heuristic, fixed K, entropy
     stopping (AdaEDL-style), SpecDec++ at each threshold (when a head is given; `max_candidates` None = the
     head's calibrated cap), SpecDec++ at the head's own threshold with each cap of `specdec_caps`, and DySpec
-    trees at each budget (draft-guided, and head-guided with a head)."""
-    from .runner import ASSISTED, HEURISTIC, TARGET_ALONE
+    trees at each budget (draft-guided, and head-guided with a head). Methods come from the registry."""
+    from ..head import DEFAULT_MAX_CANDIDATES
 
     configs: dict = {"target": TARGET_ALONE, "hf-default": ASSISTED, "hf-heuristic": HEURISTIC}
     for k in fixed_k:
-        configs[f"fixed-K{k}"] = FixedLengthCandidateGenerator(num_candidates=k)
+        configs[f"fixed-K{k}"] = registry.build("fixed-k", num_candidates=k)
     for lam in entropy_lams:
-        configs[f"entropy-{lam:g}"] = EntropyStoppingCandidateGenerator(
-            lam=lam, max_candidates=max_candidates or DEFAULT_MAX_CANDIDATES)
+        configs[f"entropy-{lam:g}"] = registry.build("entropy", lam=lam,
+                                                      max_candidates=max_candidates or DEFAULT_MAX_CANDIDATES)
     if head is not None:
         for h in thresholds:
-            configs[specdec_config_name(h)] = SpecDecPPCandidateGenerator(head=head, threshold=h,
-                                                                          max_candidates=max_candidates)
+            configs[specdec_config_name(h)] = registry.build("specdec++", head=head, threshold=h,
+                                                             max_candidates=max_candidates)
         for cap in specdec_caps:
             h = head.policy.threshold if head.policy is not None else thresholds[0]
-            configs[f"{specdec_config_name(h)}-cap{cap}"] = SpecDecPPCandidateGenerator(
-                head=head, threshold=h, max_candidates=cap)
+            configs[f"{specdec_config_name(h)}-cap{cap}"] = registry.build("specdec++", head=head, threshold=h,
+                                                                           max_candidates=cap)
     for budget in tree_budgets:
-        configs[f"dyspec-B{budget}"] = DySpecCandidateGenerator(budget=budget)
+        configs[f"dyspec-B{budget}"] = registry.build("dyspec", budget=budget)
         if head is not None:
-            configs[f"dyspec+head-B{budget}"] = DySpecCandidateGenerator(budget=budget, head=head)
+            configs[f"dyspec+head-B{budget}"] = registry.build("dyspec", budget=budget, head=head)
     return configs
 
 
-def tiny_setup(subset: int):
-    import torch
-
-    from ..head import AcceptanceHead
-    from ..testing import tiny_pair, tiny_prompts, tiny_tokenizer
-    from ..assets.prompts import Prompt, chat_prompt
-
-    target, draft = tiny_pair(noise=0.05)
-    tokenizer = tiny_tokenizer()
-    torch.manual_seed(0)
-    head = AcceptanceHead(draft.config.hidden_size, 2)  # random: for smoke tests only
-    with torch.no_grad():
-        head.classifier.weight.mul_(20.0)
-        head.classifier.bias.fill_(1.0)
-    prompts = [Prompt(f"tiny/{i}", chat_prompt(tokenizer, p["prompt"])) for i, p in enumerate(tiny_prompts(subset))]
-    return target, draft, tokenizer, head, {"tiny": prompts}
-
-
-def real_prompts(dataset: str, subset: Optional[int], tokenizer) -> dict:
-    from ..assets.prompts import Prompt, chat_prompt, humaneval_prompts, mtbench_prompts
-
+def validate_configs(configs: dict) -> dict:
+    """`configs` checked (stock names or decoding methods; "oracle" is reserved), target alone first if missing."""
     out = {}
-    if dataset in ("humaneval", "both"):
-        tasks = humaneval_prompts(range(0, 80))[:subset]
-        out["humaneval"] = [Prompt(p.id, chat_prompt(tokenizer, "Complete the following Python function:\n" + p.text))
-                            for p in tasks]
-    if dataset in ("mtbench", "both"):
-        out["mtbench"] = [Prompt(p.id, chat_prompt(tokenizer, p.text), p.category)
-                          for p in mtbench_prompts()[:subset]]
+    for name, config in configs.items():
+        if ORACLE == name:
+            raise ValueError(f"the configuration name {ORACLE!r} is reserved for the oracle bound")
+        if isinstance(config, DecodingMethod) or config in STOCK:
+            out[name] = config
+        else:
+            raise ValueError(
+                f"configuration {name!r}: expected one of {STOCK} or an hf_specdecpp candidate generator, "
+                f"got {config!r}"
+            )
+    if TARGET_ALONE not in out.values():
+        out = {TARGET_ALONE: TARGET_ALONE, **out}
     return out
 
 
+def method_name(config) -> str | None:
+    """The registry name of a decoding method ("specdec++", "fixed-k", ...), None for the stock configurations."""
+    entry = registry.entry_for(config)
+    return entry.name if entry is not None else None
+
+
+def first_of(configs: dict, method: str) -> str | None:
+    """The name of the first configuration that is the registered `method`."""
+    return next((n for n, c in configs.items() if method_name(c) == method), None)
+
+
+def names_of(configs: dict, method: str) -> list[str]:
+    """The names of every configuration that is the registered `method`."""
+    return [n for n, c in configs.items() if method_name(c) == method]
+
+
+def describe_config(config) -> str:
+    """One line naming a configuration and every parameter of its method (saved with results, checked on resume)."""
+    if isinstance(config, str):
+        return {TARGET_ALONE: "target alone", ASSISTED: "transformers assisted generation (default)",
+                HEURISTIC: f"transformers heuristic schedule (start {HEURISTIC_START})"}[config]
+    params = {f.name: getattr(config.config, f.name) for f in fields(config.config)}
+    return f"{type(config).__name__}({', '.join(f'{k}={v}' for k, v in params.items())})"

@@ -1,139 +1,115 @@
-"""The `bench` command of the CLI (see `register`)."""
+"""The `bench` command of the CLI (see `register`): options only; the work is `hf_specdecpp.bench.command`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
+from .common import friendly, numbers
+
 DATASETS = ("humaneval", "mtbench", "both")
 
+Dataset = Annotated[str, typer.Option("--dataset", help="humaneval (tasks 0-79), mtbench or both.")]
+Subset = Annotated[Optional[int], typer.Option("--subset", min=1, help="Use the first N prompts of each set.")]
+Head = Annotated[Optional[str], typer.Option("--head", help="Acceptance head: local directory or Hub repo "
+                                                            "(default: the shipped head for the real pair).")]
+Thresholds = Annotated[Optional[str], typer.Option("--thresholds", help="SpecDec++ thresholds h to sweep (default: "
+                                                                        "the head's calibrated h, and h +- 0.2).")]
+MaxCandidates = Annotated[Optional[int], typer.Option(
+    "--max-candidates", min=1, help="Cap on candidates per round for SpecDec++ and entropy stopping (default: the "
+                                    "head's calibrated cap, else 20).")]
+TreeBudgets = Annotated[str, typer.Option("--tree-budgets", help="DySpec tree budgets, e.g. 4,8 (empty: skip).")]
+SpecdecCaps = Annotated[str, typer.Option("--specdec-caps", help="Also run SpecDec++ at the head's threshold with "
+                                                                 "these caps, e.g. 12 (empty: skip).")]
+FixedK = Annotated[str, typer.Option("--fixed-k", help="Fixed candidate lengths K.")]
+EntropyLams = Annotated[str, typer.Option("--entropy-lams", help="Thresholds of the AdaEDL-style entropy rule "
+                                                                 "(empty: skip).")]
+Sampling = Annotated[bool, typer.Option("--sampling/--greedy", help="Sampling at T=0.7, or greedy.")]
+MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", min=1)]
+OutputDir = Annotated[Path, typer.Option("--output-dir", help="Folder for tables and plots (one subfolder per set).")]
+Dtype = Annotated[str, typer.Option("--dtype", help="float32 (exact; fastest on CPUs without native bfloat16), "
+                                                    "bfloat16 or float16.")]
+Device = Annotated[Optional[str], typer.Option("--device", help="Where both models run: cpu, cuda, cuda:1, ... "
+                                                                "(default: cpu).")]
+DeviceMap = Annotated[Optional[str], typer.Option("--device-map", help="Passed to from_pretrained instead of "
+                                                                       "--device, e.g. auto (real pair only).")]
+FastLinear = Annotated[bool, typer.Option("--fast-cpu-linear/--plain-linear", help="FewRowLinear layers in both "
+                                                                                   "models (float32 on CPU only).")]
+Tiny = Annotated[bool, typer.Option("--tiny", help="Tiny random models, tokenizer and head (smoke test).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output-dir (same options "
+                                                       "required); results are saved after every prompt.")]
+Exact = Annotated[bool, typer.Option("--exact", help="Exact mode: greedy counts replayed from one recorded trace "
+                                                     "per prompt (sampling: counted real calls, --seeds each), "
+                                                     "turned into time with the cost curve measured here.")]
+Seeds = Annotated[int, typer.Option("--seeds", min=1, help="Exact mode with --sampling: seeds per prompt.")]
+Validate = Annotated[int, typer.Option("--validate", min=0, help="Exact mode: also time the first N prompts "
+                                                                 "interleaved and compare with the prediction.")]
+CostRepeats = Annotated[int, typer.Option("--cost-repeats", min=1, help="Exact mode: timed repeats of the cost "
+                                                                        "curve.")]
+CostsFile = Annotated[Optional[Path], typer.Option("--costs", help="Exact mode: use this saved cost curve "
+                                                                   "(costs.json) instead of measuring one.")]
+Reference = Annotated[Optional[str], typer.Option("--reference", help="Exact mode, greedy: the configuration whose "
+                                                                      "real call gives the greedy output, e.g. "
+                                                                      "fixed-K3 (faster than target alone; its "
+                                                                      "counts check the replay).")]
 
-def _numbers(text: str, kind, option: str) -> list:
-    try:
-        values = [kind(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from None
-    if not values:
-        raise typer.BadParameter("expected at least one value", param_hint=option)
+
+def _list(text: str, kind, option: str, what: str | None = None) -> list:
+    """Comma-separated numbers (empty text: none); with `what`, each must be >= 1."""
+    values = numbers(text, kind, option) if text.strip() else []
+    if what and any(v < 1 for v in values):
+        raise typer.BadParameter(f"{what} must be >= 1", param_hint=option)
     return values
+
+
+def _options(**values):
+    """The parsed and checked `BenchOptions`."""
+    from ..bench.command import BenchOptions
+
+    if values["dataset"] not in DATASETS:
+        raise typer.BadParameter(f"{values['dataset']!r} is not one of {', '.join(DATASETS)}", param_hint="--dataset")
+    if values["device"] and values["device_map"]:
+        raise typer.BadParameter("give --device or --device-map, not both", param_hint="--device-map")
+    if values["dtype"] not in ("float32", "bfloat16", "float16"):
+        raise typer.BadParameter(f"unknown dtype {values['dtype']!r}", param_hint="--dtype")
+    if values["thresholds"]:
+        values["thresholds"] = numbers(values["thresholds"], float, "--thresholds", 0.0, 1.0)
+        if any(not 0 < h < 1 for h in values["thresholds"]):
+            raise typer.BadParameter("thresholds must lie strictly between 0 and 1", param_hint="--thresholds")
+    values["tree_budgets"] = _list(values["tree_budgets"], int, "--tree-budgets", "tree budgets")
+    values["specdec_caps"] = _list(values["specdec_caps"], int, "--specdec-caps", "caps")
+    values["fixed_k"] = _list(values["fixed_k"], int, "--fixed-k", "K") or numbers(values["fixed_k"], int, "--fixed-k")
+    values["entropy_lams"] = _list(values["entropy_lams"], float, "--entropy-lams")
+    return BenchOptions(**values)
 
 
 def register(app: typer.Typer) -> None:
     """Add `bench` to the typer `app`."""
 
     @app.command("bench")
-    def bench_command(
-        dataset: str = typer.Option("both", "--dataset", help="humaneval (tasks 0-79), mtbench or both."),
-        subset: Optional[int] = typer.Option(None, "--subset", min=1, help="Use the first N prompts of each set."),
-        head: Optional[str] = typer.Option(None, "--head", help="Acceptance head: local directory or Hub repo "
-                                                                "(default: the shipped head for the real pair)."),
-        thresholds: Optional[str] = typer.Option(None, "--thresholds",
-                                                 help="SpecDec++ thresholds h to sweep (default: the head's "
-                                                      "calibrated h, and h +- 0.2)."),
-        max_candidates: Optional[int] = typer.Option(None, "--max-candidates", min=1,
-                                                     help="Cap on candidates per round for SpecDec++ and entropy "
-                                                          "stopping (default: the head's calibrated cap, else 20)."),
-        tree_budgets: str = typer.Option("", "--tree-budgets", help="DySpec tree budgets, e.g. 4,8 (empty: skip)."),
-        specdec_caps: str = typer.Option("", "--specdec-caps",
-                                         help="Also run SpecDec++ at the head's threshold with these caps on "
-                                              "candidates per round, e.g. 12 (empty: skip)."),
-        fixed_k: str = typer.Option("1,2,3,4,5,6,7,8,9,10", "--fixed-k", help="Fixed candidate lengths K."),
-        entropy_lams: str = typer.Option("0.3", "--entropy-lams",
-                                         help="Thresholds of the AdaEDL-style entropy rule (empty: skip)."),
-        sampling: bool = typer.Option(False, "--sampling/--greedy", help="Sampling at T=0.7, or greedy."),
-        max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
-        output_dir: Path = typer.Option(Path("bench-results"), "--output-dir",
-                                        help="Folder for tables and plots (one subfolder per data set)."),
-        dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32 (exact; fastest on CPUs "
-                                                              "without native bfloat16) or bfloat16."),
-        fast_cpu_linear: bool = typer.Option(True, "--fast-cpu-linear/--plain-linear",
-                                             help="Use FewRowLinear layers in both models for every configuration "
-                                                  "(float32 on CPU; see hf_specdecpp.models.cpu_linear)."),
-        tiny: bool = typer.Option(False, "--tiny", help="Tiny random models, tokenizer and head (smoke test)."),
-        resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --output-dir: keep its "
-                                                             "results and skip the prompts it already has (same "
-                                                             "options required). Results are saved after every "
-                                                             "prompt, so long runs can be split into sittings."),
-    ) -> None:
-        """Benchmark SpecDec++ against transformers' assisted generation, fixed K and entropy stopping."""
+    @friendly
+    def bench_command(dataset: Dataset = "both", subset: Subset = None, head: Head = None,
+                      thresholds: Thresholds = None, max_candidates: MaxCandidates = None, tree_budgets: TreeBudgets = "",
+                      specdec_caps: SpecdecCaps = "", fixed_k: FixedK = "1,2,3,4,5,6,7,8,9,10",
+                      entropy_lams: EntropyLams = "0.3", sampling: Sampling = False, max_new_tokens: MaxNewTokens = 96,
+                      output_dir: OutputDir = Path("bench-results"), dtype: Dtype = "float32", device: Device = None,
+                      device_map: DeviceMap = None, fast_cpu_linear: FastLinear = True, tiny: Tiny = False,
+                      resume: Resume = False, exact: Exact = False, seeds: Seeds = 3, validate: Validate = 0,
+                      cost_repeats: CostRepeats = 10, costs: CostsFile = None, reference: Reference = None) -> None:
+        """Benchmark SpecDec++ against transformers' assisted generation, fixed K and entropy stopping: timed and
+        interleaved, or (--exact) exact counts turned into time with this machine's cost curve."""
+        options = _options(dataset=dataset, subset=subset, head=head, thresholds=thresholds,
+                           max_candidates=max_candidates, tree_budgets=tree_budgets, specdec_caps=specdec_caps,
+                           fixed_k=fixed_k, entropy_lams=entropy_lams, sampling=sampling,
+                           max_new_tokens=max_new_tokens, output_dir=output_dir, dtype=dtype, device=device,
+                           device_map=device_map, fast_cpu_linear=fast_cpu_linear, tiny=tiny, resume=resume,
+                           exact=exact, seeds=seeds, validate=validate, cost_repeats=cost_repeats, costs_file=costs,
+                           reference=reference)
         from rich.console import Console
 
-        from ..bench.configs import build_configs, real_prompts, specdec_config_name, tiny_setup
-        from ..bench.runner import ResumeError, run_benchmark
+        from ..bench.command import run_bench
 
-        if dataset not in DATASETS:
-            raise typer.BadParameter(f"{dataset!r} is not one of {', '.join(DATASETS)}", param_hint="--dataset")
-        hs = _numbers(thresholds, float, "--thresholds") if thresholds else None
-        if hs and any(not 0 < h < 1 for h in hs):
-            raise typer.BadParameter("thresholds must lie strictly between 0 and 1", param_hint="--thresholds")
-        budgets = _numbers(tree_budgets, int, "--tree-budgets") if tree_budgets.strip() else []
-        if any(b < 1 for b in budgets):
-            raise typer.BadParameter("tree budgets must be >= 1", param_hint="--tree-budgets")
-        caps = _numbers(specdec_caps, int, "--specdec-caps") if specdec_caps.strip() else []
-        if any(c < 1 for c in caps):
-            raise typer.BadParameter("caps must be >= 1", param_hint="--specdec-caps")
-        ks = _numbers(fixed_k, int, "--fixed-k")
-        if any(k < 1 for k in ks):
-            raise typer.BadParameter("K must be >= 1", param_hint="--fixed-k")
-        lams = _numbers(entropy_lams, float, "--entropy-lams") if entropy_lams.strip() else []
         console = Console(stderr=True)
-        if tiny:
-            import torch
-
-            torch.set_num_threads(1)  # tiny models run fastest on one thread
-            target, draft, tokenizer, acceptance_head, sets = tiny_setup(subset or 2)
-        else:
-            from ..head import AcceptanceHead
-            from ..assets import FetchError, load_pair
-            from .common import parse_dtype_option
-
-            torch_dtype = parse_dtype_option(dtype)
-            try:
-                target, draft, tokenizer = load_pair(torch_dtype, fast_cpu_linear=False)
-                sets = real_prompts(dataset, subset, tokenizer)
-            except FetchError as err:
-                console.print(f"[bold red]Error:[/] {err}", highlight=False)
-                raise typer.Exit(1) from None
-            from ..head.shipped import default_head_name, load_shipped_head
-
-            acceptance_head = AcceptanceHead.from_pretrained(head) if head else load_shipped_head(
-                default_head_name(sampling))
-        if fast_cpu_linear:
-            from ..core.cpu_linear import use_fast_cpu_linear
-
-            use_fast_cpu_linear(target)
-            use_fast_cpu_linear(draft)
-        h0 = acceptance_head.policy.threshold if acceptance_head is not None and acceptance_head.policy else None
-        if hs is None:
-            hs = [0.3, 0.5, 0.7] if h0 is None else sorted({round(h, 2) for h in (h0 - 0.2, h0, h0 + 0.2)
-                                                           if 0 < round(h, 2) < 1})
-        calibrated = specdec_config_name(h0) if h0 is not None else None  # paired with every other configuration
-        output_dir.mkdir(parents=True, exist_ok=True)
-        if acceptance_head is not None:
-            from ..utils.io import write_json
-            from ..bench.overhead import measure_head_overhead
-
-            overhead = measure_head_overhead(draft, acceptance_head, temperature=0.7 if sampling else None)
-            write_json(output_dir / "head_overhead.json", overhead)
-            typer.echo(f"Head overhead: {1e3 * overhead['head_s']:.2f} ms per drafted token = "
-                       f"{100 * overhead['overhead']:.2f}% of a draft step ({1e3 * overhead['draft_step_s']:.1f} ms)")
-        for name, prompts in sets.items():
-            configs = build_configs(ks, hs, lams, acceptance_head, max_candidates, budgets, caps)
-            folder = output_dir / name
-
-            def progress(prompt_id, config, rec):
-                console.print(f"{name} {prompt_id} {config}: {rec.new_tokens} tokens in {rec.time_s:.2f}s",
-                              highlight=False)
-
-            try:
-                result = run_benchmark(target, draft, tokenizer, prompts, configs, sampling=sampling,
-                                       max_new_tokens=max_new_tokens, output_dir=folder, progress=progress,
-                                       resume=resume, paired_with=calibrated if calibrated in configs else None)
-            except ResumeError as err:
-                console.print(f"[bold red]Error:[/] {err}", highlight=False)
-                raise typer.Exit(1) from None
-            typer.echo(f"\n## {name}\n")
-            typer.echo(result.markdown())
-            typer.echo(f"Tables and plots in {folder}")
+        run_bench(options, echo=typer.echo, status=lambda text: console.print(text, highlight=False))
