@@ -316,3 +316,31 @@ def test_exact_run_resumes_after_an_interruption(pair, tmp_path):
     key = lambda r: (r.prompt_id, r.config)  # noqa: E731
     assert [(key(r), r.candidate_lengths, r.units) for r in sorted(resumed.records, key=key)] == \
         [(key(r), r.candidate_lengths, r.units) for r in sorted(straight.records, key=key)]
+
+
+def test_greedy_cache_skips_the_targets_generation_and_gives_the_same_counts(pair, tmp_path, monkeypatch):
+    """A second exact run with the cache file of a first one never generates with the target, and with other
+    configurations (another K) its shared configurations' counts are those of the first run."""
+    from hf_specdecpp.bench.exact import recorder
+    from hf_specdecpp.bench.exact.run import ExactOptions, run_exact
+    from hf_specdecpp.testing import tiny_tokenizer
+
+    target, draft = pair
+    prompts = ["w10 w11 w12", "w20 w21"]
+    cache = tmp_path / "greedy.json"
+    options = ExactOptions(max_new_tokens=10, costs=CostCurve(0.3, 1.0, {0: 1.0, 8: 1.4}), greedy_cache=cache)
+    first = run_exact(target, draft, tiny_tokenizer(), prompts, {"k2": registry.build("fixed-k", num_candidates=2)},
+                      options)
+    assert len(json.loads(cache.read_text())["outputs"]) == 2
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("the cached greedy output must be used")
+
+    monkeypatch.setattr(recorder, "target_greedy", no_generation)
+    second = run_exact(target, draft, tiny_tokenizer(), prompts, {"k2": registry.build("fixed-k", num_candidates=2),
+                                                                  "k4": registry.build("fixed-k", num_candidates=4)},
+                       options)
+    assert all(info["cached_greedy"] for info in second.prompt_info.values())
+    counts = lambda result: {(r.prompt_id, r.config): (r.candidate_lengths, r.accepted_lengths)  # noqa: E731
+                             for r in result.records if r.config in ("k2", "oracle", "target")}
+    assert counts(first) == counts(second) and any(r.config == "k4" for r in second.records)

@@ -80,7 +80,7 @@ def run_call(target, draft, config, inputs: dict, gen_kwargs: dict, max_new_toke
     prompt_length = inputs["input_ids"].shape[1]
     if not isinstance(config, str):
         out, seconds = timed(lambda: target.generate(**kwargs, assistant_model=draft, candidate_generator=config),
-                             target.device)
+                             target)
         return _method_counts(config.stats, out[0, prompt_length:].tolist()), seconds
     counters = (PassCounter(target), PassCounter(draft))
     saved = (draft.generation_config.num_assistant_tokens_schedule, draft.generation_config.num_assistant_tokens)
@@ -89,7 +89,7 @@ def run_call(target, draft, config, inputs: dict, gen_kwargs: dict, max_new_toke
             draft.generation_config.num_assistant_tokens_schedule = "heuristic"
             draft.generation_config.num_assistant_tokens = HEURISTIC_START
         extra = {} if config == TARGET_ALONE else {"assistant_model": draft}
-        out, seconds = timed(lambda: target.generate(**kwargs, **extra), target.device)
+        out, seconds = timed(lambda: target.generate(**kwargs, **extra), target)
     finally:
         draft.generation_config.num_assistant_tokens_schedule, draft.generation_config.num_assistant_tokens = saved
         for counter in counters:

@@ -42,6 +42,7 @@ class BenchOptions:
     cost_repeats: int = 10
     costs_file: Path | None = None
     reference: str | None = None
+    greedy_cache: Path | None = None
 
 
 def load_setup(options: BenchOptions) -> BenchSetup:
@@ -148,7 +149,8 @@ def _run_exact(setup: BenchSetup, options: BenchOptions, name: str, prompts, con
 
     exact = ExactOptions(options.max_new_tokens, options.sampling, seeds=tuple(range(options.seeds)), costs=costs[0],
                          cost_repeats=options.cost_repeats, head_overhead=costs[1], validate_prompts=options.validate,
-                         reference=options.reference, output_dir=options.output_dir / name, resume=options.resume,
+                         reference=options.reference, greedy_cache=options.greedy_cache,
+                         output_dir=options.output_dir / name, resume=options.resume,
                          machine=machine)
     return run_exact(setup.target, setup.draft, setup.tokenizer, prompts, configs, exact, progress)
 

@@ -31,6 +31,7 @@ def oracle_rounds(target_tokens: Sequence[int], draft_predictions: Sequence[int]
 
 
 def _best_time(fn, device, repeats: int) -> float:
+    """Best of `repeats` synchronised timings (`device`: a device or a model, whose devices are all waited for)."""
     return min(timed(fn, device)[1] for _ in range(repeats))
 
 
@@ -49,7 +50,7 @@ def _step_time(model, full: torch.LongTensor, split: int, width: int, repeats: i
         model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=ids.shape[1])
         cache.crop(-ids.shape[1])
 
-    return _best_time(run, device, repeats)
+    return _best_time(run, model, repeats)
 
 
 @torch.no_grad()

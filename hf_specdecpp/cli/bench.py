@@ -50,6 +50,9 @@ CostRepeats = Annotated[int, typer.Option("--cost-repeats", min=1, help="Exact m
                                                                         "curve.")]
 CostsFile = Annotated[Optional[Path], typer.Option("--costs", help="Exact mode: use this saved cost curve "
                                                                    "(costs.json) instead of measuring one.")]
+GreedyCacheFile = Annotated[Optional[Path], typer.Option(
+    "--greedy-cache", help="Exact mode, greedy: a JSON file of the target's greedy outputs, read and extended, so "
+                           "later runs with other heads or thresholds skip the target's generation.")]
 Reference = Annotated[Optional[str], typer.Option("--reference", help="Exact mode, greedy: the configuration whose "
                                                                       "real call gives the greedy output, e.g. "
                                                                       "fixed-K3 (faster than target alone; its "
@@ -97,7 +100,8 @@ def register(app: typer.Typer) -> None:
                       output_dir: OutputDir = Path("bench-results"), dtype: Dtype = "float32", device: Device = None,
                       device_map: DeviceMap = None, fast_cpu_linear: FastLinear = True, tiny: Tiny = False,
                       resume: Resume = False, exact: Exact = False, seeds: Seeds = 3, validate: Validate = 0,
-                      cost_repeats: CostRepeats = 10, costs: CostsFile = None, reference: Reference = None) -> None:
+                      cost_repeats: CostRepeats = 10, costs: CostsFile = None, reference: Reference = None,
+                      greedy_cache: GreedyCacheFile = None) -> None:
         """Benchmark SpecDec++ against transformers' assisted generation, fixed K and entropy stopping: timed and
         interleaved, or (--exact) exact counts turned into time with this machine's cost curve."""
         options = _options(dataset=dataset, subset=subset, head=head, thresholds=thresholds,
@@ -106,7 +110,7 @@ def register(app: typer.Typer) -> None:
                            max_new_tokens=max_new_tokens, output_dir=output_dir, dtype=dtype, device=device,
                            device_map=device_map, fast_cpu_linear=fast_cpu_linear, tiny=tiny, resume=resume,
                            exact=exact, seeds=seeds, validate=validate, cost_repeats=cost_repeats, costs_file=costs,
-                           reference=reference)
+                           reference=reference, greedy_cache=greedy_cache)
         from rich.console import Console
 
         from ..bench.command import run_bench

@@ -108,7 +108,7 @@ class _Timer:
         ids = torch.randint(2, self.vocab, (1, new_tokens), generator=self.generator)
         positions = (self.length + torch.arange(new_tokens))[None].to(self.session.device)
         keep = 1 if self.hidden else new_tokens
-        _, seconds = timed(lambda: self.session.forward(ids, positions, None, keep, self.hidden), self.session.device)
+        _, seconds = timed(lambda: self.session.forward(ids, positions, None, keep, self.hidden), self.session.model)
         self.session.truncate([self.length])  # drop the timed tokens again
         return seconds
 

@@ -9,11 +9,19 @@ from collections.abc import Callable
 import torch
 
 
-def synchronize(device: torch.device | str | None) -> None:
-    """Wait until queued work on `device` has finished (a no-op on CPU)."""
-    if device is None:
+Where = torch.device | str | torch.nn.Module | None
+
+
+def synchronize(where: Where) -> None:
+    """Wait until queued work has finished on a device, or on every device a model's parameters are on (a model
+    sharded with `device_map="auto"` spans several); a no-op on CPU."""
+    if where is None:
         return
-    device = torch.device(device)
+    if isinstance(where, torch.nn.Module):
+        for device in {p.device for p in where.parameters()}:
+            synchronize(device)
+        return
+    device = torch.device(where)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "xpu" and hasattr(torch, "xpu"):
@@ -22,7 +30,7 @@ def synchronize(device: torch.device | str | None) -> None:
         torch.mps.synchronize()
 
 
-def timed(fn: Callable[[], object], device: torch.device | str | None) -> tuple[object, float]:
+def timed(fn: Callable[[], object], device: Where) -> tuple[object, float]:
     """Run `fn` once between two device synchronisations; return its result and the seconds it took."""
     synchronize(device)
     start = time.perf_counter()
@@ -31,7 +39,7 @@ def timed(fn: Callable[[], object], device: torch.device | str | None) -> tuple[
     return out, time.perf_counter() - start
 
 
-def median_seconds(fn: Callable[[], object], device: torch.device | str | None, repeats: int, warmup: int = 1) -> float:
+def median_seconds(fn: Callable[[], object], device: Where, repeats: int, warmup: int = 1) -> float:
     """Median of `repeats` synchronised timings of `fn`, after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()

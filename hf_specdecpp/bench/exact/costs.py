@@ -50,7 +50,7 @@ def measure_prefill(model, input_ids: torch.LongTensor, repeats: int = 3) -> flo
         model(input_ids=ids, past_key_values=DynamicCache(config=model.config), use_cache=True, logits_to_keep=1)
 
     once()
-    return statistics.median(timed(once, device)[1] for _ in range(repeats))
+    return statistics.median(timed(once, model)[1] for _ in range(repeats))
 
 
 def predicted_seconds(record: ExactRecord, costs: CostCurve, target_prefill_s: float, draft_prefill_s: float) -> float:

@@ -41,19 +41,22 @@ def reference_output(target, draft, config, inputs: dict, max_new_tokens: int,
 
 
 def greedy_prompt(target, draft, prompt_id: str, inputs: dict, configs: dict, policies: dict, max_new_tokens: int,
-                  gen_kwargs: dict, reference: str | None = None) -> tuple[list[ExactRecord], dict]:
-    """Every configuration on one prompt under greedy decoding; (records, recording info with seconds).
-    `reference` names the configuration whose real call gives the greedy output (default: target alone)."""
+                  gen_kwargs: dict, reference: str | None = None,
+                  target_tokens: list[int] | None = None) -> tuple[list[ExactRecord], dict]:
+    """Every configuration on one prompt under greedy decoding; (records, recording info with seconds and the
+    greedy output). `reference` names the configuration whose real call gives the greedy output (default: target
+    alone); `target_tokens` gives it (from a `GreedyCache`) instead."""
     clock = time.perf_counter()
     real = reference_output(target, draft, configs[reference], inputs, max_new_tokens, gen_kwargs) \
-        if reference else None
+        if reference and target_tokens is None else None
     reference_s = time.perf_counter() - clock
     trace = record_trace(target, draft, prompt_id, inputs, max_new_tokens, gen_kwargs,
-                         target_tokens=real.tokens if real is not None else None)
+                         target_tokens=real.tokens if real is not None else target_tokens)
     if real is not None:
         trace.seconds["target_greedy"] = reference_s
     records = _greedy_records(target, draft, prompt_id, inputs, configs, policies, trace, max_new_tokens, gen_kwargs)
-    info = _recording_info(trace, time.perf_counter() - clock)
+    info = _recording_info(trace, time.perf_counter() - clock) | {"target_tokens": list(trace.target_tokens),
+                                                                   "cached_greedy": target_tokens is not None}
     if real is not None:
         replayed = next(r for r in records if r.config == reference)
         info["reference_counts_equal"] = (replayed.candidate_lengths, replayed.accepted_lengths) == (

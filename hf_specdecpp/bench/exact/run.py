@@ -14,6 +14,7 @@ from ..machine import machine_info
 from ..runner import generation_kwargs, prompt_items
 from .configs import policy_for
 from .costs import cost_units, measure_machine_costs
+from .greedy_cache import GreedyCache, greedy_key
 from .outputs import ExactResult, load_exact_checkpoint, write_exact_checkpoint, write_exact_outputs
 from .prompt import greedy_prompt, sampled_prompt
 from .records import ExactRecord
@@ -26,7 +27,7 @@ class ExactOptions:
     """How to run: decoding, seeds (sampling), the cost curve (given, or measured with `cost_repeats`) and the
     head's overhead per drafted token (a fraction of a draft step, added for configurations with a head), how many
     prompts to validate with wall-clock timing, which configuration's real call gives the greedy output (None:
-    target alone), where to write, and whether to resume a saved run there."""
+    target alone), a file of greedy outputs shared between runs (`GreedyCache`), where to write, and whether to resume a saved run there."""
 
     max_new_tokens: int = 96
     sampling: bool = False
@@ -37,6 +38,7 @@ class ExactOptions:
     head_overhead: float = 0.0
     validate_prompts: int = 0
     reference: str | None = None
+    greedy_cache: Path | None = None
     output_dir: Path | None = None
     resume: bool = False
     machine: dict = field(default_factory=dict)
@@ -69,6 +71,7 @@ def run_exact(target, draft, tokenizer, prompts: Sequence, configs: dict, option
         result.costs = measure_machine_costs(draft, target, 20, options.cost_repeats)
     gen_kwargs = generation_kwargs(tokenizer, options.sampling, options.temperature)
     policies = {n: policy_for(c, target, draft) for n, c in configs.items()}
+    cache = GreedyCache(options.greedy_cache) if options.greedy_cache is not None else None
     for prompt_id, text in prompt_items(prompts):
         if prompt_id in result.prompt_info:
             continue
@@ -78,8 +81,12 @@ def run_exact(target, draft, tokenizer, prompts: Sequence, configs: dict, option
             recs, prompt_info = sampled_prompt(target, draft, prompt_id, inputs, configs, options.max_new_tokens,
                                                gen_kwargs, options.seeds)
         else:
+            key = greedy_key(target, inputs["input_ids"], options.max_new_tokens)
             recs, prompt_info = greedy_prompt(target, draft, prompt_id, inputs, configs, policies,
-                                              options.max_new_tokens, gen_kwargs, options.reference)
+                                              options.max_new_tokens, gen_kwargs, options.reference,
+                                              cache.get(key) if cache is not None else None)
+            if cache is not None and cache.get(key) is None:
+                cache.put(key, prompt_info["target_tokens"])
         result.records.extend(recs)
         result.prompt_info[prompt_id] = prompt_info
         if options.output_dir is not None:
