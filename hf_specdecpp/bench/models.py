@@ -54,9 +54,11 @@ def real_setup(dataset: str, subset: Optional[int], dtype: torch.dtype, device: 
 
 
 def real_prompts(dataset: str, subset: Optional[int], tokenizer) -> dict:
-    """HumanEval tasks 0-79 ("Complete the following Python function:" + the task) and MT-Bench first turns,
-    chat template applied; the first `subset` of each set. Tasks 80-163 are reserved and never used."""
-    from ..assets.prompts import HUMANEVAL_TASKS, Prompt, chat_prompt, humaneval_prompts, mtbench_prompts
+    """HumanEval tasks 0-79 ("Complete the following Python function:" + the task) and MT-Bench first turns
+    ("both"), or the ShareGPT tuning prompts ("sharegpt": where methods' parameters are chosen), chat template
+    applied; the first `subset` of each set. HumanEval tasks 80-163 are reserved and never used."""
+    from ..assets.prompts import (HUMANEVAL_TASKS, Prompt, chat_prompt, humaneval_prompts, mtbench_prompts,
+                                  sharegpt_tuning_prompts)
 
     out = {}
     if dataset in ("humaneval", "both"):
@@ -66,4 +68,6 @@ def real_prompts(dataset: str, subset: Optional[int], tokenizer) -> dict:
     if dataset in ("mtbench", "both"):
         out["mtbench"] = [Prompt(p.id, chat_prompt(tokenizer, p.text), p.category)
                           for p in mtbench_prompts()[:subset]]
+    if dataset == "sharegpt":
+        out["sharegpt"] = [Prompt(p.id, chat_prompt(tokenizer, p.text)) for p in sharegpt_tuning_prompts()[:subset]]
     return out

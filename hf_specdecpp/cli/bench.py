@@ -9,9 +9,9 @@ import typer
 
 from .common import friendly, numbers
 
-DATASETS = ("humaneval", "mtbench", "both")
+DATASETS = ("humaneval", "mtbench", "both", "sharegpt")
 
-Dataset = Annotated[str, typer.Option("--dataset", help="humaneval (tasks 0-79), mtbench or both.")]
+Dataset = Annotated[str, typer.Option("--dataset", help="humaneval (tasks 0-79), mtbench, both, or sharegpt (the 80 tuning prompts: choose parameters there, not on the benchmark sets).")]
 Subset = Annotated[Optional[int], typer.Option("--subset", min=1, help="Use the first N prompts of each set.")]
 Head = Annotated[Optional[str], typer.Option("--head", help="Acceptance head: local directory or Hub repo "
                                                             "(default: the shipped head for the real pair).")]
