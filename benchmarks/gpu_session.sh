@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 python -c "import pytest" 2>/dev/null || python -m pip install --quiet --no-index --find-links .whl pytest
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-timeout 540 python benchmarks/gpu_check.py --out "${OUT:-gpu-check}" --budget-s 450
+timeout 520 python benchmarks/gpu_check.py --out "${OUT:-gpu-check}" --budget-s 450
+python benchmarks/gpu_projection.py --gpu-check "${OUT:-gpu-check}/gpu_check.json" --out "${OUT:-gpu-check}/projection" || true

@@ -81,22 +81,34 @@ def simulate_policy(preds: list[np.ndarray], outcomes: list[list[np.ndarray]], *
     top = max(max_candidates, fixed_k or 0)
     if verify_costs is None:
         verify_costs = verify_cost_table(top, verify_slope=verify_slope)
-    elif len(verify_costs) <= top:
-        raise ValueError(f"verify_costs covers K <= {len(verify_costs) - 1}, the policy drafts up to {top}")
+
+    def round_length(r: int, j: int, n: int, run: np.ndarray) -> int:
+        limit = min(max_candidates, n - j)
+        if fixed_k is not None:
+            return min(fixed_k, n - j)
+        if oracle:
+            return min(int(run[j]), limit)
+        return threshold_round_length(preds[r], j, limit, threshold, min_candidates, lagged)
+
+    return simulate_rounds(outcomes, round_length, c_draft=c_draft, verify_costs=verify_costs, max_k=top)
+
+
+def simulate_rounds(outcomes: list[list[np.ndarray]], round_length, *, c_draft: float, verify_costs: np.ndarray,
+                    max_k: int) -> dict[str, float]:
+    """Walk every response of every draw in rounds: `round_length(response index, start, response length,
+    accepted-run lengths)` gives K; the round accepts the leading accepted positions (at most K), yields them
+    plus the target's token and costs `K * c_draft + v(K)` target steps. Returns the cost per token, the speed-up
+    over the target alone, tokens per round and mean K."""
+    if len(verify_costs) <= max_k:
+        raise ValueError(f"verify_costs covers K <= {len(verify_costs) - 1}, the policy drafts up to {max_k}")
     total_cost = total_tokens = rounds = drafted = 0.0
     for draw in outcomes:
-        for pred, accepted in zip(preds, draw):
+        for r, accepted in enumerate(draw):
             run = _accept_runs(accepted)
             n = len(accepted)
             j = 0
             while j < n:
-                limit = min(max_candidates, n - j)
-                if fixed_k is not None:
-                    k = min(fixed_k, n - j)
-                elif oracle:
-                    k = min(int(run[j]), limit)
-                else:
-                    k = threshold_round_length(pred, j, limit, threshold, min_candidates, lagged)
+                k = round_length(r, j, n, run)
                 n_acc = min(int(run[j]), k)
                 total_tokens += min(n_acc + 1, n - j)
                 total_cost += k * c_draft + float(verify_costs[k])
