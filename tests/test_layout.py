@@ -22,6 +22,13 @@ LAYERS = {
 # Within a layer, these may not import each other.
 SEPARATE = {("training", "bench"), ("bench", "training"), ("head", "assets"), ("assets", "head")}
 MAX_FUNCTION_LINES = 60
+# What training, bench and cli may use of the layers below them: package-level names and the documented modules.
+PUBLIC_MODULES = {
+    "hf_specdecpp", "hf_specdecpp.head", "hf_specdecpp.head.shipped", "hf_specdecpp.methods",
+    "hf_specdecpp.methods.specdecpp.calibration", "hf_specdecpp.assets", "hf_specdecpp.assets.prompts",
+    "hf_specdecpp.core.costs", "hf_specdecpp.core.device", "hf_specdecpp.core.pair", "hf_specdecpp.core.validation",
+    "hf_specdecpp.core.cpu_linear", "hf_specdecpp.testing",
+}
 
 
 def _modules():
@@ -34,6 +41,11 @@ def _modules():
 
 def _imported_packages(path: Path, rel: Path) -> set[str]:
     """The top-level subpackages of hf_specdecpp that `path` imports (absolute or relative)."""
+    return {name.split(".")[1] for name in _imported_modules(path, rel) if name.count(".")}
+
+
+def _imported_modules(path: Path, rel: Path) -> set[str]:
+    """The hf_specdecpp modules that `path` imports from (absolute or relative)."""
     parts = ["hf_specdecpp", *rel.with_suffix("").parts]
     is_package = parts[-1] == "__init__"
     here = parts[:-1]
@@ -49,7 +61,7 @@ def _imported_packages(path: Path, rel: Path) -> set[str]:
             names = [alias.name for alias in node.names]
         else:
             continue
-        out.update(name.split(".")[1] for name in names if name.startswith("hf_specdecpp.") and name.count("."))
+        out.update(name for name in names if name == "hf_specdecpp" or name.startswith("hf_specdecpp."))
     return out
 
 
@@ -66,6 +78,18 @@ def test_imports_run_one_way(path, rel):
         assert LAYERS[other] < LAYERS[own] or (LAYERS[other] == LAYERS[own] and (own, other) not in SEPARATE), (
             f"{rel} ({own}, layer {LAYERS[own]}) imports hf_specdecpp.{other} (layer {LAYERS[other]})")
         assert (own, other) not in SEPARATE, f"{rel}: {own} must not import {other}"
+
+
+@pytest.mark.parametrize("path,rel", [m for m in _modules() if m[1].parts[0] in ("training", "bench", "cli")],
+                         ids=lambda v: str(v) if isinstance(v, Path) else None)
+def test_training_bench_and_cli_use_the_public_modules(path, rel):
+    own = f"hf_specdecpp.{rel.parts[0]}"
+    for module in _imported_modules(path, rel):
+        if module == own or module.startswith(own + ".") or module.startswith("hf_specdecpp.utils"):
+            continue
+        if rel.parts[0] == "cli" and module.startswith(("hf_specdecpp.training", "hf_specdecpp.bench")):
+            continue  # the CLI is the front of training and bench
+        assert module in PUBLIC_MODULES, f"{rel} imports {module}, not one of the public modules"
 
 
 def test_functions_are_short():

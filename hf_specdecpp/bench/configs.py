@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from ..methods import registry
-from ..methods.base import DecodingMethod
+from ..methods import DecodingMethod
 
 TARGET_ALONE = "target"
 ASSISTED = "assisted"

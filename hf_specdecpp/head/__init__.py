@@ -2,7 +2,7 @@
 
 from .checkpoint import convert_reference_state_dict
 from .features import CONFIDENCE_FEATURES, DRAFTED_TOKEN, INPUT_STATES, PRODUCING_STATE, confidence_features
-from .modeling import AcceptanceHead, head_on
+from .modeling import AcceptanceHead, check_owned_folder, head_on
 from ..core.device import DeviceKind
 from .policy import HeadPolicy
 
@@ -18,6 +18,7 @@ __all__ = [
     "AcceptanceHead",
     "DeviceKind",
     "HeadPolicy",
+    "check_owned_folder",
     "confidence_features",
     "convert_reference_state_dict",
     "head_on",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..head import AcceptanceHead
-from ..head.modeling import check_owned_folder
+from ..head import check_owned_folder
 from .common import TrainingError
 
 PLOT_FILE = "calibration.png"
