@@ -117,6 +117,49 @@ def rule_families(preds: dict[str, list[np.ndarray]], features: list[np.ndarray]
     return families
 
 
+def _columns(data_dir: Path, split: str, names: list[str]) -> dict[str, list[np.ndarray]]:
+    from hf_specdecpp.training.shards import load_features
+
+    ds = load_features(data_dir, split).select_columns(names).with_format("numpy")
+    return {n: [np.asarray(v) for v in ds[n]] for n in names}
+
+
+def _inputs(cols: dict, token_rate: dict[int, float], prior: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per position: the candidate extra inputs (beside the confidence features) and the labels."""
+    feats = np.concatenate(cols["context_features"])
+    tokens = np.concatenate(cols["draft_tokens"])
+    rate = np.array([token_rate.get(int(t), prior) for t in tokens])
+    previous = np.concatenate([np.concatenate([[1.0], lab[:-1]]) for lab in cols["context_labels"]])
+    position = np.concatenate([np.log1p(np.arange(len(lab))) for lab in cols["context_labels"]])
+    extra = {"token identity (acceptance rate of the drafted token in the training data)":
+             np.log(rate / (1 - rate))[:, None],
+             "previous position accepted (known at round starts only: an upper bound)": previous[:, None],
+             "position in the response": position[:, None]}
+    return {"confidence": feats, **{k: np.hstack([feats, v]) for k, v in extra.items()}}, \
+        np.concatenate(cols["context_labels"])
+
+
+def feature_ablation(train_dir: Path, served_dir: Path) -> dict[str, float]:
+    """Rejection AUROC on the served data of logistic regressions fitted on the training data: the confidence
+    features alone, then each with one more input."""
+    from sklearn.linear_model import LogisticRegression
+
+    names = ["context_features", "context_labels", "draft_tokens"]
+    train = _columns(train_dir, "train", names)
+    served = {n: _columns(served_dir, "dev", names)[n] + _columns(served_dir, "train", names)[n] for n in names}
+    tokens, labels = np.concatenate(train["draft_tokens"]), np.concatenate(train["context_labels"])
+    prior = float(labels.mean())
+    counts = np.bincount(tokens, minlength=1), np.bincount(tokens, weights=labels, minlength=1)
+    token_rate = {int(t): float((counts[1][t] + 20 * prior) / (counts[0][t] + 20)) for t in np.flatnonzero(counts[0])}
+    fit_x, fit_y = _inputs(train, token_rate, prior)
+    eval_x, eval_y = _inputs(served, token_rate, prior)
+    out = {}
+    for name, x in fit_x.items():
+        model = LogisticRegression(max_iter=1000).fit(x, fit_y >= 0.5)
+        out[name] = rejection_auroc(model.predict_proba(eval_x[name])[:, 1], eval_y)
+    return out
+
+
 def study(data_dir: Path, heads: list[Path], costs: CostCurve) -> dict:
     table = costs.table(20)
     halves = {split: load_positions(data_dir, split) for split in ("dev", "train")}
@@ -148,6 +191,11 @@ def study(data_dir: Path, heads: list[Path], costs: CostCurve) -> dict:
 def markdown(report: dict, costs_name: str) -> str:
     lines = ["| score | rejection AUROC |", "|---|---|"]
     lines += [f"| {k} | {v:.3f} |" for k, v in report["auroc"].items()]
+    if "ablation" in report:
+        lines += ["", "Logistic regressions fitted on the training data, AUROC on the served data:", "",
+                  "| inputs | rejection AUROC |", "|---|---|"]
+        lines += [f"| {k if k == 'confidence' else 'confidence + ' + k} | {v:.3f} |"
+                  for k, v in report["ablation"].items()]
     lines += ["", f"Simulated speed-up over the target alone ({costs_name}); parameter chosen on the dev half, "
               "measured on the other half:", "", "| rule | chosen on dev | held-out speed-up | mean K |", "|---|---|---|---|"]
     for family, r in report["simulation"].items():
@@ -162,11 +210,15 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--heads", type=Path, nargs="+", required=True)
     parser.add_argument("--costs", type=Path, required=True)
+    parser.add_argument("--train-data", type=Path, default=None,
+                        help="the heads' training data: adds the feature ablation (logistic regressions)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     data = read_json_object(args.costs, "cost curve")
     costs = CostCurve.from_dict(data.get("costs", data))
     report = study(args.data, args.heads, costs)
+    if args.train_data is not None:
+        report["ablation"] = feature_ablation(args.train_data, args.data)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "head_study.json", report)
     text = markdown(report, (data.get("machine") or {}).get("device", str(args.costs)))
