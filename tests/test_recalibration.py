@@ -194,3 +194,39 @@ def test_recalibrate_cli_names_bad_input(tmp_path):
     result = CliRunner().invoke(app, ["recalibrate", str(head_dir), "--draft", draft, "--target", target,
                                       "--dtype", "float8"])
     assert result.exit_code != 0 and "--dtype" in result.output
+
+
+def test_the_benchmark_runs_the_head_as_users_get_it_and_replays_it_exactly():
+    """`specdec++-auto` (the shipped policy re-calibrated here) is benchmarked when the head has traces, and the
+    exact mode's replay of it makes the real call's rounds and forward passes."""
+    from hf_specdecpp.bench.calls import PassCounter, decoding_kwargs
+    from hf_specdecpp.bench.configs import SPECDEC_AUTO, build_configs
+    from hf_specdecpp.bench.exact.configs import policy_for
+    from hf_specdecpp.bench.exact.recorder import record_trace
+    from hf_specdecpp.bench.exact.replay import replay
+
+    try:
+        from .helpers import producing_head
+    except ImportError:
+        from helpers import producing_head
+    target, draft = tiny_pair("llama", noise=0.2, seed=4)
+    head = producing_head(draft.config.hidden_size)
+    assert SPECDEC_AUTO not in build_configs([], [0.5], [], head=head)  # no traces: nothing to re-calibrate
+    head.traces = synthetic_traces()
+    method = build_configs([], [0.5], [], head=head)[SPECDEC_AUTO]
+    greedy = dict(decoding_kwargs(False), pad_token_id=0)
+    ids = torch.randint(6, 96, (1, 7), generator=torch.Generator().manual_seed(1))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    trace = record_trace(target, draft, "p", inputs, 24, greedy)
+    assert method.resolve_policy(draft, target).calibrated_here  # first use: timing passes, then cached
+    counters = (PassCounter(target), PassCounter(draft))
+    try:
+        out = target.generate(**inputs, max_new_tokens=24, assistant_model=draft, candidate_generator=method,
+                              **greedy)
+    finally:
+        for counter in counters:
+            counter.remove()
+    assert out[0, 7:].tolist() == trace.target_tokens
+    got = replay(trace, policy_for(method, target, draft))
+    assert got.candidate_lengths == method.stats.candidate_lengths
+    assert (got.target_forwards, got.draft_forwards) == (counters[0].count, counters[1].count)

@@ -23,6 +23,7 @@ HEURISTIC = "heuristic"
 STOCK = (TARGET_ALONE, ASSISTED, HEURISTIC)
 ORACLE = "oracle"
 HEURISTIC_START = 20
+SPECDEC_AUTO = "specdec++-auto"
 
 
 def specdec_config_name(threshold: float) -> str:
@@ -33,7 +34,8 @@ def specdec_config_name(threshold: float) -> str:
 def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: int | None = None,
                   tree_budgets=(), specdec_caps=()) -> dict:
     """The standard configuration set: target alone, transformers default and heuristic, fixed K, entropy
-    stopping (AdaEDL-style), SpecDec++ at each threshold (when a head is given; `max_candidates` None = the
+    stopping (AdaEDL-style), SpecDec++ with its policy re-calibrated here (`specdec++-auto`, heads with
+    traces), SpecDec++ at each threshold (when a head is given; `max_candidates` None = the
     head's calibrated cap), SpecDec++ at the head's own threshold with each cap of `specdec_caps`, and DySpec
     trees at each budget (draft-guided, and head-guided with a head). Methods come from the registry."""
     from ..head import DEFAULT_MAX_CANDIDATES
@@ -45,6 +47,8 @@ def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: 
         configs[f"entropy-{lam:g}"] = registry.build("entropy", lam=lam,
                                                       max_candidates=max_candidates or DEFAULT_MAX_CANDIDATES)
     if head is not None:
+        if head.traces:  # as a user gets it: the shipped policy re-calibrated for this device at first use
+            configs[SPECDEC_AUTO] = registry.build("specdec++", head=head, recalibrate="auto")
         for h in thresholds:
             configs[specdec_config_name(h)] = registry.build("specdec++", head=head, threshold=h,
                                                              max_candidates=max_candidates)
