@@ -49,13 +49,16 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16", "float16"))
     parser.add_argument("--device", default=None)
     parser.add_argument("--fixed-k", type=int, default=4)
-    parser.add_argument("--max-candidates", type=int, default=None, help="SpecDec++ cap (default: the head's)")
+    parser.add_argument("--entropy-lam", type=float, default=0.3)
+    parser.add_argument("--max-candidates", type=int, default=None,
+                        help="SpecDec++ cap (default: the head's policy, re-calibrated here when the head has traces)")
     parser.add_argument("--tiny", action="store_true", help="tiny random models (a smoke run)")
     args = parser.parse_args()
     target, draft, tokenizer, head, prompts = setup(args)
     configs = {f"fixed-K{args.fixed_k}": FixedLengthCandidateGenerator(num_candidates=args.fixed_k),
-               "entropy-0.3": EntropyStoppingCandidateGenerator(lam=0.3),
-               "specdec++": SpecDecPPCandidateGenerator(head=head, max_candidates=args.max_candidates)}
+               f"entropy-{args.entropy_lam:g}": EntropyStoppingCandidateGenerator(lam=args.entropy_lam),
+               "specdec++": SpecDecPPCandidateGenerator(head=head, max_candidates=args.max_candidates,
+                                                        recalibrate="auto" if head.traces else "never")}
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     runs = batch_throughput(target, draft, tokenizer, prompts, configs, sizes, args.repeats, args.max_new_tokens,
                             progress=lambda r: print(f"B={r.batch_size} {r.config}: {r.new_tokens} tokens in "

@@ -63,7 +63,8 @@ def _one_call(target, draft, config, inputs: dict, max_new_tokens: int, eos_ids:
 def batch_throughput(target, draft, tokenizer, prompts: Sequence[str], configs: dict, batch_sizes: Sequence[int],
                      repeats: int, max_new_tokens: int,
                      progress: Callable[[BatchRun], None] | None = None) -> list[BatchRun]:
-    """Every configuration at every batch size (the first `b` prompts), `repeats` times, interleaved."""
+    """Every configuration at every batch size (the first `b` prompts), `repeats` times, interleaved, after one
+    untimed short call of each."""
     if max(batch_sizes) > len(prompts):
         raise ValueError(f"batch size {max(batch_sizes)} needs as many prompts, got {len(prompts)}")
     tokenizer.padding_side = "left"
@@ -71,6 +72,10 @@ def batch_throughput(target, draft, tokenizer, prompts: Sequence[str], configs: 
     eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
     configs = {TARGET_ALONE: TARGET_ALONE, **configs}
     names = list(configs)
+    warm = tokenizer(list(prompts[:1]), return_tensors="pt", add_special_tokens=False)
+    for name in names:  # untimed first calls: allocations, lazy imports, a re-calibration at first use
+        _one_call(target, draft, configs[name], {k: v.to(target.device) for k, v in warm.items()
+                                                 if k in ("input_ids", "attention_mask")}, 4, eos_ids)
     runs = []
     for repeat in range(repeats):
         for b in batch_sizes:
