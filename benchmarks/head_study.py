@@ -10,7 +10,7 @@ in any head's training data). For every position of it (both splits):
   the dev split, reported on the train split (parameters chosen on one half, measured on the other): fixed K,
   the top-1 rule, the entropy rule, transformers' static confidence rule, each head at its best (h, cap), each
   head with its bias adapted online within every response (see `OnlineBias`), and the oracle.
-Writes DIR/head_study.json and DIR/head_study.md.
+Writes DIR/head_study.json, DIR/head_study.md and DIR/roc.png (rejection ROC curves of every score).
 """
 
 from __future__ import annotations
@@ -172,9 +172,13 @@ def study(data_dir: Path, heads: list[Path], costs: CostCurve) -> dict:
     report["auroc"]["draft top probability"] = rejection_auroc(np.exp(feats_all[:, 1]), labels_all)
     report["auroc"]["entropy estimate (1 - sqrt H)"] = rejection_auroc(1 - np.sqrt(np.clip(feats_all[:, 2], 0, None)),
                                                                        labels_all)
+    scores = {"draft top probability": np.exp(feats_all[:, 1]),
+              "entropy estimate (1 - sqrt H)": 1 - np.sqrt(np.clip(feats_all[:, 2], 0, None))}
     for h in heads:
         p = np.concatenate([np.concatenate(preds[s][h.name]) for s in halves])
         report["auroc"][f"head {h.name}"] = rejection_auroc(p, labels_all)
+        scores[f"head {h.name}"] = p
+    report["roc"] = roc_points(scores, labels_all)
     outcomes = {s: [[lab >= 0.5 for lab in halves[s][2]]] for s in halves}
     tuned = rule_families(preds["dev"], halves["dev"][1])
     measured = rule_families(preds["train"], halves["train"][1])
@@ -186,6 +190,36 @@ def study(data_dir: Path, heads: list[Path], costs: CostCurve) -> dict:
                                                                   c_draft=costs.c_draft, verify_costs=table,
                                                                   max_candidates=20)}
     return report
+
+
+def roc_points(scores: dict[str, np.ndarray], labels: np.ndarray, points: int = 101) -> dict[str, dict]:
+    """Per score, the rejection ROC curve (false and true positive rates of `1 - score`) at `points` thresholds."""
+    from sklearn.metrics import roc_curve
+
+    out = {}
+    for name, score in scores.items():
+        fpr, tpr, _ = roc_curve(labels < 0.5, 1.0 - score)
+        grid = np.linspace(0, 1, points)
+        out[name] = {"fpr": grid.tolist(), "tpr": np.interp(grid, fpr, tpr).tolist()}
+    return out
+
+
+def roc_plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, curve in report["roc"].items():
+        ax.plot(curve["fpr"], curve["tpr"], label=f"{name} (AUROC {report['auroc'][name]:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.5)
+    ax.set(xlabel="false rejection alarms (accepted tokens flagged)", ylabel="rejections caught",
+           title="Predicting the target's rejections (served data)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def markdown(report: dict, costs_name: str) -> str:
@@ -223,6 +257,7 @@ def main() -> None:
     write_json(args.out / "head_study.json", report)
     text = markdown(report, (data.get("machine") or {}).get("device", str(args.costs)))
     (args.out / "head_study.md").write_text(text)
+    roc_plot(report, args.out / "roc.png")
     print(text)
 
 
