@@ -29,6 +29,8 @@ _PUBLIC = {
     "EntropyConfig": "hf_specdecpp.methods",
     "FixedLengthCandidateGenerator": "hf_specdecpp.methods",
     "FixedKConfig": "hf_specdecpp.methods",
+    "GammaTuneCandidateGenerator": "hf_specdecpp.methods",
+    "GammaTuneConfig": "hf_specdecpp.methods",
     "RejectionThresholdCriteria": "hf_specdecpp.methods",
     "SpecDecPPCandidateGenerator": "hf_specdecpp.methods",
     "SpecDecPPConfig": "hf_specdecpp.methods",

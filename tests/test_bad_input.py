@@ -133,3 +133,23 @@ def test_chat_template_inputs(pair):
                           do_sample=False)
     assert torch.equal(out, reference)
     assert tokenizer.decode(out[0, inputs["input_ids"].shape[1]:]).strip()
+
+
+@pytest.mark.parametrize("kwargs,argument", [
+    (dict(initial=0.0), "initial"), (dict(smoothing=0.0), "smoothing"), (dict(smoothing=1.5), "smoothing"),
+    (dict(max_candidates=0), "max_candidates"), (dict(min_candidates=5, max_candidates=3), "min_candidates")])
+def test_gammatune_config_errors_name_the_argument(kwargs, argument):
+    from hf_specdecpp import GammaTuneCandidateGenerator
+
+    with pytest.raises(ValueError, match=argument):
+        GammaTuneCandidateGenerator(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,argument", [(dict(estimator="svp"), "estimator"),
+                                             (dict(estimator="svip", gamma=0.0), "gamma"),
+                                             (dict(estimator="svip", lam=float("nan")), "lam")])
+def test_svip_config_errors_name_the_argument(kwargs, argument):
+    from hf_specdecpp import EntropyStoppingCandidateGenerator
+
+    with pytest.raises(ValueError, match=argument):
+        EntropyStoppingCandidateGenerator(**kwargs)

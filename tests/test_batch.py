@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
 
-from hf_specdecpp import EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator, SpecDecPPCandidateGenerator
+from hf_specdecpp import (EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator, GammaTuneCandidateGenerator,
+                          SpecDecPPCandidateGenerator)
 from hf_specdecpp.testing import tiny_pair
 
 from helpers import producing_head, random_head, tv_and_bound
@@ -21,6 +22,7 @@ METHODS = {
                                                                       max_candidates=6, draft_model=d),
     "fixed-k": lambda d=None: FixedLengthCandidateGenerator(3, draft_model=d),
     "entropy": lambda d=None: EntropyStoppingCandidateGenerator(lam=0.2, max_candidates=5, draft_model=d),
+    "gammatune": lambda d=None: GammaTuneCandidateGenerator(initial=2.0, max_candidates=6, draft_model=d),
 }
 
 

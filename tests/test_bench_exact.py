@@ -17,10 +17,10 @@ from transformers.generation.candidate_generator import AssistedCandidateGenerat
 
 import hf_specdecpp  # noqa: F401  (installs candidate_generator=)
 from hf_specdecpp.bench.calls import PassCounter, decoding_kwargs, run_call
-from hf_specdecpp.bench.configs import ASSISTED, HEURISTIC, HEURISTIC_START, TARGET_ALONE
+from hf_specdecpp.bench.configs import ASSISTED, HEURISTIC, HEURISTIC_START, TARGET_ALONE, build_configs
 from hf_specdecpp.bench.exact.configs import policy_for
 from hf_specdecpp.bench.exact.costs import cost_units
-from hf_specdecpp.bench.exact.policies import Confidence, FixedK, Oracle, SpecDecPP, TransformersAssisted
+from hf_specdecpp.bench.exact.policies import Confidence, FixedK, GammaTune, Oracle, SpecDecPP, TransformersAssisted
 from hf_specdecpp.bench.exact.recorder import record_trace
 from hf_specdecpp.bench.exact.records import ExactRecord
 from hf_specdecpp.bench.exact.replay import replay
@@ -72,6 +72,11 @@ def _methods(draft) -> dict:
     methods["entropy-0.3"] = registry.build("entropy", lam=0.3, max_candidates=6)
     methods["top1-0.6"] = registry.build("entropy", lam=0.6, estimator="top1", max_candidates=6)
     methods["entropy-0.5-min2"] = registry.build("entropy", lam=0.5, min_candidates=2, max_candidates=6)
+    for h in (0.77, 0.79):  # these tiny drafts are nearly uniform: sqrt(0.15 H) lies close to 0.78
+        methods[f"svip-{h}"] = registry.build("entropy", lam=h, estimator="svip", max_candidates=6)
+    methods["gammatune"] = registry.build("gammatune", max_candidates=6)
+    methods["gammatune-slow"] = registry.build("gammatune", initial=6.0, smoothing=0.3, min_candidates=2,
+                                               max_candidates=8)
     for name, head in (("lagged", lagged), ("producing", producing)):
         for h, cap in ((0.2, 3), (0.5, 8), (0.8, 20)):
             methods[f"specdec-{name}-h{h}-cap{cap}"] = registry.build("specdec++", head=head, threshold=h,
@@ -84,7 +89,7 @@ def _with_eos(eos):
 
 
 def test_replay_equals_generate_for_our_methods(pair, cases):
-    """Fixed K, the entropy and top-1 rules and SpecDec++ (both head input states, several h and caps): the
+    """Fixed K, the entropy, top-1 and SVIP rules, GammaTune and SpecDec++ (both head input states, several h and caps): the
     replayed per-round candidate and accepted counts and both models' forward passes equal the real call's."""
     target, draft = pair
     methods = _methods(draft)
@@ -198,6 +203,55 @@ def test_replay_by_hand():
     oracle = replay(trace, Oracle())
     assert oracle.candidate_lengths == [2, 1, 0] and oracle.accepted_lengths == [2, 1, 0]
     assert oracle.new_tokens == sum(oracle.accepted_lengths) + oracle.rounds
+
+
+def test_gammatune_policy_by_hand():
+    """gamma 3 -> K 3: drafts 3, keeps 2 -> gamma 0.5 * 3 + 0.5 * 2 = 2.5 -> K 3 (half up); from 3 room for 2, keeps
+    1; at 5 no room. A fully accepted round moves gamma towards drafted + 1, a round without drafting not at all."""
+    trace = _hand_trace()
+    got = replay(trace, GammaTune(initial=3.0, smoothing=0.5))
+    assert got.candidate_lengths == [3, 2, 0] and got.accepted_lengths == [2, 1, 0]
+    policy = GammaTune(initial=4.0, smoothing=0.5, min_candidates=2, max_candidates=5)
+    state = policy.start_call()
+    policy.end_round(state, 4, 4)  # all accepted: towards 5 -> 4.5 -> K 5
+    assert state.value == 4.5 and policy.cap(state) == 5
+    policy.end_round(state, 5, 5)  # towards 6 -> 5.25, capped at 5
+    assert policy.cap(state) == 5
+    policy.end_round(state, 5, 0)  # towards 0 -> 2.625 -> K 3
+    assert state.value == 2.625 and policy.cap(state) == 3
+    policy.end_round(state, 3, 0)  # 1.3125 -> K 1, raised to min_candidates
+    assert policy.cap(state) == 2
+    policy.end_round(state, 0, 0)  # nothing drafted: no change
+    assert state.value == 1.3125
+
+
+def test_gammatune_rule_and_policy_agree():
+    """The method's per-call rule and the replay policy move K identically over any rounds (one row here)."""
+    method = registry.build("gammatune", initial=3.0, smoothing=0.3, max_candidates=7)
+    rule, policy = method.new_rule(None), policy_for(method, None, None)
+    state = policy.start_call()
+    rounds = torch.randint(0, 8, (40, 2), generator=torch.Generator().manual_seed(0)).tolist()
+    for drafted, accepted in rounds:
+        accepted = min(accepted, drafted)
+        rule.start_round(1)
+        caps = [step + 1 for step in range(8) if rule(torch.zeros(1, 1), None, step=step).item()]
+        assert caps[0] == policy.cap(state)
+        rule.end_round([drafted], [accepted])
+        policy.end_round(state, drafted, accepted)
+    assert rule.gammas == [state.value]
+
+
+def test_peer_configs_for_the_bench():
+    """`--svip-hs` and `--gammatune` give SVIP (the entropy method, estimator svip, lam = h) and GammaTune, and
+    the exact mode replays both."""
+    configs = build_configs([], [], [], svip_hs=[0.3, 0.5], gammatune=True, max_candidates=9)
+    assert {"svip-h0.3", "svip-h0.5", "gammatune"} <= set(configs)
+    svip = configs["svip-h0.3"].config
+    assert (svip.estimator, svip.lam, svip.gamma, svip.max_candidates) == ("svip", 0.3, 0.15, 9)
+    assert isinstance(policy_for(configs["svip-h0.3"], None, None), Confidence)
+    tune = policy_for(configs["gammatune"], None, None)
+    assert isinstance(tune, GammaTune) and tune.max_candidates == 9
+    assert "gammatune" not in build_configs([], [], [])
 
 
 def test_specdecpp_policy_lag_by_hand():

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import hf_specdecpp  # noqa: F401  (installs candidate_generator=)
-from hf_specdecpp import EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator, SpecDecPPCandidateGenerator
+from hf_specdecpp import (EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator, GammaTuneCandidateGenerator,
+                          SpecDecPPCandidateGenerator)
 from hf_specdecpp.bench.configs import ASSISTED, HEURISTIC, ORACLE, TARGET_ALONE
 from hf_specdecpp.bench.oracle import oracle_rounds
 from hf_specdecpp.bench.runner import rotation, run_benchmark
@@ -41,7 +42,9 @@ def _greedy(target, ids, n, **kw):
 
 @pytest.mark.parametrize("make", [lambda: FixedLengthCandidateGenerator(num_candidates=3),
                                   lambda: EntropyStoppingCandidateGenerator(lam=0.2, gamma=0.5),
-                                  lambda: EntropyStoppingCandidateGenerator(lam=0.9, estimator="top1")])
+                                  lambda: EntropyStoppingCandidateGenerator(lam=0.9, estimator="top1"),
+                                  lambda: EntropyStoppingCandidateGenerator(lam=0.3, estimator="svip"),
+                                  lambda: GammaTuneCandidateGenerator(initial=3.0, smoothing=0.5, max_candidates=8)])
 def test_baselines_are_lossless_in_greedy(pair, make):
     target, draft = pair
     gen = make()
@@ -69,6 +72,36 @@ def test_estimators_by_hand():
     assert estimate_acceptance(scores, "entropy", gamma=0.5).item() == pytest.approx(1 - math.sqrt(0.5 * math.log(2)))
     peaked = torch.tensor([[50.0, 0.0, 0.0, 0.0]])
     assert estimate_acceptance(peaked, "entropy").item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_svip_rule_by_hand_and_its_order_equals_the_entropy_rule():
+    """SVIP stops after a token when sqrt(0.15 H) > h: two equal tokens give sqrt(0.15 ln 2) = 0.322."""
+    two = torch.tensor([[0.0, 0.0, -math.inf, -math.inf]])
+    seq = torch.zeros(1, 3, dtype=torch.long)
+    assert EntropyStoppingCandidateGenerator(lam=0.3, estimator="svip").new_rule(None)(seq, two, step=0).item()
+    assert not EntropyStoppingCandidateGenerator(lam=0.33, estimator="svip").new_rule(None)(seq, two, step=0).item()
+    assert EntropyStoppingCandidateGenerator(lam=0.3, estimator="svip").config.gamma == 0.15
+    assert EntropyStoppingCandidateGenerator(lam=0.3).config.gamma == 1.0  # AdaEDL's default unchanged
+    scores = torch.randn(200, 16, generator=torch.Generator().manual_seed(0)) * 2
+    for h in (0.2, 0.4, 0.6):  # same tokens stopped as AdaEDL at lam = 1 - h with the same gamma
+        svip = EntropyStoppingCandidateGenerator(lam=h, estimator="svip").config.stop(scores)
+        adaedl = EntropyStoppingCandidateGenerator(lam=1 - h, gamma=0.15).config.stop(scores)
+        assert torch.equal(svip, adaedl)
+
+
+def test_gammatune_adapts_between_rounds(pair):
+    """K starts at `initial` and follows the accepted counts: after a round that accepted a of d, gamma moves
+    halfway to a (a + 1 when all were accepted), and each generate() call starts again."""
+    target, draft = pair
+    gen = GammaTuneCandidateGenerator(initial=5.0, smoothing=0.5, max_candidates=10)
+    for _ in range(2):
+        _greedy(target, _inputs(1)[0], 30, assistant_model=draft, candidate_generator=gen)
+        drafted, accepted = gen.stats.candidate_lengths, gen.stats.accepted_lengths
+        gamma = 5.0
+        assert drafted[0] == 5
+        for i in range(len(drafted) - 1):
+            gamma = 0.5 * gamma + 0.5 * (accepted[i] + 1 if accepted[i] == drafted[i] else accepted[i])
+            assert drafted[i + 1] <= min(10, max(1, math.floor(gamma + 0.5)))  # less only at the length limit
 
 
 def test_entropy_rule_stops_where_hand_computed():

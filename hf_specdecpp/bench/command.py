@@ -27,6 +27,8 @@ class BenchOptions:
     specdec_caps: list[int] = field(default_factory=list)
     fixed_k: list[int] = field(default_factory=lambda: list(range(1, 11)))
     entropy_lams: list[float] = field(default_factory=lambda: [0.3])
+    svip_hs: list[float] = field(default_factory=list)
+    gammatune: bool = False
     sampling: bool = False
     max_new_tokens: int = 96
     output_dir: Path = Path("bench-results")
@@ -95,7 +97,8 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = print,
     results = {}
     for name, prompts in setup.sets.items():
         configs = build_configs(options.fixed_k, thresholds, options.entropy_lams, setup.head,
-                                options.max_candidates, options.tree_budgets, options.specdec_caps)
+                                options.max_candidates, options.tree_budgets, options.specdec_caps, options.svip_hs,
+                                options.gammatune)
         if options.exact:
             results[name] = _run_exact(setup, options, name, prompts, configs, machine, (costs, head_overhead),
                                        status)

@@ -6,7 +6,8 @@ A configuration is one of
   scikit-learn installed transformers tunes its confidence threshold from an ROC curve during each call);
 - `HEURISTIC` ("heuristic"): transformers' `num_assistant_tokens_schedule="heuristic"` starting from
   `HEURISTIC_START` candidates (+2 after a fully accepted round, -1 otherwise; confidence stopping stays on);
-- a decoding method of `hf_specdecpp.methods.registry` (SpecDec++, fixed K, entropy stopping, DySpec), built
+- a decoding method of `hf_specdecpp.methods.registry` (SpecDec++, fixed K, entropy stopping and SVIP,
+  GammaTune, DySpec), built
   by name with `registry.build(name, **kwargs)` and passed as `candidate_generator=`.
 """
 
@@ -32,12 +33,13 @@ def specdec_config_name(threshold: float) -> str:
 
 
 def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: int | None = None,
-                  tree_budgets=(), specdec_caps=()) -> dict:
+                  tree_budgets=(), specdec_caps=(), svip_hs=(), gammatune: bool = False) -> dict:
     """The standard configuration set: target alone, transformers default and heuristic, fixed K, entropy
-    stopping (AdaEDL-style), SpecDec++ with its policy re-calibrated here (`specdec++-auto`, heads with
-    traces), SpecDec++ at each threshold (when a head is given; `max_candidates` None = the
-    head's calibrated cap), SpecDec++ at the head's own threshold with each cap of `specdec_caps`, and DySpec
-    trees at each budget (draft-guided, and head-guided with a head). Methods come from the registry."""
+    stopping (AdaEDL-style), the training-free peers SVIP at each h of `svip_hs` and GammaTune (when
+    `gammatune`; both capped like entropy stopping), SpecDec++ with its policy re-calibrated here
+    (`specdec++-auto`, heads with traces), SpecDec++ at each threshold (when a head is given; `max_candidates`
+    None = the head's calibrated cap), SpecDec++ at the head's own threshold with each cap of `specdec_caps`, and
+    DySpec trees at each budget (draft-guided, and head-guided with a head). Methods come from the registry."""
     from ..head import DEFAULT_MAX_CANDIDATES
 
     configs: dict = {"target": TARGET_ALONE, "hf-default": ASSISTED, "hf-heuristic": HEURISTIC}
@@ -46,6 +48,7 @@ def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: 
     for lam in entropy_lams:
         configs[f"entropy-{lam:g}"] = registry.build("entropy", lam=lam,
                                                       max_candidates=max_candidates or DEFAULT_MAX_CANDIDATES)
+    configs.update(peer_configs(svip_hs, gammatune, max_candidates or DEFAULT_MAX_CANDIDATES))
     if head is not None:
         if head.traces:  # as a user gets it: the shipped policy re-calibrated for this device at first use
             configs[SPECDEC_AUTO] = registry.build("specdec++", head=head, recalibrate="auto")
@@ -60,6 +63,15 @@ def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: 
         configs[f"dyspec-B{budget}"] = registry.build("dyspec", budget=budget)
         if head is not None:
             configs[f"dyspec+head-B{budget}"] = registry.build("dyspec", budget=budget, head=head)
+    return configs
+
+
+def peer_configs(svip_hs, gammatune: bool, max_candidates: int) -> dict:
+    """SVIP (`entropy` with estimator="svip", lam = h) at each h, and GammaTune with its defaults."""
+    configs = {f"svip-h{h:g}": registry.build("entropy", lam=h, estimator="svip", max_candidates=max_candidates)
+               for h in svip_hs}
+    if gammatune:
+        configs["gammatune"] = registry.build("gammatune", max_candidates=max_candidates)
     return configs
 
 

@@ -26,6 +26,11 @@ SpecdecCaps = Annotated[str, typer.Option("--specdec-caps", help="Also run SpecD
 FixedK = Annotated[str, typer.Option("--fixed-k", help="Fixed candidate lengths K.")]
 EntropyLams = Annotated[str, typer.Option("--entropy-lams", help="Thresholds of the AdaEDL-style entropy rule "
                                                                  "(empty: skip).")]
+SvipHs = Annotated[str, typer.Option("--svip-hs", help="Thresholds h of SVIP (stop when sqrt(0.15 * draft entropy) "
+                                                       "> h; the authors use 0.3), e.g. 0.3 (empty: skip).")]
+GammaTuneOption = Annotated[bool, typer.Option("--gammatune/--no-gammatune", help="Also run GammaTune-style "
+                                                                                  "adaptive K (moving average of "
+                                                                                  "accepted counts).")]
 Sampling = Annotated[bool, typer.Option("--sampling/--greedy", help="Sampling at T=0.7, or greedy.")]
 MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", min=1)]
 OutputDir = Annotated[Path, typer.Option("--output-dir", help="Folder for tables and plots (one subfolder per set).")]
@@ -85,6 +90,9 @@ def _options(**values):
     values["specdec_caps"] = _list(values["specdec_caps"], int, "--specdec-caps", "caps")
     values["fixed_k"] = _list(values["fixed_k"], int, "--fixed-k", "K") or numbers(values["fixed_k"], int, "--fixed-k")
     values["entropy_lams"] = _list(values["entropy_lams"], float, "--entropy-lams")
+    values["svip_hs"] = _list(values["svip_hs"], float, "--svip-hs")
+    if any(h <= 0 for h in values["svip_hs"]):
+        raise typer.BadParameter("SVIP thresholds must be > 0", param_hint="--svip-hs")
     return BenchOptions(**values)
 
 
@@ -96,21 +104,23 @@ def register(app: typer.Typer) -> None:
     def bench_command(dataset: Dataset = "both", subset: Subset = None, head: Head = None,
                       thresholds: Thresholds = None, max_candidates: MaxCandidates = None, tree_budgets: TreeBudgets = "",
                       specdec_caps: SpecdecCaps = "", fixed_k: FixedK = "1,2,3,4,5,6,7,8,9,10",
-                      entropy_lams: EntropyLams = "0.3", sampling: Sampling = False, max_new_tokens: MaxNewTokens = 96,
+                      entropy_lams: EntropyLams = "0.3", svip_hs: SvipHs = "", gammatune: GammaTuneOption = False,
+                      sampling: Sampling = False, max_new_tokens: MaxNewTokens = 96,
                       output_dir: OutputDir = Path("bench-results"), dtype: Dtype = "float32", device: Device = None,
                       device_map: DeviceMap = None, fast_cpu_linear: FastLinear = True, tiny: Tiny = False,
                       resume: Resume = False, exact: Exact = False, seeds: Seeds = 3, validate: Validate = 0,
                       cost_repeats: CostRepeats = 10, costs: CostsFile = None, reference: Reference = None,
                       greedy_cache: GreedyCacheFile = None) -> None:
-        """Benchmark SpecDec++ against transformers' assisted generation, fixed K and entropy stopping: timed and
-        interleaved, or (--exact) exact counts turned into time with this machine's cost curve."""
+        """Benchmark SpecDec++ against transformers' assisted generation, fixed K, entropy stopping and the
+        training-free peers (SVIP, GammaTune): timed and interleaved, or (--exact) exact counts turned into time
+        with this machine's cost curve."""
         options = _options(dataset=dataset, subset=subset, head=head, thresholds=thresholds,
                            max_candidates=max_candidates, tree_budgets=tree_budgets, specdec_caps=specdec_caps,
-                           fixed_k=fixed_k, entropy_lams=entropy_lams, sampling=sampling,
-                           max_new_tokens=max_new_tokens, output_dir=output_dir, dtype=dtype, device=device,
-                           device_map=device_map, fast_cpu_linear=fast_cpu_linear, tiny=tiny, resume=resume,
-                           exact=exact, seeds=seeds, validate=validate, cost_repeats=cost_repeats, costs_file=costs,
-                           reference=reference, greedy_cache=greedy_cache)
+                           fixed_k=fixed_k, entropy_lams=entropy_lams, svip_hs=svip_hs, gammatune=gammatune,
+                           sampling=sampling, max_new_tokens=max_new_tokens, output_dir=output_dir, dtype=dtype,
+                           device=device, device_map=device_map, fast_cpu_linear=fast_cpu_linear, tiny=tiny,
+                           resume=resume, exact=exact, seeds=seeds, validate=validate, cost_repeats=cost_repeats,
+                           costs_file=costs, reference=reference, greedy_cache=greedy_cache)
         from rich.console import Console
 
         from ..bench.command import run_bench

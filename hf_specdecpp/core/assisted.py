@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from transformers.generation.candidate_generator import CandidateGenerator
 
-from .drafting import DraftSession
+from .drafting import DraftSession, notify_round
 from .stats import SpeculationStats
 
 if TYPE_CHECKING:
@@ -56,10 +56,11 @@ class ChainCandidateGenerator(CandidateGenerator):
         return torch.cat([input_ids, candidates], dim=1), drafted.scores
 
     def update_candidate_strategy(self, input_ids: torch.LongTensor, scores: torch.Tensor, num_matches: int):
-        """Record the round; the draft's cache stays valid up to the accepted candidates."""
+        """Record the round (and tell the stop rule); the draft's cache stays valid up to the accepted candidates."""
         accepted = int(num_matches)
         if self._drafted:
             self.session.finish_round([accepted])
         self.stats.record_round({0: self._drafted}, {0: accepted})
+        notify_round(self.rule, [self._drafted], [accepted])
         self.stats.draft_forwards = self.session.forwards
         self.stats.set_new_tokens([input_ids.shape[1] - self.prompt_length])

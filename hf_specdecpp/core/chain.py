@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from .drafting import DraftRound, DraftSession
+from .drafting import DraftRound, DraftSession, notify_round, notify_rows
 from .model_session import ModelSession, last_logits
 from .processing import process_positions
 from .stats import SpeculationStats
@@ -109,8 +109,7 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
     draft = DraftSession(ctx.draft, ctx.logits_processor, ctx.vocab, ctx.do_sample, ctx.eos_token_ids, batch)
     rule = spec.new_rule()
     active = list(range(batch))
-    scores_out: list[torch.Tensor] = []
-    logits_out: list[torch.Tensor] = []
+    scores_out, logits_out = [], []  # per new token, when output_scores / output_logits
     if ctx.streamer is not None:
         ctx.streamer.put(input_ids.cpu())
     while active:
@@ -137,9 +136,10 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
                 logits_out.extend(raw[i, :count].unbind(0))
         if ctx.streamer is not None:
             ctx.streamer.put(new_tokens[0, : counts[0]].cpu())
-        stats.record_round({b: drafted_list[i] for i, b in enumerate(active)},
-                           {b: counts[i] - 1 for i, b in enumerate(active)})
-        draft.finish_round([c - 1 for c in counts])
+        kept = [c - 1 for c in counts]  # accepted candidates per row, cut at EOS and at the length limit
+        stats.record_round(dict(zip(active, drafted_list)), dict(zip(active, kept)))
+        notify_round(rule, drafted_list, kept)
+        draft.finish_round(kept)
         target.cached = [length + c - 1 for length, c in zip(lengths, counts)]
         stopped = _criteria_stop(stopping_criteria, rows, active, scores_out)
         done = [i for i in range(len(active)) if i in finished or stopped[i]]
@@ -148,6 +148,7 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
             if keep:
                 target.select_rows(keep)
                 draft.select_rows(keep)
+                notify_rows(rule, keep)
             active = [active[i] for i in keep]
     if ctx.streamer is not None:
         ctx.streamer.end()

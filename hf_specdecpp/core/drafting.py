@@ -28,6 +28,10 @@ class StopRule(Protocol):
     processed draft `scores` `(B, V)` the newest token was drawn from, the draft's last hidden state that
     produced it (`hidden_states` `(B, H)`, None unless `needs_hidden_states`) and `step` (0-based). Returns a bool
     tensor `(B,)`: stop drafting after this token. Bounds (min/max candidates) and EOS are applied by the loop.
+
+    A rule that adapts between rounds may also define `end_round(drafted, accepted)` (per row of the round, in
+    batch order: candidates proposed, candidates the target accepted) and `select_rows(keep)` (the rows, by
+    position, that stay in the batch when others finish); the loops call them when present (`notify_round`).
     """
 
     needs_hidden_states: bool
@@ -36,6 +40,20 @@ class StopRule(Protocol):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor, *, hidden_states: torch.Tensor | None,
                  step: int) -> torch.BoolTensor: ...
+
+
+def notify_round(rule: StopRule, drafted: list[int], accepted: list[int]) -> None:
+    """Tell a rule that adapts between rounds what the round drafted and the target accepted, row by row."""
+    end_round = getattr(rule, "end_round", None)
+    if end_round is not None:
+        end_round(drafted, accepted)
+
+
+def notify_rows(rule: StopRule, keep: list[int]) -> None:
+    """Tell a rule with per-row state which rows (by position) stay in the batch."""
+    select_rows = getattr(rule, "select_rows", None)
+    if select_rows is not None:
+        select_rows(keep)
 
 
 @dataclass

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ...head import head_on
 from ..configs import ASSISTED, HEURISTIC, HEURISTIC_START, method_name
-from .policies import DEFAULT_ASSISTANT_TOKENS, DEFAULT_CONFIDENCE, Confidence, FixedK, Policy, SpecDecPP, \
-    TransformersAssisted
+from .policies import DEFAULT_ASSISTANT_TOKENS, DEFAULT_CONFIDENCE, Confidence, FixedK, GammaTune, Policy, \
+    SpecDecPP, TransformersAssisted
 
 
 def assistant_settings(draft) -> tuple[float, int, str]:
@@ -38,6 +38,9 @@ def policy_for(config, target, draft) -> Policy | None:
     if name == "entropy":
         c = config.config
         return Confidence(c.lam, c.gamma, c.estimator, c.min_candidates, c.max_candidates)
+    if name == "gammatune":
+        c = config.config
+        return GammaTune(c.initial, c.smoothing, c.min_candidates, c.max_candidates)
     if name == "specdec++":
         resolved = config.resolve_policy(draft, target, do_sample=False)
         head = head_on(config.head, next(draft.parameters()).device)

@@ -2,7 +2,9 @@
 
 Each mirrors one real stop rule step for step (the exactness tests compare them with real generate() calls):
 - `FixedK`: `methods.fixed_k` (never stops early; min = max = K);
-- `Confidence`: `methods.entropy` (AdaEDL entropy bound or top-1 probability below lambda), same float32 ops;
+- `Confidence`: `methods.entropy` (AdaEDL entropy bound or top-1 probability below lambda, or SVIP's
+  sqrt(gamma * H) above h), same float32 ops;
+- `GammaTune`: `methods.gammatune` (K per round from a moving average of the accepted counts);
 - `SpecDecPP`: `methods.specdecpp.RejectionThresholdCriteria`: the running product of the head's predictions,
   with the one-step lag of drafted-token heads (the first token of a round unscored) or without it
   (producing-state heads), stop when `1 - product > h`;
@@ -16,6 +18,7 @@ Every policy keeps its per-call state in the object `start_call` returns.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -62,6 +65,9 @@ class FixedK(Policy):
 
 @dataclass
 class Confidence(Policy):
+    """`lam` is SVIP's h with estimator="svip" (stop when sqrt(gamma * H) > h; SVIP's gamma is 0.15), which
+    orders tokens like the entropy stopper (AdaEDL at lam = 1 - h stops at the same tokens)."""
+
     lam: float
     gamma: float = 1.0
     estimator: str = "entropy"
@@ -73,10 +79,38 @@ class Confidence(Policy):
 
     def stop(self, state, steps: Steps, index: int, step: int) -> bool:
         if self.estimator == "top1":
-            estimate = steps.top1[index]
-        else:
-            estimate = 1.0 - torch.sqrt(self.gamma * steps.entropy[index].clamp_min(0.0))
-        return bool(estimate < self.lam)
+            return bool(steps.top1[index] < self.lam)
+        root = torch.sqrt(self.gamma * steps.entropy[index].clamp_min(0.0))
+        if self.estimator == "svip":
+            return bool(root > self.lam)
+        return bool(1.0 - root < self.lam)
+
+
+@dataclass
+class _Gamma:
+    value: float
+
+
+@dataclass
+class GammaTune(Policy):
+    """K = gamma rounded half up within the bounds; after a round that drafted d >= 1 and kept a, gamma moves
+    towards a (a + 1 when all d were accepted) by `smoothing`."""
+
+    initial: float = 4.0
+    smoothing: float = 0.5
+    min_candidates: int = 1
+    max_candidates: int = 20
+
+    def start_call(self) -> _Gamma:
+        return _Gamma(float(self.initial))
+
+    def cap(self, state: _Gamma) -> int:
+        return min(self.max_candidates, max(self.min_candidates, math.floor(state.value + 0.5)))
+
+    def end_round(self, state: _Gamma, drafted: int, accepted: int) -> None:
+        if drafted >= 1:
+            observed = accepted + 1 if accepted >= drafted else accepted
+            state.value = (1.0 - self.smoothing) * state.value + self.smoothing * observed
 
 
 @dataclass
