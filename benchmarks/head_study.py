@@ -8,8 +8,9 @@ in any head's training data). For every position of it (both splits):
   estimate);
 - simulated speed-up under the cost curve (the calibration's round walk) of each rule at its best parameter on
   the dev split, reported on the train split (parameters chosen on one half, measured on the other): fixed K,
-  the top-1 rule, the entropy rule, transformers' static confidence rule, each head at its best (h, cap), each
-  head with its bias adapted online within every response (see `OnlineBias`), and the oracle.
+  the top-1 rule, the entropy rule, SVIP, the GammaTune-style length, transformers' static confidence rule,
+  each head at its best (h, cap), each head with its bias adapted online within every response (see
+  `OnlineBias`), and the oracle.
 Writes DIR/head_study.json, DIR/head_study.md and DIR/roc.png (rejection ROC curves of every score).
 """
 
@@ -25,6 +26,8 @@ import torch
 
 from hf_specdecpp import AcceptanceHead
 from hf_specdecpp.core.costs import CostCurve
+from hf_specdecpp.methods.gammatune.generator import GammaTuneConfig, next_gamma
+from hf_specdecpp.methods.gammatune.generator import round_length as gammatune_length
 from hf_specdecpp.methods.specdecpp.calibration import simulate_policy, simulate_rounds, threshold_round_length
 from hf_specdecpp.training.metrics import rejection_auroc
 from hf_specdecpp.training.shards import head_input_columns, load_head_inputs
@@ -61,6 +64,24 @@ class OnlineBias:
         return k
 
 
+class GammaTuneRounds:
+    """The GammaTune-style rule (`hf_specdecpp.methods.gammatune`) in the calibration's round walk: K per round
+    from the response's smoothed length, moved by the previous round's outcome."""
+
+    def __init__(self, config):
+        self.config = config
+        self.state: dict[int, tuple[float, int, int]] = {}
+
+    def __call__(self, r: int, j: int, n: int, run: np.ndarray) -> int:
+        gamma = float(self.config.initial)
+        if j > 0 and r in self.state:
+            gamma, start, k = self.state[r]
+            gamma = next_gamma(gamma, k, min(int(run[start]), k), self.config.smoothing)
+        k = min(gammatune_length(gamma, self.config), n - j)
+        self.state[r] = (gamma, j, k)
+        return k
+
+
 def load_positions(data_dir: Path, split: str) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """(hidden states, confidence features, labels) per response of `split` (producing-state columns)."""
     columns = head_input_columns("producing_state", True)
@@ -88,6 +109,7 @@ def rule_families(preds: dict[str, list[np.ndarray]], features: list[np.ndarray]
     """Every family of rules, each a dict of parameter name -> runner(outcomes, costs, table)."""
     top = [np.exp(f[:, 1]) for f in features]
     entropy = [1.0 - np.sqrt(np.clip(f[:, 2], 0.0, None)) for f in features]
+    svip = [-np.sqrt(0.15 * np.clip(f[:, 2], 0.0, None)) for f in features]  # stop when -sqrt(0.15 H) < -h
 
     def below(values, level, cap):
         def round_length(r, j, n, run):
@@ -104,6 +126,10 @@ def rule_families(preds: dict[str, list[np.ndarray]], features: list[np.ndarray]
         "top-1 rule": {f"p<{x:g}": below(top, x, 20) for x in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)},
         "entropy rule (AdaEDL)": {f"lam={x:g}": below(entropy, x, 20) for x in (-0.5, 0.0, 0.1, 0.2, 0.3, 0.5, 0.7)},
         "transformers static (p<0.4, cap 20)": {"default": below(top, 0.4, 20)},
+        "SVIP (sqrt(0.15 H) > h)": {f"h={x:g}": below(svip, -x, 20) for x in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)},
+        "GammaTune-style": {f"start {g:g}, smoothing {a:g}": (lambda g, a: lambda o, c, t: simulate_rounds(
+            o, GammaTuneRounds(GammaTuneConfig(initial=g, smoothing=a)), c_draft=c.c_draft, verify_costs=t,
+            max_k=20))(g, a) for g in (2, 4, 6) for a in (0.25, 0.5, 0.75)},
     }
     for name, p in preds.items():
         families[f"head {name}"] = {

@@ -41,7 +41,8 @@ def test_head_study_on_tiny_data(tmp_path):
     assert set(report["auroc"]) == {"draft top probability", "entropy estimate (1 - sqrt H)", "head head"}
     assert all(0.0 <= v <= 1.0 for v in report["auroc"].values())
     sims = report["simulation"]
-    assert {"fixed K", "head head", "head head + online bias", "oracle"} <= set(sims)
+    assert {"fixed K", "SVIP (sqrt(0.15 H) > h)", "GammaTune-style", "head head", "head head + online bias",
+            "oracle"} <= set(sims)
     oracle = sims["oracle"]["held out"]["speedup"]
     assert all(r["held out"]["speedup"] <= oracle + 1e-9 for r in sims.values())  # nothing beats the oracle
     assert "confidence" in report["ablation"] and len(report["ablation"]) == 4
