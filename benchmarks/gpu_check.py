@@ -15,7 +15,17 @@ even when another fails:
    in bf16, interleaved (`hf_specdecpp.core.costs.measure_costs`);
 4. overhead: the time per round outside the two models' forward passes (CUDA events around every forward),
    for hf_specdecpp's own loop, its candidate generator inside transformers' loop, and transformers' own
-   assisted generation, at acceptance 0 and 1.
+   assisted generation, at acceptance 0 and 1;
+5. compiled: the 7B target's verify pass over K + 1 tokens on a `transformers.StaticCache` prefilled with 128
+   tokens, eager and through `torch.compile(model.forward)` (`--compile-backend`, inductor on CUDA, aot_eager on a
+   CPU, which needs no C++ toolchain): the first call at each new K (the compile or recompile a user pays when the
+   verify length varies), the steady median after warm-up, and the number of graphs dynamo built. Defaults:
+   `dynamic=True`, so every K >= 1 shares one symbolic graph (K = 0, a single token, is specialised by dynamo:
+   two compiles in all; `--compile-dynamic false` compiles once per K, which on a 7B does not fit this stage's
+   share), and mode "default" (no CUDA graphs, which re-record per length; try `--compile-mode reduce-overhead`).
+
+Budget shares of `--budget-s` (450 s by default): tests up to 30 %, costs until 65 % from the start (equality in
+between), overhead (a fixed, short workload), then compiled for up to 20 % but not past 100 %.
 
 Writes `gpu_check.json` and `gpu_check.md` into `--out` (commit them under docs/benchmarks/gpu-<date>/).
 """
@@ -23,9 +33,11 @@ Writes `gpu_check.json` and `gpu_check.md` into `--out` (commit them under docs/
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -33,6 +45,8 @@ import traceback
 from pathlib import Path
 
 import torch
+
+from hf_specdecpp.utils.timing import timed
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = Path(__file__).resolve().parent / "gpu_configs"
@@ -81,7 +95,7 @@ def stage_tests(args) -> dict:
     env = dict(os.environ, HF_SPECDECPP_TEST_DEVICE=args.device)
     command = [sys.executable, "-m", "pytest", *INFERENCE_TESTS, "-q", "-m", "not slow", "-p", "no:cacheprovider",
                "-x" if args.small else "-q"]
-    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.budget_s * 0.35)
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.budget_s * 0.30)
     return {"returncode": out.returncode, "summary": out.stdout.strip().splitlines()[-1:],
             "failures": [line for line in out.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))][:30]}
 
@@ -185,6 +199,173 @@ def _overhead(target, draft, ids, kwargs, args) -> dict:
             "new_tokens": int(out.shape[1] - ids.shape[1])}
 
 
+def stage_compiled(args, deadline: float) -> dict:
+    """Verify passes over K + 1 tokens on a prefilled static cache: eager, and a compiled forward (first call per
+    K, steady median); the static cache is rewound to the prefill after every pass (see `VerifyBench`)."""
+    dtype = torch.bfloat16 if args.device != "cpu" else torch.float32
+    ks = (0, 1, 3, 7, 15, 31) if not args.small else (0, 1, 3)
+    repeats, warmup = (10, 3) if not args.small else (3, 1)
+    backend = args.compile_backend or ("inductor" if args.device.startswith("cuda") else "aot_eager")
+    dynamic = {"true": True, "false": False, "auto": None}[args.compile_dynamic]
+    options = dict(backend=backend, dynamic=dynamic)
+    if backend == "inductor":  # a mode is an inductor option; other backends refuse one
+        options["mode"] = args.compile_mode
+    _reset_dynamo()
+    target = build("qwen2.5-7b", args.device, dtype, args.small, seed=2)
+    try:
+        bench = VerifyBench(target, args.device, prefill=128, max_new=max(ks) + 1)
+        result = {"target": "qwen2.5-7b", "dtype": str(dtype), "prefill": bench.prefill,
+                  "max_cache_len": bench.max_len, "rewind": bench.rewind_method, "backend": backend,
+                  "mode": options.get("mode"), "dynamic": dynamic, "recompile_limit": _recompile_limit(),
+                  "repeats": repeats, "warmup": warmup, "ks": {}}
+        compiled = _compile(target.forward, options, result)
+        for k in ks:
+            if time.monotonic() > deadline:
+                result["ks"][str(k)] = {"skipped": "time budget"}
+                continue
+            entry = {"eager_s": bench.median(target.forward, k, repeats, warmup)}
+            if "error" in result or time.monotonic() > deadline:
+                entry["compiled"] = "skipped: " + ("compile error" if "error" in result else "time budget")
+            else:
+                try:
+                    entry.update(_compiled_times(bench, compiled, k, repeats, warmup))
+                except Exception as err:  # unsupported here: eager numbers stay, the error is recorded
+                    result["error"] = f"K={k}: {type(err).__name__}: {err}"[:2000]
+            result["ks"][str(k)] = entry
+        result["rewind"] = bench.rewind_method
+        result["graphs"] = _graph_count()
+        if result["graphs"] is not None:
+            result["recompiles"] = max(result["graphs"] - 1, 0)
+        return result
+    finally:
+        target = bench = compiled = None
+        _reset_dynamo()
+        _free(args.device)
+
+
+def _compile(forward, options: dict, result: dict):
+    """`torch.compile(forward, **options)`, or None with an `error` entry in `result` where this torch cannot."""
+    if not hasattr(torch, "compile"):
+        result["error"] = f"torch {torch.__version__} has no torch.compile"
+        return None
+    try:
+        return torch.compile(forward, **options)
+    except Exception as err:  # an unknown backend, a mode this torch lacks
+        result["error"] = f"torch.compile({options}): {type(err).__name__}: {err}"[:2000]
+        return None
+
+
+def _compiled_times(bench, compiled, k: int, repeats: int, warmup: int) -> dict:
+    """The first call at this K (compiling, or recompiling, if dynamo must), then the steady median."""
+    before = _graph_count()
+    first = bench.once(compiled, k)
+    steady = bench.median(compiled, k, repeats, warmup)
+    after = _graph_count()
+    out = {"compiled_first_s": first, "compiled_steady_s": steady}
+    if before is not None and after is not None:
+        out["new_graphs"] = after - before
+    return out
+
+
+def _graph_count() -> int | None:
+    """Graphs dynamo has built since its last reset, where this torch exposes the counter."""
+    try:
+        from torch._dynamo.utils import counters
+
+        return int(counters["stats"]["unique_graphs"])
+    except Exception:
+        return None
+
+
+def _recompile_limit() -> int | None:
+    config = getattr(getattr(torch, "_dynamo", None), "config", None)
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(config, name):
+            return getattr(config, name)
+    return None
+
+
+def _reset_dynamo() -> None:
+    try:
+        import torch._dynamo
+        from torch._dynamo.utils import counters
+
+        torch._dynamo.reset()
+        counters.clear()
+    except Exception:
+        pass
+
+
+class VerifyBench:
+    """A model with a `transformers.StaticCache` prefilled with `prefill` tokens, and synchronised verify passes
+    over K + 1 new tokens, after each of which the cache is rewound to the prefill: in place where its layers keep
+    a tensor length (the static addresses a compiled graph relies on stay), else by `crop`, else by a reset and an
+    untimed prefill again."""
+
+    def __init__(self, model, device: str, prefill: int, max_new: int):
+        self.model, self.device, self.prefill = model, device, prefill
+        self.max_len = prefill + max_new
+        self.generator = torch.Generator().manual_seed(0)
+        self.cache = _static_cache(model, self.max_len, device)
+        self.prompt = self._ids(prefill)
+        self.takes_cache_position = "cache_position" in inspect.signature(model.forward).parameters
+        self.rewind_method = "re-prefill"
+        with torch.no_grad():
+            self._call(model.forward, self.prompt, 0)
+
+    def _ids(self, n: int) -> torch.Tensor:
+        return torch.randint(10, 500, (1, n), generator=self.generator).to(self.device)
+
+    def _call(self, forward, ids: torch.Tensor, start: int):
+        positions = torch.arange(start, start + ids.shape[1], device=self.device)
+        kwargs = {"cache_position": positions} if self.takes_cache_position else {}
+        return forward(input_ids=ids, position_ids=positions[None], past_key_values=self.cache, use_cache=True,
+                       **kwargs)
+
+    def once(self, forward, k: int) -> float:
+        ids = self._ids(k + 1)
+        with torch.no_grad():
+            _, seconds = timed(lambda: self._call(forward, ids, self.prefill), self.device)
+            self.rewind()
+        return seconds
+
+    def median(self, forward, k: int, repeats: int, warmup: int) -> float:
+        for _ in range(warmup):
+            self.once(forward, k)
+        return statistics.median(self.once(forward, k) for _ in range(repeats))
+
+    def rewind(self) -> None:
+        layers = getattr(self.cache, "layers", None) or []
+        lengths = [getattr(layer, "cumulative_length", None) for layer in layers]
+        if layers and all(isinstance(length, torch.Tensor) for length in lengths):
+            for layer, length in zip(layers, lengths):
+                length.fill_(self.prefill)
+                if hasattr(layer, "cumulative_length_int"):
+                    layer.cumulative_length_int = self.prefill
+            self.rewind_method = "cumulative_length"
+        elif getattr(self.cache, "is_croppable", False) and hasattr(self.cache, "crop"):
+            first = next(iter(inspect.signature(self.cache.crop).parameters))
+            current = int(self.cache.get_seq_length())
+            self.cache.crop(current - self.prefill if first == "tokens_to_remove" else self.prefill)
+            self.rewind_method = "crop"
+        if int(self.cache.get_seq_length()) != self.prefill:  # not rewound (or wrongly): start again, untimed
+            self.cache.reset()
+            self._call(self.model.forward, self.prompt, 0)
+            self.rewind_method = "re-prefill"
+
+
+def _static_cache(model, max_len: int, device: str):
+    """A `transformers.StaticCache` for batch 1, whatever its constructor asks for in this transformers
+    (5.x: `config` and `max_cache_len`; some versions also a batch size, a device and a dtype)."""
+    from transformers import StaticCache
+
+    params = inspect.signature(StaticCache.__init__).parameters
+    kwargs = {"config": model.config, "max_cache_len": max_len}
+    optional = {"max_batch_size": 1, "batch_size": 1, "device": torch.device(device), "dtype": model.dtype}
+    kwargs.update({name: value for name, value in optional.items() if name in params})
+    return StaticCache(**kwargs)
+
+
 class ForwardTimer:
     """Time inside every forward pass of some modules: CUDA events on a GPU (no sync), perf_counter on a CPU."""
 
@@ -241,7 +422,7 @@ def _free(device: str) -> None:
 
 
 def markdown(report: dict) -> str:
-    """The report as tables: environment, test summary, equality, v(K), overhead."""
+    """The report as tables: environment, test summary, equality, v(K), overhead, compiled verify."""
     lines = ["# GPU check", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in report["environment"].items()]
     errors = {name: stage["error"] for name, stage in report.items() if isinstance(stage, dict) and "error" in stage}
@@ -270,7 +451,32 @@ def markdown(report: dict) -> str:
                 if isinstance(r, dict) and "outside_forwards_per_round_ms" in r:
                     lines.append(f"| {acceptance} | {route} | {r['outside_forwards_per_round_ms']:.2f} | "
                                  f"{r['target_passes']} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + compiled_markdown(report.get("compiled"))) + "\n"
+
+
+def compiled_markdown(compiled) -> list[str]:
+    """The compiled-verify section: eager and compiled seconds per K; ratio = compiled steady / eager."""
+    lines = ["", "## Compiled verify (static cache)", ""]
+    if not isinstance(compiled, dict) or "ks" not in compiled:
+        return lines + [f"`{compiled}`"]
+    lines += [f"{compiled['target']} ({compiled['dtype']}), a StaticCache of {compiled['max_cache_len']} prefilled "
+              f"with {compiled['prefill']} tokens (rewound by {compiled['rewind']}); torch.compile(backend="
+              f"{compiled['backend']!r}, mode={compiled['mode']!r}, dynamic={compiled['dynamic']}); graphs built: "
+              f"{compiled.get('graphs')} (recompile limit {compiled.get('recompile_limit')}). "
+              "First call = the compile or recompile at a new K; steady = median after warm-up; "
+              "ratio = compiled steady / eager.", ""]
+    if "error" in compiled:
+        lines += ["Compilation failed (see above); eager times only.", ""]
+    lines += ["| K | eager s | compiled first call s | compiled steady s | ratio | new graphs |",
+              "|---|---|---|---|---|---|"]
+    for k, e in compiled["ks"].items():
+        if "eager_s" not in e:
+            lines.append(f"| {k} | {e.get('skipped', e)} | | | | |")
+            continue
+        first, steady = e.get("compiled_first_s"), e.get("compiled_steady_s")
+        cells = [f"{first:.4f}", f"{steady:.5f}", f"{steady / e['eager_s']:.2f}"] if steady else ["-", "-", "-"]
+        lines.append(f"| {k} | {e['eager_s']:.5f} | " + " | ".join(cells) + f" | {e.get('new_graphs', '-')} |")
+    return lines
 
 
 def main() -> None:
@@ -279,12 +485,22 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--small", action="store_true", help="tiny shapes (the CPU dry run)")
     parser.add_argument("--budget-s", type=float, default=450.0, help="wall-clock budget for all stages")
-    parser.add_argument("--skip", nargs="*", default=[], choices=("tests", "equality", "costs", "overhead"))
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=("tests", "equality", "costs", "overhead", "compiled"))
+    parser.add_argument("--compile-backend", default=None,
+                        help="torch.compile backend of the compiled stage (default: inductor on cuda, aot_eager "
+                             "on cpu)")
+    parser.add_argument("--compile-mode", default="default", help="torch.compile mode (inductor only)")
+    parser.add_argument("--compile-dynamic", default="true", choices=("true", "false", "auto"),
+                        help="torch.compile dynamic= (auto: None, dynamo decides after a second shape)")
     args = parser.parse_args()
     start = time.monotonic()
     report: dict = {"environment": environment(args.device)}
     stages = (("tests", lambda: stage_tests(args)), ("equality", lambda: stage_equality(args)),
-              ("costs", lambda: stage_costs(args, start + 0.85 * args.budget_s)), ("overhead", lambda: stage_overhead(args)))
+              ("costs", lambda: stage_costs(args, start + 0.65 * args.budget_s)),
+              ("overhead", lambda: stage_overhead(args)),
+              ("compiled", lambda: stage_compiled(args, min(time.monotonic() + 0.20 * args.budget_s,
+                                                            start + args.budget_s))))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, run in stages:

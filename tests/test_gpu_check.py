@@ -22,5 +22,13 @@ def test_dry_run_on_cpu(tmp_path):
         assert curve["c_draft"] > 0 and curve["verify_cost"]["0"] == 1.0
     for routes in report["overhead"].values():
         assert len(routes) == 3 and all(r["forward_s"] > 0 and r["target_passes"] > 0 for r in routes.values())
+    compiled = report["compiled"]  # the verify pass on a static cache, eager and compiled (aot_eager on a CPU)
+    assert compiled["backend"] == "aot_eager" and compiled["prefill"] == 128 and set(compiled["ks"]) == {"0", "1", "3"}
+    for entry in compiled["ks"].values():
+        assert entry["eager_s"] > 0 and entry["compiled_first_s"] > 0 and entry["compiled_steady_s"] > 0, entry
+    assert compiled["ks"]["0"]["new_graphs"] >= 1 and compiled["graphs"] >= 1  # the first call compiled
     markdown = (tmp_path / "gpu_check.md").read_text()
     assert "## Costs" in markdown and "qwen2.5-32b" in markdown and "FAILED" not in markdown
+    section = markdown.split("## Compiled verify (static cache)")[1]
+    assert "| K | eager s | compiled first call s | compiled steady s | ratio |" in section
+    assert all(f"\n| {k} | " in section for k in (0, 1, 3))
