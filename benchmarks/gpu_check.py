@@ -22,10 +22,17 @@ even when another fails:
    verify length varies), the steady median after warm-up, and the number of graphs dynamo built. Defaults:
    `dynamic=True`, so every K >= 1 shares one symbolic graph (K = 0, a single token, is specialised by dynamo:
    two compiles in all; `--compile-dynamic false` compiles once per K, which on a 7B does not fit this stage's
-   share), and mode "default" (no CUDA graphs, which re-record per length; try `--compile-mode reduce-overhead`).
+   share), and mode "default" (no CUDA graphs, which re-record per length; try `--compile-mode reduce-overhead`);
+6. batch_costs (issue 18): for batches of B rows (1..64; 1, 2, 4 with --small), each a DynamicCache prefilled
+   with one random 128-token prompt repeated B times, the 7B target's decode step (1 new token per row), its
+   verify pass over K + 1 tokens per row (K = 0, 3, 7, 15) and the 0.5B draft's step, in bf16, interleaved; the
+   cache is cropped back to the prompt after every timed pass. Per B: c_B = draft step / target step and
+   v_B(K) = verify pass / target step, both at that B (v_B(0) = 1 by construction): where v_B(K) climbs towards
+   K + 1, the target is no longer memory-bound and verifying candidates stops being nearly free.
 
 Budget shares of `--budget-s` (450 s by default): tests up to 30 %, costs until 65 % from the start (equality in
-between), overhead (a fixed, short workload), then compiled for up to 20 % but not past 100 %.
+between), overhead (a fixed, short workload), batch_costs for up to 10 % and compiled for up to 20 %, neither
+past 100 %.
 
 Writes `gpu_check.json` and `gpu_check.md` into `--out` (commit them under docs/benchmarks/gpu-<date>/).
 """
@@ -53,6 +60,9 @@ CONFIGS = Path(__file__).resolve().parent / "gpu_configs"
 TARGETS = ("qwen2.5-1.5b", "qwen2.5-7b", "qwen2.5-14b", "qwen2.5-32b")
 INFERENCE_TESTS = ("tests/test_generation_greedy.py", "tests/test_batch.py", "tests/test_tree_greedy.py",
                    "tests/test_patch.py", "tests/test_host_syncs.py", "tests/test_models_and_versions.py")
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+BATCH_KS = (0, 3, 7, 15)
+BATCH_PREFILL = 128
 
 
 def build(name: str, device: str, dtype: torch.dtype, small: bool, seed: int = 0):
@@ -344,14 +354,102 @@ class VerifyBench:
                     layer.cumulative_length_int = self.prefill
             self.rewind_method = "cumulative_length"
         elif getattr(self.cache, "is_croppable", False) and hasattr(self.cache, "crop"):
-            first = next(iter(inspect.signature(self.cache.crop).parameters))
-            current = int(self.cache.get_seq_length())
-            self.cache.crop(current - self.prefill if first == "tokens_to_remove" else self.prefill)
+            _crop_to(self.cache, self.prefill)
             self.rewind_method = "crop"
         if int(self.cache.get_seq_length()) != self.prefill:  # not rewound (or wrongly): start again, untimed
             self.cache.reset()
             self._call(self.model.forward, self.prompt, 0)
             self.rewind_method = "re-prefill"
+
+
+def _crop_to(cache, length: int) -> None:
+    """Drop a cache's tokens past `length` with `crop(-n)`, which removes n tokens in every transformers (5.x
+    `crop(tokens_to_remove)` takes only negative counts; 4.x `crop(max_length)` counts a negative from the end)."""
+    extra = int(cache.get_seq_length()) - length
+    if extra > 0:
+        cache.crop(-extra)
+
+
+def stage_batch_costs(args, deadline: float) -> dict:
+    """Issue 18: target step, verify over K + 1 tokens and draft step for batches of B rows (see `BatchBench`),
+    0.5B draft and the 7B target shape; stops at `deadline`, recording the batch sizes not reached."""
+    dtype = torch.bfloat16 if args.device != "cpu" else torch.float32
+    sizes = BATCH_SIZES if not args.small else (1, 2, 4)
+    repeats, warmup = (5, 2) if not args.small else (3, 1)
+    result = {"target": "qwen2.5-7b", "draft": "qwen2.5-0.5b", "dtype": str(dtype), "prefill": BATCH_PREFILL,
+              "ks": list(BATCH_KS), "repeats": repeats, "warmup": warmup, "batches": {}}
+    if time.monotonic() > deadline:
+        return dict(result, skipped="time budget")
+    draft = build("qwen2.5-0.5b", args.device, dtype, args.small, seed=1)
+    target = build("qwen2.5-7b", args.device, dtype, args.small, seed=2)
+    try:
+        for b in sizes:
+            if time.monotonic() > deadline or "error" in result:
+                result["batches"][str(b)] = {"skipped": "time budget" if "error" not in result else "error"}
+                continue
+            try:
+                result["batches"][str(b)] = _batch_point(draft, target, b, args.device, repeats, warmup)
+            except torch.OutOfMemoryError as err:  # larger batches would not fit either
+                result["batches"][str(b)] = {"skipped": f"out of memory: {err}"[:300]}
+                deadline = 0.0
+            except Exception as err:  # recorded; what was measured stays
+                result["error"] = f"B={b}: {type(err).__name__}: {err}"[:2000]
+            _free(args.device)
+    finally:
+        draft = target = None
+        _free(args.device)
+    result["measured"] = [b for b, e in result["batches"].items() if "target_step_s" in e]
+    return result
+
+
+def _batch_point(draft, target, batch: int, device: str, repeats: int, warmup: int) -> dict:
+    """Medians over `repeats` interleaved rounds (after `warmup`): a draft step, then a target pass over K + 1
+    tokens per row for every K; the target step is the K = 0 pass, so v_B(0) = 1."""
+    generator = torch.Generator().manual_seed(batch)
+    began = time.monotonic()
+    draft_bench = BatchBench(draft, batch, BATCH_PREFILL, device, generator)
+    target_bench = BatchBench(target, batch, BATCH_PREFILL, device, generator)
+    draft_times: list[float] = []
+    verify_times: dict[int, list[float]] = {k: [] for k in BATCH_KS}
+    for _ in range(warmup + repeats):
+        draft_times.append(draft_bench(1, keep=1))  # a draft step keeps one logit row, as the loops do
+        for k in BATCH_KS:
+            verify_times[k].append(target_bench(k + 1))
+    verify = {k: statistics.median(times[warmup:]) for k, times in verify_times.items()}
+    step, draft_step = verify[0], statistics.median(draft_times[warmup:])
+    return {"target_step_s": step, "draft_step_s": draft_step, "c_B": draft_step / step,
+            "verify_s": {str(k): t for k, t in verify.items()}, "v_B": {str(k): t / step for k, t in verify.items()},
+            "cache": type(target_bench.cache).__name__, "seconds": round(time.monotonic() - began, 2)}
+
+
+class BatchBench:
+    """A model whose cache (the `DynamicCache` transformers makes on the first call) holds one random prompt
+    repeated over `batch` rows; `bench(n)` times a synchronised pass over n new tokens per row (the same n tokens
+    in every row, no padding) and crops the cache back to the prompt."""
+
+    def __init__(self, model, batch: int, prefill: int, device: str, generator: torch.Generator):
+        self.model, self.batch, self.prefill, self.device, self.generator = model, batch, prefill, device, generator
+        params = inspect.signature(model.forward).parameters
+        self.keep_arg = next((n for n in ("logits_to_keep", "num_logits_to_keep") if n in params), None)
+        self.cache = None
+        with torch.no_grad():
+            self.cache = self._call(self._ids(prefill), 0, keep=1).past_key_values
+
+    def _ids(self, n: int) -> torch.Tensor:
+        return torch.randint(10, 500, (1, n), generator=self.generator).repeat(self.batch, 1).to(self.device)
+
+    def _call(self, ids: torch.Tensor, start: int, keep: int):
+        positions = torch.arange(start, start + ids.shape[1], device=self.device)[None].expand(ids.shape[0], -1)
+        kwargs = {self.keep_arg: keep} if self.keep_arg else {}
+        return self.model(input_ids=ids, position_ids=positions, past_key_values=self.cache, use_cache=True,
+                          **kwargs)
+
+    def __call__(self, n: int, keep: int = 0) -> float:
+        ids = self._ids(n)
+        with torch.no_grad():
+            _, seconds = timed(lambda: self._call(ids, self.prefill, keep), self.device)
+        _crop_to(self.cache, self.prefill)
+        return seconds
 
 
 def _static_cache(model, max_len: int, device: str):
@@ -422,7 +520,8 @@ def _free(device: str) -> None:
 
 
 def markdown(report: dict) -> str:
-    """The report as tables: environment, test summary, equality, v(K), overhead, compiled verify."""
+    """The report as tables: environment, test summary, equality, v(K), overhead, batched costs, compiled
+    verify."""
     lines = ["# GPU check", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in report["environment"].items()]
     errors = {name: stage["error"] for name, stage in report.items() if isinstance(stage, dict) and "error" in stage}
@@ -451,7 +550,28 @@ def markdown(report: dict) -> str:
                 if isinstance(r, dict) and "outside_forwards_per_round_ms" in r:
                     lines.append(f"| {acceptance} | {route} | {r['outside_forwards_per_round_ms']:.2f} | "
                                  f"{r['target_passes']} |")
+    lines += batch_costs_markdown(report.get("batch_costs"))
     return "\n".join(lines + compiled_markdown(report.get("compiled"))) + "\n"
+
+
+def batch_costs_markdown(batch) -> list[str]:
+    """The batched-costs section: a row per batch size B, costs in target steps at that B."""
+    lines = ["", "## Batched costs (7B target)", ""]
+    if not isinstance(batch, dict) or "batches" not in batch:
+        return lines + [f"`{batch}`"]
+    lines += [f"{batch['target']} target, {batch['draft']} draft ({batch['dtype']}), B rows of one {batch['prefill']}"
+              f"-token prompt in a DynamicCache, medians of {batch['repeats']} interleaved repeats; c_B = draft step "
+              "/ target step and v_B(K) = verify pass over K + 1 tokens per row / target step, at the same B.", "",
+              "| B | target step ms | draft step ms | c_B | v_B(3) | v_B(7) | v_B(15) |",
+              "|---|---|---|---|---|---|---|"]
+    for b, e in batch["batches"].items():
+        if "target_step_s" not in e:
+            lines.append(f"| {b} | {e.get('skipped', e)} | | | | | |")
+            continue
+        cells = [f"{e['v_B'][str(k)]:.2f}" if str(k) in e["v_B"] else "-" for k in (3, 7, 15)]
+        lines.append(f"| {b} | {1e3 * e['target_step_s']:.2f} | {1e3 * e['draft_step_s']:.2f} | {e['c_B']:.2f} | "
+                     + " | ".join(cells) + " |")
+    return lines
 
 
 def compiled_markdown(compiled) -> list[str]:
@@ -486,7 +606,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="tiny shapes (the CPU dry run)")
     parser.add_argument("--budget-s", type=float, default=450.0, help="wall-clock budget for all stages")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=("tests", "equality", "costs", "overhead", "compiled"))
+                        choices=("tests", "equality", "costs", "overhead", "batch_costs", "compiled"))
     parser.add_argument("--compile-backend", default=None,
                         help="torch.compile backend of the compiled stage (default: inductor on cuda, aot_eager "
                              "on cpu)")
@@ -499,6 +619,8 @@ def main() -> None:
     stages = (("tests", lambda: stage_tests(args)), ("equality", lambda: stage_equality(args)),
               ("costs", lambda: stage_costs(args, start + 0.65 * args.budget_s)),
               ("overhead", lambda: stage_overhead(args)),
+              ("batch_costs", lambda: stage_batch_costs(args, min(time.monotonic() + 0.10 * args.budget_s,
+                                                                  start + args.budget_s))),
               ("compiled", lambda: stage_compiled(args, min(time.monotonic() + 0.20 * args.budget_s,
                                                             start + args.budget_s))))
     out = Path(args.out)

@@ -27,7 +27,16 @@ def test_dry_run_on_cpu(tmp_path):
     for entry in compiled["ks"].values():
         assert entry["eager_s"] > 0 and entry["compiled_first_s"] > 0 and entry["compiled_steady_s"] > 0, entry
     assert compiled["ks"]["0"]["new_graphs"] >= 1 and compiled["graphs"] >= 1  # the first call compiled
+    batch = report["batch_costs"]  # issue 18: target step, verify and draft step per batch size B
+    assert batch["prefill"] == 128 and batch["ks"] == [0, 3, 7, 15] and batch["measured"] == ["1", "2", "4"]
+    for entry in batch["batches"].values():
+        assert entry["target_step_s"] > 0 and entry["draft_step_s"] > 0 and entry["c_B"] > 0, entry
+        assert set(entry["verify_s"]) == {"0", "3", "7", "15"} and all(t > 0 for t in entry["verify_s"].values())
+        assert entry["v_B"]["0"] == 1.0 and entry["cache"] == "DynamicCache"
     markdown = (tmp_path / "gpu_check.md").read_text()
+    batched = markdown.split("## Batched costs (7B target)")[1].split("\n## ")[0]
+    assert "| B | target step ms | draft step ms | c_B | v_B(3) | v_B(7) | v_B(15) |" in batched
+    assert all(f"\n| {b} | " in batched for b in (1, 2, 4))
     assert "## Costs" in markdown and "qwen2.5-32b" in markdown and "FAILED" not in markdown
     section = markdown.split("## Compiled verify (static cache)")[1]
     assert "| K | eager s | compiled first call s | compiled steady s | ratio |" in section

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hf_specdecpp.bench.projection import project, projection_markdown
+from hf_specdecpp.bench.projection import batch_cost_curves, project, projection_markdown
 from hf_specdecpp.core.costs import CostCurve
 from hf_specdecpp.methods.specdecpp.calibration import pack_traces
 from hf_specdecpp.testing import tiny_head
@@ -70,3 +70,16 @@ def test_projection_needs_features():
     head.traces = None
     with pytest.raises(ValueError, match="no dev traces"):
         project(head, curve(0.0))
+
+
+def test_batch_cost_curves_from_the_gpu_check():
+    """The GPU check's "batch_costs" entries become one cost curve per measured B; skipped sizes are left out."""
+    entry = lambda step, slope: {"target_step_s": step, "draft_step_s": 0.3 * step,  # noqa: E731
+                                 "verify_s": {str(k): step * (1 + slope * k) for k in (0, 3, 7, 15)}}
+    curves = batch_cost_curves({"prefill": 128, "repeats": 5, "batches": {
+        "1": entry(0.02, 0.01), "64": entry(0.05, 0.5), "128": {"skipped": "out of memory"}}})
+    assert set(curves) == {1, 64} and curves[64].prompt_length == 128
+    assert curves[1].c_draft == pytest.approx(0.3) and curves[64].verify_cost[15] == pytest.approx(8.5)
+    head, _ = traced_head(2)
+    small, large = project(head, curves[1]), project(head, curves[64])
+    assert small["fixed-K8"]["speedup"] > large["fixed-K8"]["speedup"]

@@ -34,6 +34,15 @@ HF_CONFIDENCE = 0.4
 HF_MAX_CANDIDATES = 20
 
 
+def batch_cost_curves(batch_costs: dict) -> dict[int, CostCurve]:
+    """A `CostCurve` per measured batch size B from the GPU check's "batch_costs" stage (costs in target steps at
+    that B), so that `project` gives each policy's speed-up over the target alone at the same batch size."""
+    return {int(b): CostCurve(float(e["draft_step_s"]), float(e["target_step_s"]),
+                              {int(k): float(t) for k, t in e["verify_s"].items()}, {},
+                              int(batch_costs.get("prefill", 0)), int(batch_costs.get("repeats", 0)))
+            for b, e in batch_costs.get("batches", {}).items() if "target_step_s" in e}
+
+
 def _feature_rule(values: list[np.ndarray], below: float, cap: int) -> Callable:
     """A round length rule: draft until the value of a drafted token falls below `below` (that token is still
     proposed, as the methods do), at most `cap` candidates."""
