@@ -181,6 +181,17 @@ def test_calibration_reuses_measured_costs_of_another_head(ws, trained):
     with pytest.raises(TrainingError, match="no measured costs"):
         calibrate_head(out, ws["data"], output_dir=ws["root"] / "x", costs_from=unmeasured, show_progress=False,
                        plot=False)
+    curve = ws["root"] / "costs.json"  # a cost-curve file (measure_costs.py, bench --exact) works the same way
+    curve.write_text(json.dumps({"costs": AcceptanceHead.from_pretrained(str(measured))
+                                 .training_info["calibration"]["cost"], "machine": {}}))
+    third = calibrate_head(out, ws["data"], output_dir=ws["root"] / "head_from_file", costs_from=curve,
+                           show_progress=False, plot=False)
+    assert third["verify_costs"] == first["verify_costs"] and third["threshold"] == first["threshold"]
+    assert AcceptanceHead.from_pretrained(str(ws["root"] / "head_from_file")).policy.measured_on is not None
+    (ws["root"] / "bad.json").write_text(json.dumps({"costs": {"c_draft": 0.3}}))
+    with pytest.raises(TrainingError, match="bad.json is not a cost curve"):
+        calibrate_head(out, ws["data"], output_dir=ws["root"] / "y", costs_from=ws["root"] / "bad.json",
+                       show_progress=False, plot=False)
 
 
 def test_producing_state_head_needs_new_data(ws, tmp_path):

@@ -140,7 +140,8 @@ def calibrate_command(
                                                help="Skip timing: draft step / target step."),
     costs_from: Optional[Path] = typer.Option(None, "--costs-from",
                                               help="Skip timing: reuse the costs measured for another head of "
-                                                   "the same pair on this machine."),
+                                                   "the same pair on this machine (its folder), or a cost-curve "
+                                                   "JSON (benchmarks/measure_costs.py, bench --exact)."),
     verify_slope: Optional[float] = typer.Option(None, "--verify-slope", callback=_number(0.0),
                                                  help="Extra verify cost per candidate, in target steps."),
     min_candidates: int = typer.Option(1, "--min-candidates", min=1, max=MAX_CANDIDATES),

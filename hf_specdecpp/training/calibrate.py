@@ -22,6 +22,7 @@ from ..head import AcceptanceHead, HeadPolicy
 from ..methods.specdecpp.calibration import acceptance_outcomes, choose_threshold, pack_traces
 from .common import TrainingError, check_declared_ids, checked, load_model, pick_device, pick_dtype, progress, \
     require_train_extras, train_extra
+from ..utils.io import read_json_object
 from .data_folder import read_metadata
 from .head_files import PLOT_FILE, check_head_folder, save_head
 from .shards import head_input_columns, load_head_inputs
@@ -58,7 +59,14 @@ def save_plot(result: dict, path: str | os.PathLike, title: str = "") -> None:
 
 # ---------------------------------------------------------------------------------------------- the command
 def reused_costs(head_dir: str | os.PathLike, meta: dict) -> CostCurve:
-    """The costs measured when another head for the same draft/target pair was calibrated."""
+    """The costs measured when another head for the same draft/target pair was calibrated, or a cost-curve JSON
+    file (`benchmarks/measure_costs.py`, `bench --exact`: `{"costs": {...}}` or the curve itself)."""
+    if Path(head_dir).is_file():
+        data = read_json_object(head_dir, "cost curve")
+        try:
+            return CostCurve.from_dict(data.get("costs", data))
+        except (KeyError, TypeError, ValueError) as err:
+            raise TrainingError(f"{head_dir} is not a cost curve (c_draft, verify_s, ...): {err}") from err
     try:
         other = AcceptanceHead.from_pretrained(str(head_dir))
     except (OSError, ValueError) as err:
