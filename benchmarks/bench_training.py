@@ -50,7 +50,7 @@ def synthetic_chat_records(n: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", action="store_true", help="use the cached Qwen2.5-Coder 0.5B/1.5B pair")
     ap.add_argument("--prompts", type=int, default=None, help="prompts for the forward-pass (dataset) mode")
@@ -65,15 +65,13 @@ def main() -> None:
     ap.add_argument("--target-prompts", type=int, default=300, help="extrapolate to this many prompts")
     ap.add_argument("--target-tokens", type=int, default=256, help="... of this many tokens")
     ap.add_argument("--keep", default=None, help="keep the work folder here")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return ap.parse_args()
 
-    from hf_specdecpp.training import calibrate_head, make_data, train_head
-    from hf_specdecpp.training.data import PromptRecord, _normalise_messages
-    from hf_specdecpp.training.common import read_json
 
-    work = Path(args.keep or tempfile.mkdtemp(prefix="bench_training_"))
+def pair_and_records(args: argparse.Namespace, work: Path) -> tuple[str, str, list, int, int, int, int]:
+    """(target, draft, records, prompts, tokens, generation prompts, generation tokens) for the real or tiny pair."""
+    from hf_specdecpp.training import PromptRecord
+
     if args.real:
         cache = Path(os.environ.get("HF_SPECDECPP_CACHE", Path.home() / ".cache" / "hf_specdecpp"))
         draft, target = str(cache / "qwen2.5-coder-0.5b-instruct"), str(cache / "qwen2.5-coder-1.5b-instruct")
@@ -82,48 +80,44 @@ def main() -> None:
                 raise SystemExit(f"{p} missing: run `hf-specdecpp fetch-models` first")
         n, t = args.prompts or 16, args.max_new_tokens or 128
         gen_n, gen_t = (4 if args.gen_prompts is None else args.gen_prompts), args.gen_tokens or t
-    else:
-        from hf_specdecpp.testing import save_tiny_pair
+        roles = {"human": "user", "gpt": "assistant"}
+        records = [PromptRecord(messages=[{"role": roles[m["from"]], "content": m["value"]} for m in r["conversations"]])
+                   for r in synthetic_chat_records(max(n, gen_n))]
+        return target, draft, records, n, t, gen_n, gen_t
+    from hf_specdecpp.testing import save_tiny_pair, tiny_prompts
 
-        target, draft = save_tiny_pair(work / "models", noise=0.3)
-        n, t = args.prompts or 64, args.max_new_tokens or 64
-        gen_n, gen_t = (16 if args.gen_prompts is None else args.gen_prompts), args.gen_tokens or t
-    raw = synthetic_chat_records(max(n, gen_n))
-    if args.real:
-        records = [PromptRecord(messages=_normalise_messages(r["conversations"], "synthetic")) for r in raw]
-    else:  # the tiny tokenizer knows only words w6..w95
-        from hf_specdecpp.testing import tiny_prompts
+    target, draft = save_tiny_pair(work / "models", noise=0.3)
+    n, t = args.prompts or 64, args.max_new_tokens or 64
+    gen_n, gen_t = (16 if args.gen_prompts is None else args.gen_prompts), args.gen_tokens or t
+    records = [PromptRecord(prompt=r["prompt"], response=r["response"])  # the tiny tokenizer knows only w6..w95
+               for r in tiny_prompts(max(n, gen_n), with_response=t)]
+    return target, draft, records, n, t, gen_n, gen_t
 
-        records = [PromptRecord(prompt=r["prompt"], response=r["response"])
-                   for r in tiny_prompts(max(n, gen_n), with_response=t)]
-    common = dict(draft=draft, target=target, max_new_tokens=t, batch_size=args.batch_size, shard_size=16,
-                  dev_fraction=0.25, device=args.device, dtype=args.dtype, show_progress=True)
-    report = {"device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
-              "threads": torch.get_num_threads(), "real": args.real}
+
+def time_make_data(folder: Path, records: list, responses: str, common: dict) -> tuple[dict, dict]:
+    """(report entry, the folder's totals) of one make-data run."""
+    from hf_specdecpp.training import make_data
+    from hf_specdecpp.utils.io import read_json
 
     start = time.perf_counter()
-    make_data(work / "data", records=records[:n], responses="dataset", **common)
+    make_data(folder, records=records, responses=responses, **common)
     secs = time.perf_counter() - start
-    totals = read_json(work / "data" / "progress.json")["totals"]
+    totals = read_json(folder / "progress.json")["totals"]
     toks = totals["train_tokens"] + totals["dev_tokens"]
-    report["make_data_dataset"] = {"prompts": n, "tokens": toks, "seconds": secs, "tokens_per_s": toks / secs}
+    return {"prompts": len(records), "tokens": toks, "seconds": secs, "tokens_per_s": toks / secs}, totals
 
-    if gen_n:
-        start = time.perf_counter()
-        make_data(work / "data_gen", records=records[:gen_n], responses="target", **{**common, "max_new_tokens": gen_t})
-        secs = time.perf_counter() - start
-        tg = read_json(work / "data_gen" / "progress.json")["totals"]
-        gtoks = tg["train_tokens"] + tg["dev_tokens"]
-        report["make_data_generate"] = {"prompts": gen_n, "tokens": gtoks, "seconds": secs, "tokens_per_s": gtoks / secs}
+
+def time_train_and_calibrate(work: Path, args: argparse.Namespace, label_rows: int) -> dict:
+    """Report entries of training the head on `work/data` and calibrating it."""
+    from hf_specdecpp.training import calibrate_head, train_head
 
     start = time.perf_counter()
     state = train_head(work / "data", work / "head", epochs=args.epochs, batch_size=4, show_progress=True)
     secs = time.perf_counter() - start
-    rows = totals["train_label_rows"] * args.epochs
-    report["train"] = {"label_rows_x_epochs": rows, "seconds": secs, "rows_per_s": rows / secs,
-                       "best": {k: state["best"]["metrics"].get(k) for k in ("weighted_bce", "baseline_weighted_bce",
-                                                                              "auroc_reject", "ece")}}
-
+    rows = label_rows * args.epochs
+    report = {"train": {"label_rows_x_epochs": rows, "seconds": secs, "rows_per_s": rows / secs,
+                        "best": {k: state["best"]["metrics"].get(k) for k in ("weighted_bce", "baseline_weighted_bce",
+                                                                               "auroc_reject", "ece")}}}
     start = time.perf_counter()
     cal = calibrate_head(work / "head", work / "data", device=args.device, dtype=args.dtype, repeats=5,
                          show_progress=True)
@@ -132,7 +126,24 @@ def main() -> None:
                            "cost_ratio": cal["cost_ratio"], "verify_slope": cal["cost"]["verify_slope"],
                            "speedup": cal["speedup"], "best_fixed_k": cal["best_fixed_k"],
                            "fixed_k_speedup": cal["fixed_k_speedup"]}
+    return report
 
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = Path(args.keep or tempfile.mkdtemp(prefix="bench_training_"))
+    target, draft, records, n, t, gen_n, gen_t = pair_and_records(args, work)
+    common = dict(draft=draft, target=target, max_new_tokens=t, batch_size=args.batch_size, shard_size=16,
+                  dev_fraction=0.25, device=args.device, dtype=args.dtype, show_progress=True)
+    report = {"device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+              "threads": torch.get_num_threads(), "real": args.real}
+    report["make_data_dataset"], totals = time_make_data(work / "data", records[:n], "dataset", common)
+    if gen_n:
+        report["make_data_generate"], _ = time_make_data(work / "data_gen", records[:gen_n], "target",
+                                                         {**common, "max_new_tokens": gen_t})
+    report.update(time_train_and_calibrate(work, args, totals["train_label_rows"]))
     goal = args.target_prompts * args.target_tokens
     report["extrapolation"] = {
         "goal": f"{args.target_prompts} prompts x {args.target_tokens} tokens",

@@ -14,11 +14,10 @@ import time
 
 import torch
 
-from hf_specdecpp import FixedLengthCandidateGenerator, SpecDecPPCandidateGenerator
-from hf_specdecpp.benchmarks.prompts import chat_prompt
-from hf_specdecpp.benchmarks.runner import decoding_kwargs
-from hf_specdecpp.heads import load_shipped_head
-from hf_specdecpp.models import load_pair
+from hf_specdecpp import FixedLengthCandidateGenerator, SpecDecPPCandidateGenerator, load_shipped_head
+from hf_specdecpp.assets import load_pair
+from hf_specdecpp.assets.prompts import chat_prompt
+from hf_specdecpp.bench.calls import decoding_kwargs
 
 PROMPT = ("Write a Python function `merge_intervals(intervals)` that merges overlapping intervals and returns "
           "them sorted. Include a docstring.")

@@ -1,33 +1,34 @@
 #!/usr/bin/env bash
-# The shipped heads for the Qwen2.5-Coder 0.5B -> 1.5B pair: training data, training and calibration on CPU, fp32.
+# The shipped heads for the Qwen2.5-Coder 0.5B -> 1.5B pair (v0.2): ShareGPT prompts only (never benchmark prompts).
+#   bash benchmarks/real_heads.sh [OUT_DIR] [DTYPE]      (after `hf-specdecpp fetch-models`; resumable: rerun it)
+# Training data: 1,200 ShareGPT first turns with their ShareGPT answers (`--responses dataset`: one forward pass of
+# each model per prompt). Calibration data: 128 other ShareGPT prompts answered by the target itself (the served
+# distribution), greedy and T = 0.7; its dev half gives the thresholds, the caps and the traces shipped with the heads.
 set -euo pipefail
-# Usage: bash benchmarks/real_heads.sh [OUT_DIR]   (after `hf-specdecpp fetch-models`)
-# Writes OUT_DIR/sharegpt_train.jsonl (ShareGPT first turns: never benchmark prompts), then for greedy decoding and
-# for sampling at temperature 0.7: data, a producing-state head with confidence features, and its calibration.
-OUT=${1:-runs}; mkdir -p "$OUT"; cd "$OUT"
+OUT=${1:-runs}; DTYPE=${2:-bfloat16}; mkdir -p "$OUT"; cd "$OUT"
 C=${HF_SPECDECPP_CACHE:-$HOME/.cache/hf_specdecpp}
 D=$C/qwen2.5-coder-0.5b-instruct
 T=$C/qwen2.5-coder-1.5b-instruct
-python -c "
+[ -f sharegpt.jsonl ] || python - <<'PY'
 import json
-from hf_specdecpp.benchmarks.prompts import sharegpt_prompts
-with open('sharegpt_train.jsonl', 'w') as f:
-    for p in sharegpt_prompts(limit=400, min_chars=24, max_chars=600):
-        f.write(json.dumps({'prompt': p.text}) + '\\n')
-"
-COMMON="--draft $D --target $T --prompts sharegpt_train.jsonl --chat --max-prompt-tokens 128 --max-new-tokens 128 \
-  --batch-size 16 --shard-size 32 --dev-fraction 0.25 --dtype float32"
-TRAIN="--input-state producing_state --confidence-features --num-layers 1 --epochs 20 --batch-size 2 --lr 1e-5 \
-  --feature-lr 1e-2 --cpu"
-for run in "greedy 0.0 96" "t0.7 0.7 32"; do
+from hf_specdecpp.assets.prompts import sharegpt_prompts
+prompts = [p for p in sharegpt_prompts(min_chars=24, max_chars=1500) if p.reference and len(p.reference) >= 200]
+with open("sharegpt.jsonl.tmp", "w") as train, open("sharegpt_served.jsonl", "w") as served:
+    for i, p in enumerate(prompts[:1328]):
+        if i < 1200:
+            train.write(json.dumps({"id": p.id, "prompt": p.text, "response": p.reference}) + "\n")
+        else:
+            served.write(json.dumps({"id": p.id, "prompt": p.text}) + "\n")
+import os; os.replace("sharegpt.jsonl.tmp", "sharegpt.jsonl")
+PY
+run() { local start=$(date +%s); "$@"; echo "$(date -u +%FT%TZ) $1 $2 $3: $(( $(date +%s) - start )) s" >> timings.log; }
+COMMON="--draft $D --target $T --chat --max-prompt-tokens 256 --dtype $DTYPE --head-inputs producing_state"
+run hf-specdecpp make-data data-train $COMMON --prompts sharegpt.jsonl --responses dataset --max-new-tokens 160 \
+  --batch-size 8 --shard-size 64 --dev-fraction 0.1
+for run in "greedy 0.0" "t0.7 0.7"; do
   set -- $run
-  start=$(date +%s)
-  hf-specdecpp make-data "$1-data" $COMMON --max-prompts "$3" --temperature "$2"
-  t1=$(date +%s); echo "$1 make-data seconds: $((t1-start))"
-  hf-specdecpp train "$1-data" "$1-head" $TRAIN
-  t2=$(date +%s); echo "$1 train seconds: $((t2-t1))"
-  # costs are timed once, for the greedy head; the T=0.7 head reuses them (same pair, same machine)
-  if [ "$1" = greedy ]; then COSTS="--repeats 8"; else COSTS="--costs-from greedy-head"; fi
-  hf-specdecpp calibrate "$1-head" "$1-data" --max-candidates 16 $COSTS
-  t3=$(date +%s); echo "$1 calibrate seconds: $((t3-t2))"
+  run hf-specdecpp make-data "served-$1" $COMMON --prompts sharegpt_served.jsonl --temperature "$2" \
+    --max-new-tokens 128 --batch-size 16 --shard-size 32 --dev-fraction 0.5
 done
+run hf-specdecpp make-data data-train-t0.7 $COMMON --prompts sharegpt.jsonl --responses dataset --max-new-tokens 160 \
+  --batch-size 8 --shard-size 64 --dev-fraction 0.1 --temperature 0.7

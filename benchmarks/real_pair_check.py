@@ -8,8 +8,8 @@ import time
 import torch
 import hf_specdecpp  # noqa: F401  (adds candidate_generator= to generate())
 from hf_specdecpp import AcceptanceHead, SpecDecPPCandidateGenerator
-from hf_specdecpp.models import load_pair
-from hf_specdecpp.benchmarks.prompts import chat_prompt
+from hf_specdecpp.assets import load_pair
+from hf_specdecpp.assets.prompts import chat_prompt
 
 head_dir = sys.argv[1]
 dtype = torch.float32 if (len(sys.argv) < 3 or sys.argv[2] == "float32") else torch.bfloat16

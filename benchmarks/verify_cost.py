@@ -14,8 +14,8 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
-from hf_specdecpp.models import fetch_models
-from hf_specdecpp.models.cpu_linear import FewRowLinear, linear_layers
+from hf_specdecpp.assets import fetch_models
+from hf_specdecpp.core.cpu_linear import FewRowLinear, linear_layers
 
 
 @torch.inference_mode()

@@ -9,13 +9,27 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedModel, Qwen2Config
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
-ARCHITECTURES = ("llama", "qwen2")
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "mistral", "phi3", "granite", "gemma2", "gemma3_text", "lfm2")
+"""Architectures `tiny_config` builds (any model_type AutoConfig knows usually works too)."""
+
+_EXTRA = {
+    "gemma2": dict(head_dim=8, query_pre_attn_scalar=8, final_logit_softcapping=None, attn_logit_softcapping=None),
+    "gemma3_text": dict(head_dim=8, query_pre_attn_scalar=8, final_logit_softcapping=None, attn_logit_softcapping=None),
+    "qwen3": dict(head_dim=8),
+    "lfm2": dict(conv_L_cache=3, block_auto_adjust_ff_dim=False),
+}
 
 
 def tiny_config(arch: str = "llama", vocab_size: int = 96, hidden_size: int = 32, num_layers: int = 2, **overrides):
-    """A small Llama or Qwen2 config (eos 1, bos 0, pad 0)."""
+    """A small config of any decoder architecture `AutoConfig` knows (eos 1, bos 0, pad 0).
+
+    `overrides` set anything else, e.g. `sliding_window=4` (Mistral, Phi-3, Gemma-2/3), `use_sliding_window=True`
+    (Qwen2/3), `layer_types=[...]` (hybrid LFM2: "conv" and "full_attention").
+    """
+    from transformers import AutoConfig
+
     common = dict(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -29,12 +43,12 @@ def tiny_config(arch: str = "llama", vocab_size: int = 96, hidden_size: int = 32
         pad_token_id=0,
         tie_word_embeddings=False,
     )
+    common.update(_EXTRA.get(arch, {}))
     common.update(overrides)
-    if arch == "llama":
-        return LlamaConfig(**common)
-    if arch == "qwen2":
-        return Qwen2Config(**common)
-    raise ValueError(f"Unknown tiny architecture {arch!r}; choose one of {ARCHITECTURES}")
+    try:
+        return AutoConfig.for_model(arch, **common)
+    except ValueError as err:
+        raise ValueError(f"Unknown tiny architecture {arch!r}; e.g. one of {ARCHITECTURES} ({err})") from None
 
 
 def tiny_pair(
@@ -45,12 +59,15 @@ def tiny_pair(
     noise: float = 0.05,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
+    **overrides,
 ) -> tuple[PreTrainedModel, PreTrainedModel]:
     """(target, draft): a random tiny target and a draft that is the target plus Gaussian weight noise.
 
     `noise` is relative to each weight tensor's standard deviation; 0 gives a draft identical to the target.
+    `overrides` go to `tiny_config` (e.g. a sliding window). With the environment variable
+    `HF_SPECDECPP_TEST_DEVICE` (e.g. "cuda") both models are placed on that device.
     """
-    config = tiny_config(arch, vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers)
+    config = tiny_config(arch, vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers, **overrides)
     torch.manual_seed(seed)
     target = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
     # Random init gives nearly flat logits; sharpen the output layer so greedy/sampled text has structure.
@@ -63,11 +80,15 @@ def tiny_pair(
         for param in draft.parameters():
             if param.numel() > 1 and noise > 0:
                 scale = param.float().std().item() or 1.0
-                param.add_((torch.randn(param.shape, generator=generator) * noise * scale).to(param.dtype))
+                noise_values = torch.randn(param.shape, generator=generator, device="cpu") * noise * scale
+                param.add_(noise_values.to(device=param.device, dtype=param.dtype))
+    device = os.environ.get("HF_SPECDECPP_TEST_DEVICE")
     for model in (target, draft):
         model.generation_config.pad_token_id = 0
         model.generation_config.eos_token_id = 1
         model.generation_config.bos_token_id = 0
+        if device:
+            model.to(device)
     return target, draft
 
 CHAT_TEMPLATE = (
@@ -123,3 +144,16 @@ def tiny_prompts(n: int, seed: int = 0, vocab_size: int = 96, min_len: int = 3, 
             rec["response"] = " ".join(f"w{rng.randrange(6, vocab_size)}" for _ in range(with_response))
         out.append(rec)
     return out
+
+
+def tiny_head(hidden_size: int = 32, seed: int = 0):
+    """An untrained producing-state acceptance head for the tiny pair whose predictions follow the drafted token's
+    draft probability (so rounds vary in length); for examples and smoke tests."""
+    from .head import PRODUCING_STATE, AcceptanceHead
+
+    torch.manual_seed(seed)
+    head = AcceptanceHead(hidden_size, 1, input_state=PRODUCING_STATE, use_confidence_features=True)
+    with torch.no_grad():
+        head.feature_classifier.weight.copy_(torch.tensor([[3.0, 0.0, -1.0]]))
+        head.feature_classifier.bias.fill_(2.0)
+    return head.eval()

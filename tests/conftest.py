@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 
@@ -12,6 +13,23 @@ from huggingface_hub import constants, hf_api
 
 # Tiny models run faster on one thread, and the tests then leave the other core free.
 torch.set_num_threads(1)
+
+# The GPU check (benchmarks/gpu_check.py) runs the inference tests with their tensors and tiny models on a device.
+if os.environ.get("HF_SPECDECPP_TEST_DEVICE"):
+    torch.set_default_device(os.environ["HF_SPECDECPP_TEST_DEVICE"])
+
+
+
+@pytest.fixture(scope="session", autouse=True)
+def float32_by_default():
+    """Tests compare in float32 on every CPU: "auto" dtypes must not turn into bfloat16 on CPUs with native bf16
+    (test_training_pipeline tests that rule itself)."""
+    from hf_specdecpp.core import device
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(device, "native_bf16_cpu", lambda: False)
+        yield
+
 
 try:  # tests/ is a rootdir conftest directory, not a package, unless someone adds an __init__.py
     from .hub_server import HubServer

@@ -91,3 +91,17 @@ class CollectingStreamer:
 
     def end(self):
         self.ended = True
+
+
+def scripted_head(input_state: str = "drafted_token") -> AcceptanceHead:
+    """A head whose prediction is sigmoid of the first hidden component: `scripted_state(p)` makes it predict p."""
+    head = AcceptanceHead(hidden_size=2, num_layers=0, input_state=input_state)
+    with torch.no_grad():
+        head.classifier.weight.copy_(torch.tensor([[1.0, 0.0]]))
+        head.classifier.bias.zero_()
+    return head
+
+
+def scripted_state(*probabilities: float) -> torch.Tensor:
+    """Hidden states `(rows, 2)` for which `scripted_head` predicts `probabilities`."""
+    return torch.tensor([[math.log(p / (1 - p)), 0.0] for p in probabilities])

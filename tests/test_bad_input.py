@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from hf_specdecpp import AcceptanceHead, SpecDecPPCandidateGenerator
-from hf_specdecpp.compat import check_transformers_version, is_supported_transformers
-from hf_specdecpp.inference import generate_patch
+from hf_specdecpp.core.compat import TESTED_RANGE, is_tested_transformers
+from hf_specdecpp.integration import generate_patch
 from hf_specdecpp.testing import tiny_pair, tiny_tokenizer
 
 from helpers import constant_head, random_head
@@ -49,13 +49,26 @@ def test_not_a_head():
         SpecDecPPCandidateGenerator(head="org/head-repo")
 
 
-def test_batch_larger_than_one(pair):
+def test_batch_without_attention_mask_is_refused(pair):
     target, draft = pair
     generator = SpecDecPPCandidateGenerator(head=random_head(32))
     batch = torch.tensor([[2, 5, 6, 7], [3, 4, 5, 6]])
-    with pytest.raises(ValueError, match="batch size 1"):
-        target.generate(batch, assistant_model=draft, candidate_generator=generator, max_new_tokens=4)
-    assert generate_patch.active_candidate_generator() is None
+    with pytest.raises(ValueError, match="needs an attention_mask"):
+        target.generate(batch, assistant_model=draft, candidate_generator=generator, max_new_tokens=4,
+                        pad_token_id=None)
+    assert generate_patch.active_call() is None
+
+
+def test_right_padding_is_refused(pair):
+    target, draft = pair
+    generator = SpecDecPPCandidateGenerator(head=random_head(32))
+    batch = torch.tensor([[2, 5, 6, 7], [3, 4, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    for route in ("candidate_generator", "custom_generate"):
+        method = SpecDecPPCandidateGenerator(head=random_head(32), draft_model=draft)
+        kwargs = {route: method} if route == "custom_generate" else {route: generator, "assistant_model": draft}
+        with pytest.raises(ValueError, match="left padding"):
+            target.generate(batch, attention_mask=mask, max_new_tokens=4, **kwargs)
 
 
 def test_different_vocabularies(pair):
@@ -64,6 +77,9 @@ def test_different_vocabularies(pair):
     generator = SpecDecPPCandidateGenerator(head=random_head(32))
     with pytest.raises(ValueError, match=r"vocabulary \(120 tokens\) differs from the target's \(96"):
         target.generate(IDS, assistant_model=other_draft, candidate_generator=generator, max_new_tokens=4)
+    with pytest.raises(ValueError, match="different tokenizers"):
+        target.generate(IDS, custom_generate=SpecDecPPCandidateGenerator(head=random_head(32), draft_model=other_draft),
+                        max_new_tokens=4)
 
 
 def test_no_draft_anywhere(pair):
@@ -97,11 +113,11 @@ def test_wrong_candidate_generator_type(pair):
         target.generate(IDS, assistant_model=draft, candidate_generator=object(), max_new_tokens=4)
 
 
-def test_unsupported_transformers_version_names_range():
-    assert is_supported_transformers("5.23.0") and is_supported_transformers("5.23.1.dev0")
-    assert not is_supported_transformers("4.57.1") and not is_supported_transformers("5.24.0")
-    with pytest.raises(ImportError, match=r">=5\.23\.0,<5\.24\.0"):
-        check_transformers_version("4.46.0")
+def test_tested_transformers_range():
+    assert TESTED_RANGE == ">=5.15.0,<5.25.0"
+    assert is_tested_transformers("5.15.0") and is_tested_transformers("5.24.0") and is_tested_transformers("5.23.1.dev0")
+    assert not is_tested_transformers("4.57.1") and not is_tested_transformers("5.14.1")
+    assert not is_tested_transformers("5.25.0")
 
 
 def test_chat_template_inputs(pair):
@@ -117,3 +133,23 @@ def test_chat_template_inputs(pair):
                           do_sample=False)
     assert torch.equal(out, reference)
     assert tokenizer.decode(out[0, inputs["input_ids"].shape[1]:]).strip()
+
+
+@pytest.mark.parametrize("kwargs,argument", [
+    (dict(initial=0.0), "initial"), (dict(smoothing=0.0), "smoothing"), (dict(smoothing=1.5), "smoothing"),
+    (dict(max_candidates=0), "max_candidates"), (dict(min_candidates=5, max_candidates=3), "min_candidates")])
+def test_gammatune_config_errors_name_the_argument(kwargs, argument):
+    from hf_specdecpp import GammaTuneCandidateGenerator
+
+    with pytest.raises(ValueError, match=argument):
+        GammaTuneCandidateGenerator(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,argument", [(dict(estimator="svp"), "estimator"),
+                                             (dict(estimator="svip", gamma=0.0), "gamma"),
+                                             (dict(estimator="svip", lam=float("nan")), "lam")])
+def test_svip_config_errors_name_the_argument(kwargs, argument):
+    from hf_specdecpp import EntropyStoppingCandidateGenerator
+
+    with pytest.raises(ValueError, match=argument):
+        EntropyStoppingCandidateGenerator(**kwargs)

@@ -10,18 +10,13 @@ import pytest
 import torch
 
 import hf_specdecpp  # noqa: F401  (installs candidate_generator=)
-from hf_specdecpp import EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator, SpecDecPPCandidateGenerator
-from hf_specdecpp.benchmarks.runner import (
-    ASSISTED,
-    HEURISTIC,
-    ORACLE,
-    SUMMARY_COLUMNS,
-    TARGET_ALONE,
-    oracle_rounds,
-    rotation,
-    run_benchmark,
-)
-from hf_specdecpp.inference.baselines import estimate_acceptance
+from hf_specdecpp import (EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator, GammaTuneCandidateGenerator,
+                          SpecDecPPCandidateGenerator)
+from hf_specdecpp.bench.configs import ASSISTED, HEURISTIC, ORACLE, TARGET_ALONE
+from hf_specdecpp.bench.oracle import oracle_rounds
+from hf_specdecpp.bench.runner import rotation, run_benchmark
+from hf_specdecpp.bench.summary import SUMMARY_COLUMNS
+from hf_specdecpp.methods.entropy import estimate_acceptance
 from hf_specdecpp.testing import tiny_pair, tiny_prompts, tiny_tokenizer
 
 try:
@@ -47,7 +42,9 @@ def _greedy(target, ids, n, **kw):
 
 @pytest.mark.parametrize("make", [lambda: FixedLengthCandidateGenerator(num_candidates=3),
                                   lambda: EntropyStoppingCandidateGenerator(lam=0.2, gamma=0.5),
-                                  lambda: EntropyStoppingCandidateGenerator(lam=0.9, estimator="top1")])
+                                  lambda: EntropyStoppingCandidateGenerator(lam=0.9, estimator="top1"),
+                                  lambda: EntropyStoppingCandidateGenerator(lam=0.3, estimator="svip"),
+                                  lambda: GammaTuneCandidateGenerator(initial=3.0, smoothing=0.5, max_candidates=8)])
 def test_baselines_are_lossless_in_greedy(pair, make):
     target, draft = pair
     gen = make()
@@ -77,19 +74,62 @@ def test_estimators_by_hand():
     assert estimate_acceptance(peaked, "entropy").item() == pytest.approx(1.0, abs=1e-6)
 
 
+def test_svip_rule_by_hand_and_its_order_equals_the_entropy_rule():
+    """SVIP stops after a token when sqrt(0.15 H) > h: two equal tokens give sqrt(0.15 ln 2) = 0.322."""
+    two = torch.tensor([[0.0, 0.0, -math.inf, -math.inf]])
+    seq = torch.zeros(1, 3, dtype=torch.long)
+    assert EntropyStoppingCandidateGenerator(lam=0.3, estimator="svip").new_rule(None)(seq, two, step=0).item()
+    assert not EntropyStoppingCandidateGenerator(lam=0.33, estimator="svip").new_rule(None)(seq, two, step=0).item()
+    assert EntropyStoppingCandidateGenerator(lam=0.3, estimator="svip").config.gamma == 0.15
+    assert EntropyStoppingCandidateGenerator(lam=0.3).config.gamma == 1.0  # AdaEDL's default unchanged
+    scores = torch.randn(200, 16, generator=torch.Generator().manual_seed(0)) * 2
+    for h in (0.2, 0.4, 0.6):  # same tokens stopped as AdaEDL at lam = 1 - h with the same gamma
+        svip = EntropyStoppingCandidateGenerator(lam=h, estimator="svip").config.stop(scores)
+        adaedl = EntropyStoppingCandidateGenerator(lam=1 - h, gamma=0.15).config.stop(scores)
+        assert torch.equal(svip, adaedl)
+
+
+def test_gammatune_adapts_between_rounds(pair):
+    """K starts at `initial` and follows the accepted counts: after a round that accepted a of d, gamma moves
+    halfway to a (a + 1 when all were accepted), and each generate() call starts again."""
+    target, draft = pair
+    gen = GammaTuneCandidateGenerator(initial=5.0, smoothing=0.5, max_candidates=10)
+    for _ in range(2):
+        _greedy(target, _inputs(1)[0], 30, assistant_model=draft, candidate_generator=gen)
+        drafted, accepted = gen.stats.candidate_lengths, gen.stats.accepted_lengths
+        gamma = 5.0
+        assert drafted[0] == 5
+        for i in range(len(drafted) - 1):
+            gamma = 0.5 * gamma + 0.5 * (accepted[i] + 1 if accepted[i] == drafted[i] else accepted[i])
+            assert drafted[i + 1] <= min(10, max(1, math.floor(gamma + 0.5)))  # less only at the length limit
+
+
 def test_entropy_rule_stops_where_hand_computed():
     gen = EntropyStoppingCandidateGenerator(lam=0.5, gamma=1.0, min_candidates=2, max_candidates=10)
     # entropies: peaked (~0) -> 1 - 0 = 1 >= 0.5 keep; uniform over 4 -> 1 - sqrt(ln 4) = -0.18 < 0.5 stop.
     peaked = torch.tensor([[30.0, 0.0, 0.0, 0.0]])
     flat = torch.zeros(1, 4)
     two = torch.tensor([[0.0, 0.0, -math.inf, -math.inf]])  # 1 - sqrt(ln 2) = 0.167 < 0.5
-    hidden, seq = torch.zeros(1, 8), torch.zeros(1, 3, dtype=torch.long)
-    assert not gen._should_stop(0, hidden, flat, seq).item()  # below min_candidates: never stop
-    assert not gen._should_stop(1, hidden, peaked, seq).item()
-    assert gen._should_stop(1, hidden, flat, seq).item()
-    assert gen._should_stop(2, hidden, two, seq).item()
-    loose = EntropyStoppingCandidateGenerator(lam=0.1)
-    assert not loose._should_stop(0, hidden, two, seq).item()  # 0.167 >= 0.1
+    seq = torch.zeros(1, 3, dtype=torch.long)
+    rule = gen.new_rule(None)  # min_candidates is the drafting loop's job (checked below), the rule only judges
+    assert not rule(seq, peaked, hidden_states=None, step=1).item()
+    assert rule(seq, flat, hidden_states=None, step=1).item()
+    assert rule(seq, two, hidden_states=None, step=2).item()
+    loose = EntropyStoppingCandidateGenerator(lam=0.1).new_rule(None)
+    assert not loose(seq, two, hidden_states=None, step=0).item()  # 0.167 >= 0.1
+
+
+def test_min_candidates_hold_in_the_drafting_loop():
+    target, draft = tiny_pair("llama", noise=0.3, seed=4)
+    ids = torch.tensor([[2, 5, 6, 7]])
+    gen = EntropyStoppingCandidateGenerator(lam=2.0, min_candidates=3, max_candidates=5)  # the rule always stops
+    target.generate(ids, assistant_model=draft, candidate_generator=gen, max_new_tokens=20, do_sample=False,
+                    eos_token_id=None)
+    left = 20  # each round drafts min_candidates, or what still fits next to the target's own token
+    for drafted, accepted in zip(gen.stats.candidate_lengths, gen.stats.accepted_lengths):
+        assert drafted == max(0, min(3, left - 1))
+        left -= accepted + 1
+    assert left == 0
 
 
 def test_oracle_rounds_by_hand():
@@ -142,6 +182,7 @@ def test_runner_tables_plots_and_interleaving(pair, tmp_path):
         assert [row["config"] for row in reader] == names + [ORACLE]
     table = (tmp_path / "summary.md").read_text()
     assert "| config | speedup |" in table and "target fw/token" in table and "| oracle |" in table
+    assert "Machine: CPU" in table and "float32" in table  # which machine, device and dtype the timings come from
     with open(tmp_path / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == 2 * len(names)
     # paired with the (first) SpecDec++ config by default; the geometric mean ratio is the ratio of the speedups
@@ -187,7 +228,7 @@ def test_cli_tiny_smoke(tmp_path):
 @pytest.mark.parametrize("sampling", [False, True])
 def test_head_overhead_runs_the_per_token_work(pair, sampling):
     """The measured head step is the head's per-token work: one predict_drafted call per timed draft step."""
-    from hf_specdecpp.benchmarks.overhead import measure_head_overhead
+    from hf_specdecpp.bench.overhead import measure_head_overhead
 
     from helpers import producing_head
 
@@ -262,7 +303,7 @@ def test_runner_resumes_an_interrupted_run(pair, tmp_path):
 
 
 def test_runner_refuses_to_resume_with_other_settings(pair, tmp_path):
-    from hf_specdecpp.benchmarks.runner import ResumeError
+    from hf_specdecpp.bench.checkpoint import ResumeError
 
     target, draft = pair
     tokenizer = tiny_tokenizer()
@@ -296,7 +337,8 @@ def test_cli_resume_with_other_options_is_a_clear_error(tmp_path):
 def test_paired_ratios_by_hand():
     from scipy import stats
 
-    from hf_specdecpp.benchmarks.runner import Record, paired_ratios
+    from hf_specdecpp.bench.paired import paired_ratios
+    from hf_specdecpp.bench.records import Record
 
     def rec(prompt, config, t):
         return Record(prompt, config, 0, t, 8, 8, 0)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from hf_specdecpp import SpecDecPPCandidateGenerator
-from hf_specdecpp.models.cpu_linear import FewRowLinear, padded_rows, use_fast_cpu_linear
+from hf_specdecpp.core.cpu_linear import FewRowLinear, padded_rows, use_fast_cpu_linear
 from hf_specdecpp.testing import tiny_pair
 
 from helpers import constant_head

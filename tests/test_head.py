@@ -10,20 +10,29 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from hf_specdecpp.head.acceptance_head import AcceptanceHead, read_head_config
+from hf_specdecpp.head import HeadPolicy
+from hf_specdecpp.head.modeling import AcceptanceHead
+from hf_specdecpp.utils.io import read_json
 
 H = 8
-METADATA = {
+INFO = {
     "draft_model_id": "org/tiny-draft",
     "target_model_id": "org/tiny-target",
-    "temperature": 0.0,
-    "recommended_threshold": 0.35,
+    "decoding": {"do_sample": False, "temperature": 0.0},
 }
+POLICY = HeadPolicy(threshold=0.35, decoding={"do_sample": False, "temperature": 0.0})
 
 
-def make_head(seed: int = 0, hidden_size: int = H, num_layers: int = 3, **metadata) -> AcceptanceHead:
+def read_head_config(folder) -> dict:
+    return read_json(folder / "config.json")
+
+
+def make_head(seed: int = 0, hidden_size: int = H, num_layers: int = 3, policy: HeadPolicy | None = POLICY,
+              **info) -> AcceptanceHead:
     torch.manual_seed(seed)
-    head = AcceptanceHead(hidden_size=hidden_size, num_layers=num_layers, **{**METADATA, **metadata})
+    head = AcceptanceHead(hidden_size=hidden_size, num_layers=num_layers)
+    head.training_info = {**INFO, **info}
+    head.policy = policy
     with torch.no_grad():  # default init gives near-0.5 outputs: spread the weights so tests can tell heads apart
         for p in head.parameters():
             p.normal_(0.0, 0.5)
@@ -103,37 +112,140 @@ def test_invalid_sizes_are_rejected():
 def test_save_and_load_round_trip(tmp_path):
     head = make_head(num_layers=2)
     head.save_pretrained(tmp_path)
-    assert {p.name for p in tmp_path.iterdir()} == {"model.safetensors", "config.json", "README.md"}
+    assert {p.name for p in tmp_path.iterdir()} == {"model.safetensors", "config.json", "README.md", "policy.json",
+                                                    "training_info.json"}
     assert set(load_file(tmp_path / "model.safetensors")) == set(head.state_dict())
 
-    config = read_head_config(tmp_path)
-    assert config["hidden_size"] == H and config["num_layers"] == 2
-    for key, value in METADATA.items():
-        assert config[key] == value
+    config = read_head_config(tmp_path)  # the architecture only
+    assert config == {"model_type": "specdecpp-acceptance-head", "format_version": 2, "hidden_size": H,
+                      "num_layers": 2, "input_state": "drafted_token", "use_confidence_features": False}
 
     loaded = AcceptanceHead.from_pretrained(tmp_path)
     assert not loaded.training
     assert (loaded.hidden_size, loaded.num_layers) == (H, 2)
-    for key, value in METADATA.items():
-        assert getattr(loaded, key) == value
+    assert loaded.policy == POLICY and loaded.training_info == INFO
+    assert (loaded.draft_model_id, loaded.target_model_id) == ("org/tiny-draft", "org/tiny-target")
+    assert loaded.trained_for_sampling is False
     for key, tensor in head.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], tensor), key
     x = torch.randn(4, H)
     assert torch.equal(loaded(x), head(x))
 
 
-def test_update_config_is_saved(tmp_path):
+def test_policy_and_training_info_are_saved_apart_from_the_config(tmp_path):
     head = make_head()
-    head.update_config(recommended_threshold=0.7, cost_ratio=0.05, training_info={"steps": 10})
+    head.policy = HeadPolicy(threshold=0.7, max_candidates=4, cost_ratio=0.05, verify_costs=(1.0, 1.1))
+    head.training_info = {"steps": 10}
     head.save_pretrained(tmp_path)
-    config = read_head_config(tmp_path)
-    assert config["recommended_threshold"] == 0.7
-    assert config["cost_ratio"] == 0.05
-    assert config["training_info"] == {"steps": 10}
+    assert set(read_head_config(tmp_path)) == {"model_type", "format_version", "hidden_size", "num_layers",
+                                               "input_state", "use_confidence_features"}
+    assert read_json(tmp_path / "policy.json")["threshold"] == 0.7
+    assert read_json(tmp_path / "training_info.json") == {"steps": 10}
     loaded = AcceptanceHead.from_pretrained(tmp_path)
-    assert loaded.recommended_threshold == 0.7 and loaded.cost_ratio == 0.05
-    with pytest.raises(KeyError, match="hidden_size"):
-        head.update_config(hidden_size=16)
+    assert loaded.policy.threshold == 0.7 and loaded.policy.cost_ratio == 0.05
+    assert loaded.policy.verify_costs == (1.0, 1.1) and loaded.policy.max_candidates == 4
+    head.policy = None  # saving without a policy removes the stale file
+    head.save_pretrained(tmp_path)
+    assert not (tmp_path / "policy.json").exists() and AcceptanceHead.from_pretrained(tmp_path).policy is None
+
+
+@pytest.mark.parametrize("bad", [{"threshold": 1.5}, {"threshold": 0.5, "max_candidates": 0},
+                                 {"threshold": 0.5, "cost_ratio": -1}, {"threshold": 0.5, "colour": "red"}])
+def test_bad_policy_file_names_the_file(tmp_path, bad):
+    make_head().save_pretrained(tmp_path)
+    (tmp_path / "policy.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError) as info:
+        AcceptanceHead.from_pretrained(tmp_path)
+    assert str(tmp_path / "policy.json") in str(info.value)
+
+
+def test_format_1_head_folder_still_loads(tmp_path):
+    """A head saved before the policy moved out of config.json: its metadata becomes policy and training info."""
+    head = make_head(num_layers=1, policy=None)
+    head.save_pretrained(tmp_path)
+    (tmp_path / "training_info.json").unlink()
+    legacy = {"hidden_size": H, "num_layers": 1, "draft_model_id": "org/d", "target_model_id": "org/t",
+              "temperature": 0.7, "recommended_threshold": 0.44, "recommended_max_candidates": 3, "cost_ratio": 0.4,
+              "input_state": "drafted_token", "use_confidence_features": False,
+              "training_info": {"calibration": {"verify_costs": [1.0, 1.08], "speedup": 1.3, "cost": {"device": "cpu"}}}}
+    (tmp_path / "config.json").write_text(json.dumps(legacy))
+    loaded = AcceptanceHead.from_pretrained(tmp_path)
+    assert (loaded.policy.threshold, loaded.policy.max_candidates, loaded.policy.cost_ratio) == (0.44, 3, 0.4)
+    assert loaded.policy.verify_costs == (1.0, 1.08) and loaded.policy.simulation["speedup"] == 1.3
+    assert loaded.policy.measured_on.device_type == "cpu" and loaded.policy.greedy is False
+    assert (loaded.draft_model_id, loaded.target_model_id) == ("org/d", "org/t") and loaded.trained_for_sampling
+    x = torch.randn(3, H)
+    assert torch.equal(loaded(x), head(x))
+    loaded.save_pretrained(tmp_path)  # re-saving migrates the folder
+    assert "recommended_threshold" not in read_head_config(tmp_path)
+    assert read_json(tmp_path / "policy.json")["threshold"] == 0.44
+
+
+def test_huge_config_with_tiny_weights_is_refused_before_building(tmp_path):
+    """A config naming a 16384-wide, 4-layer head next to a 2 KB weights file: refused from the file header, without
+    building a 4 GB module."""
+    make_head(hidden_size=4, num_layers=1).save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 16384, "num_layers": 4}))
+    import tracemalloc
+
+    tracemalloc.start()
+    with pytest.raises(ValueError, match="do not fit the head's config"):
+        AcceptanceHead.from_pretrained(tmp_path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 << 20  # nothing near 4.4 GB was allocated
+
+
+@pytest.mark.parametrize("config,field", [({"hidden_size": "8"}, "hidden_size"), ({"hidden_size": 8, "num_layers": 2.5}, "num_layers"),
+                                           ({"hidden_size": 8, "input_state": "middle"}, "input_state"),
+                                           ({"hidden_size": 8, "use_confidence_features": "yes"}, "use_confidence_features"),
+                                           ({"hidden_size": -3}, "hidden_size")])
+def test_wrong_types_in_the_config_name_file_and_field(tmp_path, config, field):
+    make_head().save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError) as info:
+        AcceptanceHead.from_pretrained(tmp_path)
+    assert "config.json" in str(info.value) and field in str(info.value)
+
+
+def test_corrupt_config_json_names_the_file(tmp_path):
+    make_head().save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text('{"hidden_size": 8,')
+    with pytest.raises(ValueError, match="not valid JSON") as info:
+        AcceptanceHead.from_pretrained(tmp_path)
+    assert "config.json" in str(info.value)
+
+
+def test_save_refuses_a_folder_of_someone_else(tmp_path):
+    """A transformers model folder (its config.json) or stray weights are never overwritten by a head save."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8}))
+    with pytest.raises(FileExistsError, match="not an acceptance-head config"):
+        make_head().save_pretrained(tmp_path / "model")
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["model_type"] == "llama"
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "model.safetensors").write_bytes(b"user data")
+    with pytest.raises(FileExistsError, match="model.safetensors"):
+        make_head().save_pretrained(tmp_path / "weights")
+    assert (tmp_path / "weights" / "model.safetensors").read_bytes() == b"user data"
+
+
+def test_a_card_edited_by_hand_is_kept_and_ours_is_regenerated(tmp_path):
+    head = make_head()
+    head.save_pretrained(tmp_path)
+    first = (tmp_path / "README.md").read_text()
+    head.policy = HeadPolicy(threshold=0.66)
+    head.save_pretrained(tmp_path)
+    regenerated = (tmp_path / "README.md").read_text()
+    assert regenerated != first and "h = 0.66" in regenerated  # our unedited card follows the head
+    (tmp_path / "README.md").write_text(regenerated + "\nMy own notes.\n")
+    head.policy = HeadPolicy(threshold=0.5)
+    head.save_pretrained(tmp_path)
+    assert (tmp_path / "README.md").read_text().endswith("My own notes.\n")  # the user's edit survives
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "README.md").write_text("# My project\n")
+    head.save_pretrained(tmp_path / "other")
+    assert (tmp_path / "other" / "README.md").read_text() == "# My project\n"
 
 
 def test_zero_layer_head_round_trip(tmp_path):
@@ -228,7 +340,7 @@ def test_shape_mismatch_is_an_error_even_when_not_strict(tmp_path):
             AcceptanceHead.from_pretrained(tmp_path, strict=strict)
         message = str(info.value)
         assert str(path) in message
-        assert f"blocks.0.linear.weight: file ({H}, {H // 2}) vs model ({H}, {H})" in message
+        assert f"blocks.0.linear.weight: file ({H}, {H // 2}) vs config ({H}, {H})" in message
 
 
 def test_missing_weights_file_is_an_error(tmp_path):
@@ -296,19 +408,21 @@ def test_model_card(tmp_path):
     assert {"speculative-decoding", "specdec++", "acceptance-head"} <= set(metadata["tags"])
     assert "- draft model: `org/tiny-draft`" in card
     assert "- target model: `org/tiny-target`" in card
-    assert "recommended threshold: 0.35" in card and "most candidates per round: not calibrated" in card
+    assert "calibrated policy: threshold h = 0.35, at most default candidates per round" in card
     assert "decoding the head was trained for: greedy" in card
     assert "```python" in card
     assert 'AcceptanceHead.from_pretrained("org/my-head")' in card
-    assert 'AutoModelForCausalLM.from_pretrained("org/tiny-draft")' in card
+    assert 'AutoModelForCausalLM.from_pretrained("org/tiny-draft"' in card
     assert "candidate_generator=SpecDecPPCandidateGenerator(head=head)" in card
     assert "2405.19715" in card
+    assert "hf-specdecpp recalibrate" in card
 
 
 def test_model_card_placeholders_and_sampling(tmp_path):
-    head = AcceptanceHead(hidden_size=4, num_layers=1, temperature=0.7, recommended_threshold=0.5)
+    head = AcceptanceHead(hidden_size=4, num_layers=1)
+    head.training_info = {"decoding": {"do_sample": True, "temperature": 0.7}}
     head.save_pretrained(tmp_path)
     card = (tmp_path / "README.md").read_text()
     assert "<draft model id>" in card and "<target model id>" in card
-    assert "sampling, temperature 0.7" in card
+    assert "sampling, temperature 0.7" in card and "calibrated policy: not calibrated" in card
     assert "{{" not in card

@@ -11,18 +11,15 @@ import torch
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-from hf_specdecpp.head.acceptance_head import AcceptanceHead
+from hf_specdecpp.head import HeadPolicy
+from hf_specdecpp.head.modeling import AcceptanceHead
 
-try:  # tests/ is not a package (rootdir conftest on sys.path) unless someone adds an __init__.py
-    from .test_head import METADATA, H, make_head, reference_probability, write_reference_checkpoint
-except ImportError:
-    from test_head import METADATA, H, make_head, reference_probability, write_reference_checkpoint
+from test_head import H, make_head, reference_probability, write_reference_checkpoint
 
 
 def assert_same_head(a: AcceptanceHead, b: AcceptanceHead) -> None:
     assert (a.hidden_size, a.num_layers) == (b.hidden_size, b.num_layers)
-    for key in ("draft_model_id", "target_model_id", "temperature", "recommended_threshold", "cost_ratio",
-                "training_info"):
+    for key in ("architecture", "policy", "training_info", "draft_model_id", "target_model_id", "decoding"):
         assert getattr(a, key) == getattr(b, key), key
     assert a.state_dict().keys() == b.state_dict().keys()
     for key, tensor in a.state_dict().items():
@@ -34,7 +31,8 @@ def test_push_then_pull_by_repo_id(hub_server, hf_home):
     commit = head.push_to_hub("org/name")
     repo = hub_server.state.repos["org/name"]
     assert commit.oid == repo.head
-    assert set(repo.files("main")) == {"config.json", "model.safetensors", "README.md"}
+    assert set(repo.files("main")) == {"config.json", "model.safetensors", "README.md", "policy.json",
+                                       "training_info.json"}
     calls = {(method, path) for method, path in hub_server.state.requests}
     assert ("POST", "/api/validate-yaml") in calls  # the client validated the model card's metadata
     assert ("POST", "/api/models/org/name/commit/main") in calls
@@ -51,21 +49,21 @@ def test_push_then_pull_by_repo_id(hub_server, hf_home):
     assert "library_name: hf-specdecpp" in card
     assert "- speculative-decoding" in card
     assert "- draft model: `org/tiny-draft`" in card and "- target model: `org/tiny-target`" in card
-    assert f"recommended threshold: {METADATA['recommended_threshold']}" in card
+    assert "calibrated policy: threshold h = 0.35" in card
     assert 'AcceptanceHead.from_pretrained("org/name")' in card  # push_to_hub fills in its repo id
 
 
 def test_second_push_updates_config_and_old_revision_stays(hub_server):
     head = make_head()
     first = head.push_to_hub("org/name").oid
-    head.update_config(recommended_threshold=0.8)
+    head.policy = HeadPolicy(threshold=0.8)
     second = head.push_to_hub("org/name").oid
     assert first != second
-    # the client skipped the unchanged weights (the preupload answer carries each stored file's oid)
-    assert hub_server.state.commits[-1] == ("org/name", ["README.md", "config.json"])
-    assert AcceptanceHead.from_pretrained("org/name").recommended_threshold == 0.8
-    assert AcceptanceHead.from_pretrained("org/name", revision=first).recommended_threshold == 0.35
-    assert "recommended threshold: 0.8" in open(hf_hub_download("org/name", "README.md")).read()
+    # the client skipped the unchanged weights and config (the preupload answer carries each stored file's oid)
+    assert hub_server.state.commits[-1] == ("org/name", ["README.md", "policy.json"])
+    assert AcceptanceHead.from_pretrained("org/name").policy.threshold == 0.8
+    assert AcceptanceHead.from_pretrained("org/name", revision=first).policy.threshold == 0.35
+    assert "calibrated policy: threshold h = 0.8" in open(hf_hub_download("org/name", "README.md")).read()
 
 
 def test_snapshot_download_and_local_load(hub_server):
@@ -140,7 +138,8 @@ def test_offline_pull_from_prepopulated_cache(offline, tmp_path):
     head = make_head(num_layers=2)
     head.save_pretrained(tmp_path)
     _populate_cache(offline, "org/name", {name: (tmp_path / name).read_bytes()
-                                          for name in ("config.json", "model.safetensors")})
+                                          for name in ("config.json", "model.safetensors", "policy.json",
+                                                       "training_info.json")})
     loaded = AcceptanceHead.from_pretrained("org/name")
     assert_same_head(loaded, head)
 

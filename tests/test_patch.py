@@ -9,7 +9,8 @@ from transformers.generation.streamers import BaseStreamer
 from transformers.generation.utils import GenerationMixin
 
 from hf_specdecpp import SpecDecPPCandidateGenerator
-from hf_specdecpp.inference import generate_patch
+from hf_specdecpp.integration import generate_patch
+from hf_specdecpp.integration.upstream import verify_upstream
 from hf_specdecpp.testing import tiny_pair
 
 from helpers import CollectingStreamer, constant_head, random_head
@@ -23,10 +24,27 @@ def pair():
 IDS = torch.tensor([[2, 5, 6, 7, 8, 9]])
 
 
-def test_upstream_plumbing_is_what_the_patch_expects():
-    # Fails when transformers changes the private hooks the patch wraps.
-    generate_patch.verify_upstream()
+def test_upstream_contract_holds_by_behaviour():
+    # A tiny round through each route: fails when transformers changes what the patch relies on.
+    verify_upstream.cache_clear()
+    verify_upstream()
     assert generate_patch.is_installed()
+
+
+def test_upstream_check_fails_loudly_when_transformers_stops_asking_for_a_generator(monkeypatch):
+    """If transformers' assisted decoding stopped calling `_get_candidate_generator`, the check must say so."""
+    from transformers.generation.utils import GenerationMixin
+
+    from hf_specdecpp.integration.upstream import UpstreamChangedError
+
+    original = generate_patch._original(GenerationMixin._get_candidate_generator)
+    monkeypatch.setattr(GenerationMixin, "_get_candidate_generator", original)  # the patch's hook is bypassed
+    verify_upstream.cache_clear()
+    try:
+        with pytest.raises((UpstreamChangedError, RuntimeError), match="candidate generator|did not run"):
+            verify_upstream()
+    finally:
+        verify_upstream.cache_clear()
 
 
 def test_install_is_idempotent_and_uninstall_restores():
@@ -49,7 +67,7 @@ def test_without_candidate_generator_nothing_changes(pair):
     plain = target.generate(IDS, max_new_tokens=12, do_sample=False)
     stock = target.generate(IDS, assistant_model=draft, max_new_tokens=12, do_sample=False)
     assert torch.equal(plain, stock)
-    assert generate_patch.active_candidate_generator() is None
+    assert generate_patch.active_call() is None
 
 
 def test_unknown_kwarg_still_rejected(pair):
@@ -76,7 +94,7 @@ def test_nothing_left_active_after_an_exception(pair):
     with pytest.raises(Boom):
         target.generate(IDS, assistant_model=draft, candidate_generator=generator, streamer=FailingStreamer(),
                         max_new_tokens=10)
-    assert generate_patch.active_candidate_generator() is None
+    assert generate_patch.active_call() is None
     # the generator is released and the next plain call uses the stock path
     plain = target.generate(IDS, max_new_tokens=8, do_sample=False)
     again = target.generate(IDS, assistant_model=draft, candidate_generator=generator, max_new_tokens=8,
@@ -119,7 +137,7 @@ def test_two_threads_generate_concurrently(pair):
                 else:
                     out = target.generate(prompt, max_new_tokens=20, do_sample=False)
                 results.setdefault(name, []).append(out)
-                assert generate_patch.active_candidate_generator() is None
+                assert generate_patch.active_call() is None
         except Exception as err:  # surfaced below
             errors.append(err)
 
@@ -138,12 +156,42 @@ def test_two_threads_generate_concurrently(pair):
     assert all(torch.equal(o, expected[0]) for o in results["c"])
 
 
-def test_one_generator_cannot_serve_two_calls_at_once(pair):
+def test_one_method_object_serves_concurrent_calls(pair):
+    """The object a user passes is an immutable description: two threads may use the same one at once, and each
+    call's statistics describe that call only."""
     target, draft = pair
-    generator = SpecDecPPCandidateGenerator(head=constant_head(32, 0.99), threshold=0.5)
-    generator.acquire()
-    try:
-        with pytest.raises(RuntimeError, match="already serving"):
-            target.generate(IDS, assistant_model=draft, candidate_generator=generator, max_new_tokens=4)
-    finally:
-        generator.release()
+    method = SpecDecPPCandidateGenerator(head=random_head(32, seed=5), threshold=0.5)
+    prompts = [torch.tensor([[2, 5, 6, 7, 8, 9]]), torch.tensor([[3, 17, 4, 40, 41]])]
+    lengths = [12, 20]
+    expected = [target.generate(p, max_new_tokens=n, do_sample=False) for p, n in zip(prompts, lengths)]
+    results, errors, barrier = {}, [], threading.Barrier(2)
+
+    def work(i):
+        try:
+            barrier.wait()
+            for _ in range(3):
+                out = target.generate(prompts[i], assistant_model=draft, candidate_generator=method,
+                                      max_new_tokens=lengths[i], do_sample=False, return_dict_in_generate=True)
+                results.setdefault(i, []).append(out)
+                assert method.stats is out.speculation_stats  # this thread's latest call
+        except Exception as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    for i in range(2):
+        for out in results[i]:
+            assert torch.equal(out.sequences, expected[i])
+            assert out.speculation_stats.new_tokens == expected[i].shape[1] - prompts[i].shape[1]
+
+
+def test_method_objects_are_immutable():
+    method = SpecDecPPCandidateGenerator(head=random_head(32), threshold=0.5)
+    with pytest.raises(AttributeError, match="immutable"):
+        method.head = random_head(32, seed=2)
+    with pytest.raises(Exception):
+        method.config.threshold = 0.9  # a frozen dataclass

@@ -8,8 +8,7 @@ import torch
 import hf_specdecpp  # noqa: F401  (installs candidate_generator=)
 from hf_specdecpp import AcceptanceHead, DySpecCandidateGenerator, SpecDecPPCandidateGenerator
 from hf_specdecpp.head import CONFIDENCE_FEATURES, PRODUCING_STATE, confidence_features
-from hf_specdecpp.inference.tree.growth import child_value
-from hf_specdecpp.inference.tree.tree import DraftTree
+from hf_specdecpp.methods.dyspec.growth import child_estimates
 from hf_specdecpp.testing import tiny_pair
 
 from helpers import constant_head, producing_head
@@ -41,9 +40,9 @@ def test_config_round_trip_and_errors(tmp_path):
     torch.testing.assert_close(loaded(hidden, feats), head(hidden, feats))
     with pytest.raises(ValueError, match="pass `features=`"):
         head(hidden)
-    with pytest.raises(ValueError, match="need input_state='producing_state'"):
+    with pytest.raises(ValueError, match="needs input_state 'producing_state'"):
         AcceptanceHead(32, use_confidence_features=True)
-    with pytest.raises(ValueError, match="input_state must be one of"):
+    with pytest.raises(ValueError, match="input_state` must be one of"):
         AcceptanceHead(32, input_state="somewhere")
     assert not AcceptanceHead(32).scores_without_lag  # the reference layout stays the default
 
@@ -107,14 +106,15 @@ def test_head_reads_the_state_and_scores_that_drafted_the_token(pair):
 
 # ---------------------------------------------------------------------------------------------- trees
 def test_tree_child_value_uses_the_parents_prediction():
-    tree = DraftTree(root_token=1)
-    tree.child_tokens[0], tree.child_probs[0] = [5, 6, 7], [0.6, 0.3, 0.1]
-    tree.first_child_accept[0] = 0.9
-    assert child_value(tree, 0, 0) == pytest.approx(0.9)  # the head, not q = 0.6
-    tree.add(0, 5, 0.9)
+    probs = torch.tensor([[0.6, 0.3, 0.1]])
+    child_probs = probs.clone()
+    one = torch.ones(1)
+    reach, own, value = child_estimates(one, one, one, probs, child_probs, do_sample=False,
+                                        first_own=torch.tensor([0.9]))
+    assert value[0, 0].item() == pytest.approx(0.9, rel=1e-5)  # the head, not q = 0.6
     # the rejected mass 0.1 is shared by draft probability among the later children
-    assert child_value(tree, 0, 1) == pytest.approx(0.1 * 0.3 / 0.4)
-    assert child_value(tree, 0, 2) == pytest.approx(0.1 * 0.1 / 0.4)
+    assert value[0, 1].item() == pytest.approx(0.1 * 0.3 / 0.4, rel=1e-5)
+    assert value[0, 2].item() == pytest.approx(0.1 * 0.1 / 0.4, rel=1e-5)
 
 
 @pytest.mark.parametrize("budget", [2, 6])
@@ -125,9 +125,10 @@ def test_tree_greedy_equals_target(pair, budget):
     head = producing_head(32)
     scored = []
     original = head.predict_drafted
-    head.predict_drafted = lambda *a: scored.append(1) or original(*a)
+    head.predict_drafted = lambda hidden, scores, tokens: scored.append(tokens.shape[0]) or original(hidden, scores,
+                                                                                                      tokens)
     gen = DySpecCandidateGenerator(budget=budget, head=head)
     out = target.generate(ids, assistant_model=draft, candidate_generator=gen, max_new_tokens=24, do_sample=False)
     assert torch.equal(out, reference)
-    # every expanded node (the root included: no lag) scored its first child
-    assert len(scored) == gen.stats.draft_forwards
+    # every draft pass (one per tree level, the root's included: no lag) scored the first child of each node it read
+    assert len(scored) == gen.stats.draft_forwards and all(n >= 1 for n in scored)

@@ -13,6 +13,7 @@ import torch
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
 
 from hf_specdecpp import SpecDecPPCandidateGenerator
+from hf_specdecpp.core.assisted import ChainCandidateGenerator
 from hf_specdecpp.testing import tiny_pair
 
 from helpers import constant_head, producing_head, tv_and_bound
@@ -65,16 +66,22 @@ def empirical_tv(target, draft, generator_cls, route="candidate_generator", head
     return tv, bound, first_round_lengths
 
 
-class UnprocessedScoresGenerator(SpecDecPPCandidateGenerator):
-    """A deliberately broken generator: returns the draft's raw logits, not the processed scores it sampled from."""
+class UnprocessedScores(ChainCandidateGenerator):
+    """A deliberately broken per-call generator: returns the draft's raw logits, not the processed scores its
+    tokens were drawn from."""
 
     def get_candidates(self, input_ids, **kwargs):
         candidates, scores = super().get_candidates(input_ids)
         if scores is None:
             return candidates, scores
         with torch.no_grad():
-            raw = self.assistant_model(candidates).logits[:, input_ids.shape[1] - 1: -1].float()
+            raw = self.ctx.draft(candidates).logits[:, input_ids.shape[1] - 1: -1].float()
         return candidates, raw
+
+
+class UnprocessedScoresGenerator(SpecDecPPCandidateGenerator):
+    def new_candidate_generator(self, ctx, input_ids, attention_mask):
+        return UnprocessedScores(ctx, self.chain_spec(ctx), input_ids, attention_mask)
 
 
 @pytest.mark.slow

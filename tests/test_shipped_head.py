@@ -1,13 +1,14 @@
 """The acceptance heads shipped in the package for the Qwen2.5-Coder 0.5B -> 1.5B pair."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from hf_specdecpp import SpecDecPPCandidateGenerator
 from hf_specdecpp.head import PRODUCING_STATE
-from hf_specdecpp.heads import (
+from hf_specdecpp.head.shipped import (
     DEFAULT_HEAD,
     SAMPLING_HEAD,
     default_head_name,
@@ -30,19 +31,21 @@ def test_shipped_head_is_calibrated(name):
     assert head.hidden_size == 896  # Qwen2.5-Coder-0.5B's hidden size
     assert head.draft_model_id == "Qwen/Qwen2.5-Coder-0.5B-Instruct"
     assert head.target_model_id == "Qwen/Qwen2.5-Coder-1.5B-Instruct"
-    assert head.temperature == TEMPERATURES[name]
+    assert head.decoding["temperature"] == TEMPERATURES[name]
+    assert head.trained_for_sampling == (TEMPERATURES[name] > 0)
     assert head.input_state == PRODUCING_STATE and head.use_confidence_features
-    assert 0 < head.recommended_threshold < 1 and head.recommended_max_candidates >= 1
+    policy = head.policy
+    assert 0 < policy.threshold < 1 and policy.max_candidates >= 1 and policy.greedy == (TEMPERATURES[name] == 0)
+    assert policy.measured_on.device_type == "cpu" and policy.measured_on.dtype in ("float32", "bfloat16")
     assert next(head.parameters()).dtype == torch.float32
     calibration = head.training_info["calibration"]
-    assert calibration["threshold"] == head.recommended_threshold
-    assert calibration["max_candidates"] == head.recommended_max_candidates
+    assert calibration["threshold"] == policy.threshold
+    assert calibration["max_candidates"] == policy.max_candidates
     assert calibration["greedy"] == (TEMPERATURES[name] == 0.0)
     # HumanEval tasks 80-163 are reserved: the head's data came from ShareGPT prompts.
-    assert head.training_info["data"]["source"]["path"].endswith("sharegpt_train.jsonl")
+    assert Path(head.training_info["data"]["source"]["path"]).name in ("sharegpt.jsonl", "sharegpt_train.jsonl")
     generator = SpecDecPPCandidateGenerator(head=head)
-    assert (generator.threshold, generator.max_candidates) == (head.recommended_threshold,
-                                                               head.recommended_max_candidates)
+    assert generator.threshold is None  # resolved per call, from the policy for the call's device
 
 
 @pytest.mark.parametrize("name", [DEFAULT_HEAD, SAMPLING_HEAD])
@@ -64,13 +67,22 @@ def test_shipped_head_follows_the_drafts_confidence(name):
 @pytest.mark.parametrize("name", [DEFAULT_HEAD, SAMPLING_HEAD])
 def test_shipped_files_and_card(name):
     path = shipped_head_path(name)
-    assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in path.iterdir()}
-    config = json.loads((path / "config.json").read_text())
+    assert {"config.json", "model.safetensors", "README.md", "policy.json"} <= {p.name for p in path.iterdir()}
+    info = json.loads((path / "training_info.json").read_text())
     card = (path / "README.md").read_text()
-    assert config["draft_model_id"] in card and "AUROC" in card and "recommended threshold" in card
+    assert info["draft_model_id"] in card and "AUROC" in card and "calibrated policy: threshold h =" in card
     assert "produced the drafted token" in card
 
 
-def test_unknown_head_name():
-    with pytest.raises(ValueError, match="No shipped acceptance head named 'nope'"):
-        shipped_head_path("nope")
+@pytest.mark.parametrize("name", ["nope", "../head", "/etc", "qwen2.5-coder-0.5b-to-1.5b-greedy/../..", 7])
+def test_only_shipped_names_are_accepted(name):
+    with pytest.raises(ValueError, match="No shipped acceptance head named"):
+        shipped_head_path(name)
+
+
+def test_the_default_head_ships_traces_for_recalibration():
+    """The README quickstart's `recalibrate="auto"` needs the dev traces: one per served dev response."""
+    head = load_shipped_head(DEFAULT_HEAD)
+    assert head.traces and head.traces["pred"].numel() > 1000
+    assert head.policy.simulation["dev_responses"] >= 32
+    SpecDecPPCandidateGenerator(head=head, recalibrate="auto")  # accepted (no ValueError)

@@ -8,17 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from hf_specdecpp.inference.stopping import RejectionThresholdCriteria
+from hf_specdecpp import RejectionThresholdCriteria
+from hf_specdecpp.head import DRAFTED_TOKEN, PRODUCING_STATE
+from hf_specdecpp.methods.specdecpp.calibration import choose_threshold, simulate_policy, threshold_round_length
 from hf_specdecpp.training import (
     DecodingSettings,
     acceptance_labels,
     mix_tokens,
     rejection_auroc,
-    choose_threshold,
-    simulate_policy,
-    threshold_round_length,
     weighted_bce_from_logits,
 )
+
+from helpers import scripted_head, scripted_state
 
 
 def test_greedy_labels_by_hand():
@@ -123,15 +124,17 @@ def test_simulated_round_length_matches_stopping_criteria(threshold, min_c, max_
     for start in range(0, 30, 3):
         limit = min(max_c, len(pred) - start)
         k_sim = threshold_round_length(pred, start, limit, threshold, min_c, lagged=lagged)
-        crit = RejectionThresholdCriteria(threshold, min_c, max_c)
-        crit.start_round()
-        ids = torch.zeros((1, 1), dtype=torch.long)
+        # the drafting loop's decisions (DraftSession.draft_round) with the live stopping rule
+        crit = RejectionThresholdCriteria(scripted_head(DRAFTED_TOKEN if lagged else PRODUCING_STATE), threshold)
+        crit.start_round(1)
+        ids, scores = torch.zeros((1, 1), dtype=torch.long), torch.zeros((1, 4))
         for t in range(1, limit + 1):
-            if lagged:  # a drafted-token head: token t-1's score arrives with token t
-                prob = None if t == 1 else float(pred[start + t - 2])
+            if lagged:  # a drafted-token head: the state at token t-1 comes with drafting token t
+                prob = 0.5 if t == 1 else float(pred[start + t - 2])  # (step 0 is never scored)
             else:  # a producing-state head scores token t as soon as it is drafted
                 prob = float(pred[start + t - 1])
-            if bool(crit(ids, None, acceptance_prob=prob)[0]) or t == limit:
+            stop = bool(crit(ids, scores, hidden_states=scripted_state(prob), step=t - 1)[0]) and t >= min_c
+            if stop or t == limit:
                 break
         assert k_sim == t
 
@@ -180,7 +183,7 @@ def test_oracle_simulation_drafts_exactly_the_accepted_runs():
 
 
 def test_verify_cost_table_interpolates_and_extrapolates():
-    from hf_specdecpp.training.calibrate import verify_cost_table
+    from hf_specdecpp.core.costs import verify_cost_table
 
     table = verify_cost_table(6, {"0": 1.0, "2": 1.2, "4": 2.0}, verify_slope=0.5)
     assert table.tolist() == pytest.approx([1.0, 1.1, 1.2, 1.6, 2.0, 2.5, 3.0])

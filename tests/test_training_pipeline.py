@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
 from hf_specdecpp.cli import app
@@ -22,7 +23,8 @@ from hf_specdecpp.training import (
     read_metadata,
     train_head,
 )
-from hf_specdecpp.training.data import pack_batch, response_hidden
+from hf_specdecpp.training.batch_features import response_hidden
+from hf_specdecpp.training.tokens import pack_batch
 from hf_specdecpp.testing import save_tiny_pair, tiny_prompts
 
 NOISE = 0.3
@@ -156,9 +158,11 @@ def test_producing_state_head_trains_calibrates_and_stops_without_lag(ws):
     r = calibrate_head(out, ws["data"], output_dir=cal_dir, cost_ratio=0.3, verify_slope=0.02, show_progress=False)
     assert r["time_per_token"] <= r["fixed_k_time_per_token"] + 1e-9
     calibrated = AcceptanceHead.from_pretrained(str(cal_dir))
-    assert calibrated.recommended_threshold == r["threshold"]
+    assert calibrated.policy.threshold == r["threshold"]
+    assert calibrated.policy.measured_on is None  # costs given, not measured: the policy is not tied to a device
     gen = SpecDecPPCandidateGenerator(head=calibrated)
-    assert gen.max_candidates == r["max_candidates"]
+    models = [AutoModelForCausalLM.from_pretrained(ws[role]) for role in ("draft", "target")]
+    assert gen.resolve_policy(*models).max_candidates == r["max_candidates"]
     assert "produced the drafted token" in (cal_dir / "README.md").read_text()
 
 
@@ -177,6 +181,17 @@ def test_calibration_reuses_measured_costs_of_another_head(ws, trained):
     with pytest.raises(TrainingError, match="no measured costs"):
         calibrate_head(out, ws["data"], output_dir=ws["root"] / "x", costs_from=unmeasured, show_progress=False,
                        plot=False)
+    curve = ws["root"] / "costs.json"  # a cost-curve file (measure_costs.py, bench --exact) works the same way
+    curve.write_text(json.dumps({"costs": AcceptanceHead.from_pretrained(str(measured))
+                                 .training_info["calibration"]["cost"], "machine": {}}))
+    third = calibrate_head(out, ws["data"], output_dir=ws["root"] / "head_from_file", costs_from=curve,
+                           show_progress=False, plot=False)
+    assert third["verify_costs"] == first["verify_costs"] and third["threshold"] == first["threshold"]
+    assert AcceptanceHead.from_pretrained(str(ws["root"] / "head_from_file")).policy.measured_on is not None
+    (ws["root"] / "bad.json").write_text(json.dumps({"costs": {"c_draft": 0.3}}))
+    with pytest.raises(TrainingError, match="bad.json is not a cost curve"):
+        calibrate_head(out, ws["data"], output_dir=ws["root"] / "y", costs_from=ws["root"] / "bad.json",
+                       show_progress=False, plot=False)
 
 
 def test_producing_state_head_needs_new_data(ws, tmp_path):
@@ -190,7 +205,11 @@ def test_producing_state_head_needs_new_data(ws, tmp_path):
         ds.save_to_disk(str(tmp))
         shutil.rmtree(shard)
         shutil.move(str(tmp), str(shard))
-    with pytest.raises(TrainingError, match="older make-data"):
+    manifest = json.loads((old / "progress.json").read_text())
+    for entry in manifest["shards"].values():  # older make-data versions recorded no checksums
+        del entry["files"]
+    (old / "progress.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="no checksums"), pytest.raises(TrainingError, match="older make-data"):
         train_head(old, tmp_path / "h", input_state="producing_state", show_progress=False)
     with pytest.raises(TrainingError, match="input state must be one of"):
         train_head(ws["data"], tmp_path / "h2", input_state="middle", show_progress=False)
@@ -292,19 +311,22 @@ def test_calibrated_threshold_beats_fixed_k(ws, trained):
     assert r["time_per_token"] <= r["fixed_k_time_per_token"] + 1e-9  # ... and the best one
     assert r["time_per_token"] < 1.0  # faster than the target alone
     head = AcceptanceHead.from_pretrained(str(cal_dir))
-    assert head.recommended_threshold == r["threshold"] and head.cost_ratio == 0.05
-    assert head.recommended_max_candidates == r["max_candidates"] <= 20
+    assert head.policy.threshold == r["threshold"] and head.policy.cost_ratio == 0.05
+    assert head.policy.max_candidates == r["max_candidates"] <= 20
     from hf_specdecpp import SpecDecPPCandidateGenerator
 
     gen = SpecDecPPCandidateGenerator(head=head)
-    assert (gen.threshold, gen.max_candidates) == (r["threshold"], r["max_candidates"])
+    models = [AutoModelForCausalLM.from_pretrained(ws[role]) for role in ("draft", "target")]
+    policy = gen.resolve_policy(*models)
+    assert (policy.threshold, policy.max_candidates) == (r["threshold"], r["max_candidates"])
+    # the dev traces ship with the head: re-calibration on another machine needs no data set
+    assert head.traces["offsets"][-1] == r["dev_positions"] and len(head.traces["pred"]) == r["dev_positions"]
     assert head.training_info["calibration"]["best_fixed_k"] == r["best_fixed_k"]
     assert (cal_dir / "calibration.png").stat().st_size > 1000
 
 
 def test_measured_costs(ws, trained):
-    from hf_specdecpp.training import measure_costs
-    from transformers import AutoModelForCausalLM
+    from hf_specdecpp.core.costs import measure_costs
 
     d = AutoModelForCausalLM.from_pretrained(ws["draft"]).eval()
     t = AutoModelForCausalLM.from_pretrained(ws["target"]).eval()
@@ -314,8 +336,9 @@ def test_measured_costs(ws, trained):
     c = measure_costs(d, t, prompt_length=16, ks=(0, 2, 4), repeats=3, warmup=1)
     for h in hooks:
         h.remove()
-    assert c["draft_step_s"] > 0 and c["c_draft"] > 0 and c["verify_slope"] >= 0
-    assert c["verify_cost"]["0"] == 1.0 and set(c["verify_cost"]) == {"0", "2", "4"}
+    assert c.draft_step_s > 0 and c.c_draft > 0 and c.verify_slope >= 0
+    assert c.verify_cost[0] == 1.0 and set(c.verify_cost) == {0, 2, 4}
+    assert c.device["device_type"] == "cpu" and c.device["dtype"] == "float32"
     # two prefills, then every repeat (warm-up included) times the draft step and each k once, interleaved
     one_repeat = [("draft", 1), ("target", 1), ("target", 3), ("target", 5)]
     assert calls == [("draft", 16), ("target", 16)] + one_repeat * 4
@@ -338,12 +361,12 @@ def test_cli_end_to_end_with_push(ws, hub_server, tmp_path):
     files = hub_server.state.repos["org/acc-head"].files("main")
     assert {"model.safetensors", "config.json", "README.md", "calibration.png"} <= set(files)
     card = files["README.md"].decode()
-    for needle in (ws["draft"], ws["target"], "w_reject = 6.00", "recommended threshold", "AUROC", "cost ratio",
+    for needle in (ws["draft"], ws["target"], "w_reject = 6.00", "calibrated policy: threshold h", "AUROC", "c = 0.1",
                    "greedy", "candidate_generator=SpecDecPPCandidateGenerator", "org/acc-head", "2 residual blocks"):
         assert needle in card, needle
     pulled = AcceptanceHead.from_pretrained("org/acc-head")
     local = AcceptanceHead.from_pretrained(str(head))
-    assert pulled.recommended_threshold == local.recommended_threshold and pulled.cost_ratio == 0.1
+    assert pulled.policy == local.policy and pulled.policy.cost_ratio == 0.1
     for key, value in local.state_dict().items():
         assert torch.equal(pulled.state_dict()[key], value)
 
@@ -371,9 +394,20 @@ def test_mismatched_tokenizer_or_vocab(ws, tmp_path):
     t2, d2 = save_tiny_pair(tmp_path / "other_tok", noise=NOISE, tokenizer_vocab_size=90)
     with pytest.raises(TrainingError, match="tokenizer differs"):
         make_data(tmp_path / "d1", **_kw(ws, draft=d2))
-    t3, d3 = save_tiny_pair(tmp_path / "other_vocab", noise=NOISE, vocab_size=100)
-    with pytest.raises(TrainingError, match=r"vocabulary \(100\) differs"):
+    t3, d3 = save_tiny_pair(tmp_path / "other_vocab", noise=NOISE, vocab_size=100)  # its tokenizer has 100 tokens
+    with pytest.raises(TrainingError, match="tokenizer differs"):
         make_data(tmp_path / "d2", **_kw(ws, draft=d3))
+
+
+def test_padded_draft_vocabulary_is_accepted(ws, tmp_path):
+    """One tokenizer, output layers padded to different sizes (as Qwen2.5 0.5B and 7B): the data is made over the
+    target's vocabulary, and every drafted token is one the target can produce."""
+    _, padded_draft = save_tiny_pair(tmp_path / "padded", noise=NOISE, vocab_size=104, tokenizer_vocab_size=96)
+    out = make_data(tmp_path / "d", **_kw(ws, draft=padded_draft, max_prompts=8))
+    meta = json.loads((out / "metadata.json").read_text())
+    assert (meta["vocab_size"], meta["draft_vocab_size"]) == (96, 104)
+    drafted = [t for row in load_features(out, "train")["draft_tokens"] for t in row]
+    assert drafted and max(drafted) < 96
 
 
 def test_refuses_to_resume_with_other_settings(ws):
@@ -392,7 +426,8 @@ def test_greedy_target_responses_skip_the_target_pass_with_identical_labels(ws):
     """Greedy labels from the target's own greedy responses equal the labels from an explicit target pass."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hf_specdecpp.training.data import generate_responses, process_batch
+    from hf_specdecpp.core.pair import VocabMap
+    from hf_specdecpp.training.batch_features import generate_responses, process_batch
     from hf_specdecpp.training.labels import DecodingSettings
 
     draft = AutoModelForCausalLM.from_pretrained(ws["draft"]).eval()
@@ -401,7 +436,8 @@ def test_greedy_target_responses_skip_the_target_pass_with_identical_labels(ws):
     prompts = [tok(json.loads(l)["prompt"])["input_ids"] for l in ws["prompts"].read_text().splitlines()[:8]]
     settings = DecodingSettings()
     responses = generate_responses(target, prompts, settings, 24, 0, [1], torch.device("cpu"))
-    common = dict(settings=settings, mix_ratio=0.15, with_calibration=True, pad_id=0, device=torch.device("cpu"))
+    common = dict(settings=settings, mix_ratio=0.15, with_calibration=True, pad_id=0, device=torch.device("cpu"),
+                  vocab=VocabMap(96, 96))
     calls = []
     handle = target.register_forward_hook(lambda *a: calls.append(1))
     try:
@@ -417,3 +453,44 @@ def test_greedy_target_responses_skip_the_target_pass_with_identical_labels(ws):
         np.testing.assert_array_equal(a["calib_labels"], b["calib_labels"])
         np.testing.assert_array_equal(a["labels"], b["labels"])
         assert a["positions"] == b["positions"]
+
+
+# ---------------------------------------------------------------------------------------------- --head-inputs
+def test_producing_state_only_data_has_the_same_producing_columns_and_refuses_reference_heads(ws, tmp_path):
+    """`head_inputs="producing_state"` skips the drafted-token passes: the producing-state columns are those of a
+    full data set, the drafted-token columns are empty, and a reference head refuses the data by name."""
+    lean = make_data(tmp_path / "lean", **_kw(ws, head_inputs="producing_state"))
+    assert read_metadata(lean)["head_inputs"] == "producing_state"
+    for split in ("train", "dev"):
+        full = load_features(ws["data"], split).with_format("numpy")
+        part = load_features(lean, split).with_format("numpy")
+        assert list(full["prompt_index"]) == list(part["prompt_index"])
+        assert "calib_hidden" not in part.column_names
+        for a, b in zip(full, part):
+            for column in ("context_labels", "context_features", "draft_tokens", "response_tokens"):
+                np.testing.assert_array_equal(a[column], b[column])
+            np.testing.assert_array_equal(a["context_hidden"], b["context_hidden"])
+            assert len(b["positions"]) == len(b["labels"]) == len(b["hidden"]) == 0
+    head = train_head(lean, tmp_path / "head", epochs=1, batch_size=8, input_state="producing_state",
+                      use_confidence_features=True, show_progress=False)
+    result = calibrate_head(tmp_path / "head", lean, cost_ratio=0.3, max_candidates=4, plot=False,
+                            show_progress=False)
+    assert 0 < result["threshold"] < 1 and head is not None
+    with pytest.raises(TrainingError, match="--head-inputs producing_state.*--input-state producing_state"):
+        train_head(lean, tmp_path / "reference", epochs=1, show_progress=False)
+    with pytest.raises(TrainingError, match="head_inputs"):
+        make_data(tmp_path / "bad", **_kw(ws, head_inputs="hidden"))
+
+
+def test_auto_dtype_is_bfloat16_only_where_the_cpu_has_native_bf16(monkeypatch):
+    from hf_specdecpp.core import device as device_module
+    from hf_specdecpp.training.common import pick_dtype
+
+    for name, native in (("AMD EPYC [avx2 avx512f avx512_bf16]", True), ("Intel Xeon [avx512f amx_bf16]", True),
+                         ("Intel Xeon [avx2 avx512f]", False), ("Apple M2", False)):
+        assert device_module.cpu_has_native_bf16(name) is native, name
+    for native, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(device_module, "native_bf16_cpu", lambda native=native: native)
+        assert pick_dtype("auto", torch.device("cpu")) == expected
+        assert pick_dtype(None, torch.device("cpu")) == expected
+        assert pick_dtype("float32", torch.device("cpu")) == torch.float32

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, GPT2Config
+from transformers import AutoModelForCausalLM, BloomConfig, GPT2Config
 
 from hf_specdecpp import AcceptanceHead, DySpecCandidateGenerator
-from hf_specdecpp.inference import generate_patch
+from hf_specdecpp.integration import generate_patch
 from hf_specdecpp.testing import tiny_config, tiny_pair
 
 IDS = torch.tensor([[2, 5, 6, 7]])
@@ -55,24 +55,41 @@ def tiny_gpt2():
     return AutoModelForCausalLM.from_config(config).eval()
 
 
-def test_unsupported_architecture_names_what_is_missing(pair):
-    target, draft = pair
-    gpt2 = tiny_gpt2()
-    message = r"supports llama, qwen2 architectures; the (target|draft) model \(GPT2LMHeadModel, model_type 'gpt2'\)"
-    calls, handle = count_forwards(gpt2)
+def tiny_bloom():
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(BloomConfig(vocab_size=96, hidden_size=32, n_layer=1, n_head=2,
+                                                        bos_token_id=0, eos_token_id=1)).eval()
+
+
+def test_architectures_are_probed_not_listed():
+    """Any architecture that reads a prepared 4D tree mask with per-token positions works (GPT-2 here: neither
+    Llama nor Qwen2), with output equal to the target alone."""
+    target, draft = tiny_gpt2(), tiny_gpt2()
+    with torch.no_grad():
+        for p in draft.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    reference = target.generate(IDS, max_new_tokens=12, do_sample=False, pad_token_id=0)
+    out = target.generate(IDS, assistant_model=draft, candidate_generator=DySpecCandidateGenerator(budget=4),
+                          max_new_tokens=12, do_sample=False, pad_token_id=0)
+    assert torch.equal(out, reference)
+
+
+def test_an_architecture_that_cannot_read_a_tree_names_what_is_missing(pair):
+    bloom = tiny_bloom()  # ALiBi attention: it cannot take the tree mask
+    message = r"cannot use the (target|draft) model \(BloomForCausalLM\): it cannot read a token tree in one pass"
+    calls, handle = count_forwards(bloom)
     try:
         with pytest.raises(ValueError, match=message) as error:
-            gpt2.generate(IDS, assistant_model=tiny_gpt2(), candidate_generator=DySpecCandidateGenerator(budget=4),
-                          max_new_tokens=4)
-        assert "4D tree attention mask" in str(error.value) and "position ids" in str(error.value)
+            bloom.generate(IDS, assistant_model=tiny_bloom(), candidate_generator=DySpecCandidateGenerator(budget=4),
+                           max_new_tokens=4)
+        assert "4D attention mask" in str(error.value) and "position ids" in str(error.value)
+        assert "Chain methods" in str(error.value)
         with pytest.raises(ValueError, match=message):
-            gpt2.generate(IDS, custom_generate=DySpecCandidateGenerator(budget=4, draft_model=tiny_gpt2()),
-                          max_new_tokens=4)
+            bloom.generate(IDS, custom_generate=DySpecCandidateGenerator(budget=4, draft_model=tiny_bloom()),
+                           max_new_tokens=4)
     finally:
         handle.remove()
-    assert calls == []
-    with pytest.raises(ValueError, match="the draft model"):  # a supported target with an unsupported draft
-        DySpecCandidateGenerator(budget=4, draft_model=gpt2)
+    assert len(calls) == 1  # the probe's pass over a prefix (its tree pass failed); no generation
 
 
 def test_attention_implementation_without_custom_masks(pair):
@@ -80,7 +97,7 @@ def test_attention_implementation_without_custom_masks(pair):
     torch.manual_seed(0)
     flex = AutoModelForCausalLM.from_config(tiny_config("qwen2")).eval()
     flex.set_attn_implementation("flex_attention")
-    with pytest.raises(ValueError, match=r"'flex_attention' attention.*attn_implementation='sdpa' or 'eager'"):
+    with pytest.raises(ValueError, match=r"flex_attention|4D attention mask"):
         target.generate(IDS, assistant_model=flex, candidate_generator=DySpecCandidateGenerator(budget=4),
                         max_new_tokens=4)
 
@@ -91,7 +108,7 @@ def test_sliding_window_layers(pair):
     sliding = AutoModelForCausalLM.from_config(
         tiny_config("qwen2", use_sliding_window=True, sliding_window=4, max_window_layers=0)
     ).eval()
-    with pytest.raises(ValueError, match="sliding-window"):
+    with pytest.raises(ValueError, match="sliding window"):
         sliding.generate(IDS, assistant_model=draft, candidate_generator=DySpecCandidateGenerator(budget=4),
                          max_new_tokens=4)
 
@@ -101,12 +118,11 @@ def test_batch_larger_than_one(pair):
     batch = torch.tensor([[2, 5, 6, 7], [3, 4, 5, 6]])
     for route, generator in (("candidate_generator", DySpecCandidateGenerator(budget=4)),
                              ("custom_generate", DySpecCandidateGenerator(budget=4, draft_model=draft))):
-        with pytest.raises(ValueError, match="batch size 1"):
-            target.generate(batch, assistant_model=draft if route == "candidate_generator" else None,
+        with pytest.raises(ValueError, match="one sequence per call"):
+            target.generate(batch, attention_mask=torch.ones_like(batch),
+                            assistant_model=draft if route == "candidate_generator" else None,
                             **{route: generator}, max_new_tokens=4)
-        generator.acquire()  # released after the error
-        generator.release()
-    assert generate_patch.active_candidate_generator() is None
+    assert generate_patch.active_call() is None
 
 
 def test_no_draft_anywhere(pair):
@@ -124,11 +140,18 @@ def test_both_front_doors_at_once(pair):
         target.generate(IDS, candidate_generator=generator, custom_generate=generator, max_new_tokens=4)
 
 
-def test_chain_verifier_refuses_a_tree_generator(pair):
-    """transformers' assisted decoding verifies chains only: a tree generator must never be used as one."""
+def test_a_tree_method_is_never_given_to_the_chain_verifier(pair):
+    """transformers' assisted decoding verifies chains only: the patch routes tree methods to their own loop and
+    never builds a CandidateGenerator from them."""
+    from transformers.generation.candidate_generator import CandidateGenerator
+
     target, draft = pair
-    with pytest.raises(RuntimeError, match="drafts a tree"):
-        DySpecCandidateGenerator(budget=4).get_candidates(IDS)
+    generator = DySpecCandidateGenerator(budget=4)
+    assert generator.kind == "tree" and not isinstance(generator, CandidateGenerator)
+    assert not hasattr(generator, "new_candidate_generator")
+    out = target.generate(IDS, assistant_model=draft, candidate_generator=generator, max_new_tokens=6,
+                          do_sample=False, return_dict_in_generate=True)
+    assert out.speculation_stats.tree_sizes
 
 
 def test_draft_only_in_generator_is_enough(pair):

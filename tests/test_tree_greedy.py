@@ -6,7 +6,7 @@ from transformers import GenerationConfig
 
 import hf_specdecpp  # noqa: F401  (installs candidate_generator=)
 from hf_specdecpp import DySpecCandidateGenerator
-from hf_specdecpp.inference import generate_patch
+from hf_specdecpp.integration import generate_patch
 from hf_specdecpp.testing import tiny_pair
 
 from helpers import CollectingStreamer, constant_head, random_head, stop_and_process_kwargs
@@ -34,11 +34,27 @@ SHAPES = {
 }
 
 
-def make_generator(shape: str, route: str, draft) -> DySpecCandidateGenerator:
+def first_tree(target, draft, ids, generator):
+    """The selected tree (a `HostTree`) of the first round of `generator` on `ids`."""
+    from transformers import LogitsProcessorList
+
+    from hf_specdecpp.core.call import CallContext
+    from hf_specdecpp.core.chain import Rows
+    from hf_specdecpp.methods.dyspec.loop import TreeRound
+
+    ctx = CallContext.create(target, draft, GenerationConfig(max_length=64, do_sample=False, eos_token_id=1),
+                             LogitsProcessorList())
+    rows = Rows.start(ids, None)
+    grown = TreeRound(ctx, generator.config, generator.head).grow(rows, ids, ids.shape[1], ids[0])
+    return grown.host
+
+
+def make_generator(shape: str, route: str, draft, streamer=None) -> DySpecCandidateGenerator:
     kwargs = dict(SHAPES[shape])
     if kwargs.get("head") == "random":
         kwargs["head"] = random_head(32, seed=3)
-    return DySpecCandidateGenerator(**kwargs, draft_model=draft if route == "custom_generate" else None)
+    return DySpecCandidateGenerator(**kwargs, draft_model=draft if route == "custom_generate" else None,
+                                    streamer=streamer)
 
 
 def generate(target, draft, ids, generator, route, **kwargs):
@@ -64,7 +80,7 @@ def test_greedy_equals_target(pair, shape, route):
         assert stats.candidate_lengths == stats.tree_sizes
         assert max(stats.tree_sizes) <= SHAPES[shape]["budget"]
         assert [len(ranks) for ranks in stats.accepted_child_ranks] == stats.accepted_lengths
-    assert generate_patch.active_candidate_generator() is None
+    assert generate_patch.active_call() is None
 
 
 def test_accepts_children_that_are_not_the_drafts_first_choice(pair):
@@ -88,8 +104,7 @@ def test_head_guided_tree_differs_from_draft_probability_tree(pair):
     trees = {}
     for name, head in (("dyspec", None), ("pessimistic_head", constant_head(32, 0.05))):
         generator = DySpecCandidateGenerator(budget=8, head=head, draft_model=draft)
-        generator.bind(target, ids, None, GenerationConfig(max_length=64, do_sample=False), {}, ids, None)
-        trees[name] = generator.grow(ids)
+        trees[name] = first_tree(target, draft, ids, generator)
     # a head that expects rejections spends the budget on alternatives near the root instead of a deep chain
     assert max(trees["pessimistic_head"].depths) < max(trees["dyspec"].depths)
     assert len(trees["pessimistic_head"].children[0]) > len(trees["dyspec"].children[0])
@@ -139,14 +154,13 @@ def test_return_dict_scores_and_streamer(pair):
 
     for route in ROUTES:
         streamer = CollectingStreamer()
-        generator = make_generator("budget16", route, draft)
+        generator = make_generator("budget16", route, draft, streamer if route == "custom_generate" else None)
         kwargs = dict(max_new_tokens=10, do_sample=False, return_dict_in_generate=True, output_scores=True,
                       repetition_penalty=1.2)
         if route == "candidate_generator":
             out = target.generate(ids, assistant_model=draft, candidate_generator=generator, streamer=streamer,
                                   **kwargs)
         else:
-            generator.streamer = streamer
             out = target.generate(ids, custom_generate=generator, **kwargs)
         assert torch.equal(out.sequences, reference.sequences), route
         assert len(out.scores) == len(reference.scores) == 10

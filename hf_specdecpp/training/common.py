@@ -1,4 +1,5 @@
-"""Shared helpers of the training commands: errors, model loading, fingerprints, JSON files, progress bars."""
+"""Shared helpers of the training commands: errors, argument checks, model loading and ids, fingerprints,
+progress bars, and the `[train]` extra's lazy imports."""
 
 from __future__ import annotations
 
@@ -6,19 +7,70 @@ import contextlib
 import hashlib
 import json
 import os
-from pathlib import Path
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import torch
+
+from ..utils.extras import require
 
 
 class TrainingError(Exception):
     """An expected failure (bad input, mismatched models or settings); the CLI prints it without a traceback."""
 
 
+def train_extra(module: str, feature: str = "training a head") -> ModuleType:
+    """Import a dependency of the `[train]` extra, or raise MissingExtraError naming `pip install
+    "hf-specdecpp[train]"`."""
+    return require(module, "train", feature)
+
+
+def require_train_extras(feature: str, *modules: str) -> None:
+    """Check up front that a command's `[train]` dependencies are installed (not after an hour of work)."""
+    for module in modules:
+        train_extra(module, feature)
+
+
+def checked(*checks: Callable[[], object]) -> None:
+    """Run argument checks (`core.validation.check_*` calls); their ValueError becomes a TrainingError."""
+    try:
+        for check in checks:
+            check()
+    except ValueError as err:
+        raise TrainingError(str(err)) from None
+
+
+def local_model_id(model_id: str | os.PathLike) -> str:
+    """A model id as recorded: a local folder as its absolute path (so `./m` and `/work/m` are one model), a Hub
+    id unchanged."""
+    text = os.fspath(model_id)
+    return os.path.abspath(text) if os.path.isdir(text) else text
+
+
+def same_model_id(a: str | None, b: str | None) -> bool:
+    """Whether two recorded ids name the same model: equal, or one local folder spelled two ways."""
+    if a is None or b is None:
+        return a == b
+    if a == b:
+        return True
+    return os.path.isdir(a) and os.path.isdir(b) and os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_declared_ids(meta: dict, declared: dict[str, str | None], where: str) -> None:
+    """Refuse ids declared for a head (draft/target) that are not the models the data set `where` was made with."""
+    for role, value in declared.items():
+        if value is not None and not same_model_id(local_model_id(value), meta[role]["id"]):
+            raise TrainingError(f"The head is declared for {role} {value!r} but the data set {where} was made with "
+                                f"{role} {meta[role]['id']!r}.")
+
+
 def pick_device(device: str | None = None) -> torch.device:
     if device:
-        return torch.device(device)
+        try:
+            return torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise TrainingError(f"Unknown device {device!r} ({err}); use cpu, cuda, cuda:1, mps, ...") from None
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -26,9 +78,9 @@ def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.d
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "auto"):
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
+        from ..core.device import default_dtype
+
+        return default_dtype(device)
     names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
              "float16": torch.float16, "fp16": torch.float16}
     if dtype not in names:
@@ -37,18 +89,20 @@ def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.d
 
 
 def model_id_of(model) -> str:
-    return str(getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "") or "<in-memory model>")
+    name = str(getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "") or "")
+    return local_model_id(name) if name else "<in-memory model>"
 
 
 def load_model(model_id: str, device: torch.device, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM
 
+    model_id = local_model_id(model_id)
     try:
         model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype)
     except (OSError, ValueError) as err:
         raise TrainingError(f"Could not load model {model_id!r}: {err}") from err
     if device.type == "cpu" and dtype == torch.float32:
-        from ..models.cpu_linear import use_fast_cpu_linear
+        from ..core.cpu_linear import use_fast_cpu_linear
 
         use_fast_cpu_linear(model)  # few-row products (batched decoding, verification) run 2-3x faster
     return model.to(device).eval()
@@ -57,6 +111,7 @@ def load_model(model_id: str, device: torch.device, dtype: torch.dtype):
 def load_tokenizer(model_id: str):
     from transformers import AutoTokenizer
 
+    model_id = local_model_id(model_id)
     try:
         return AutoTokenizer.from_pretrained(model_id)
     except (OSError, ValueError) as err:
@@ -90,32 +145,9 @@ def model_fingerprint(model) -> dict[str, Any]:
     }
 
 
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON atomically (temp file + rename), so an interruption never leaves a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def diff_settings(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Human-readable differences between two nested dicts."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(diff_settings(a, b, prefix=f"{prefix}{key}."))
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} (existing) vs {b!r} (now)")
-    return out
-
-
 def progress(iterable=None, total=None, desc: str = "", disable: bool = False, unit: str = "it"):
     """A tqdm progress bar (rich-styled when `tqdm.rich` is usable) for a long step."""
+    train_extra("tqdm", "progress bars of the training commands")
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, disable=disable, unit=unit, dynamic_ncols=True, leave=False)
@@ -124,8 +156,7 @@ def progress(iterable=None, total=None, desc: str = "", disable: bool = False, u
 @contextlib.contextmanager
 def quiet_datasets():
     """Silence datasets' own per-save progress bars inside our progress bars."""
-    import datasets
-
+    datasets = train_extra("datasets")
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
@@ -134,7 +165,3 @@ def quiet_datasets():
         if was_enabled:
             datasets.enable_progress_bars()
 
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

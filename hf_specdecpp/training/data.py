@@ -18,19 +18,23 @@ Pipeline per prompt (SpecDec++, arXiv 2405.19715, with the labels matched to the
    draft is in when all earlier tokens were accepted), the confidence features of the distribution Y_i was drawn
    from, and the label of Y_i. These come from the pass of step 2: no mixing and no extra forward pass.
 
-On disk (`output_dir`): `metadata.json` (models, fingerprints, vocab size, decoding, r, source, ...),
-`progress.json` (the manifest of finished shards, rewritten after each shard), and `shards/{split}-{NNNNN}/`,
-one `datasets` Arrow dataset per split per shard of `shard_size` prompts. `load_features(output_dir, split)`
-concatenates the shards memory-mapped. An interrupted run resumes at the first unfinished shard.
+Prompts longer than the models' context allows (prompt + `max_new_tokens` > `max_position_embeddings`) lose their
+beginning, with one warning that counts them.
+
+The modules: `prompts` (sources), `tokens` (tokenisation, batching), `batch_features` (steps 1-5 for a batch),
+`data_folder` (marker, metadata, manifest), `shards` (writing and checked reading); this one runs them.
+On disk (`output_dir`): the marker `.hf_specdecpp_data.json`, `metadata.json` (models, fingerprints, vocab size,
+decoding, r, source, ...), `progress.json` (the manifest of finished shards with their files' checksums,
+rewritten after each shard), and `shards/{split}-{NNNNN}/`, one `datasets` Arrow dataset per split per shard of
+`shard_size` prompts. `load_features(output_dir, split)` concatenates the shards memory-mapped. An interrupted
+run resumes at the first unfinished shard.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +42,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..head import CONFIDENCE_FEATURES, PRODUCING_STATE, confidence_features
-from ..inference.validation import output_vocab_size
+from ..core.pair import check_pair
+from ..core.validation import check_choice, check_int, check_number
+from ..utils.io import write_json
+from .batch_features import generate_responses, process_batch
 from .common import (
     TrainingError,
-    diff_settings,
+    checked,
     load_model,
     load_tokenizer,
     model_fingerprint,
@@ -50,381 +56,52 @@ from .common import (
     pick_device,
     pick_dtype,
     progress,
-    quiet_datasets,
-    read_json,
-    write_json,
+    require_train_extras,
 )
-from .labels import DecodingSettings, acceptance_labels, mix_tokens, process_logits
+from .data_folder import FORMAT_VERSION, PROGRESS_FILE, SHARD_COUNTS, SPLITS, open_output, read_metadata
+from .labels import DecodingSettings
+from .prompts import PromptRecord, read_jsonl_prompts, read_prompt_source
+from .shards import load_features, write_shard
+from .tokens import context_size, encode_record, prompt_budget
 
-FORMAT_VERSION = 2  # 2: the producing-state columns (`context_*`)
-METADATA_FILE = "metadata.json"
-PROGRESS_FILE = "progress.json"
-SHARDS_DIR = "shards"
-SPLITS = ("train", "dev")
+__all__ = ["PromptRecord", "load_features", "make_data", "read_jsonl_prompts", "read_metadata"]
 
 
-# ---------------------------------------------------------------------------------------------- prompt sources
+@dataclass(frozen=True)
+class DataOptions:
+    """make-data's settings that shape the data (all recorded in `metadata.json`)."""
+
+    settings: DecodingSettings
+    responses: str
+    chat: bool
+    max_prompt_tokens: int
+    max_new_tokens: int
+    mix_ratio: float
+    dev_fraction: float
+    shard_size: int
+    batch_size: int
+    seed: int
+    head_inputs: str = "all"
+
+    @property
+    def drafted_token(self) -> bool:
+        """Whether drafted-token head inputs are stored (`head_inputs="all"`)."""
+        return self.head_inputs == "all"
+
+
 @dataclass
-class PromptRecord:
-    """One training example: a plain prompt or chat messages, and optionally the dataset's answer."""
+class DataPair:
+    """The loaded draft/target pair and what make-data derives from it."""
 
-    prompt: str | None = None
-    messages: list[dict] | None = None
-    response: str | None = None
-
-
-_ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "bot": "assistant",
-                 "model": "assistant", "system": "system"}
-
-
-def _normalise_messages(messages: Any, where: str) -> list[dict]:
-    if not isinstance(messages, list) or not messages:
-        raise TrainingError(f"{where}: `messages` must be a non-empty list of {{role, content}} objects")
-    out = []
-    for m in messages:
-        if not isinstance(m, dict):
-            raise TrainingError(f"{where}: every message must be an object with `role` and `content`")
-        role = m.get("role", m.get("from"))
-        content = m.get("content", m.get("value"))
-        if not isinstance(role, str) or not isinstance(content, str):
-            raise TrainingError(f"{where}: every message needs string `role` and `content` (or ShareGPT `from`/`value`)")
-        out.append({"role": _ROLE_ALIASES.get(role.lower(), role), "content": content})
-    return out
-
-
-def _record_from_mapping(obj: Any, where: str, prompt_field: str, response_field: str | None) -> PromptRecord:
-    if not isinstance(obj, dict):
-        raise TrainingError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    response = None
-    if response_field is not None and obj.get(response_field) is not None:
-        response = obj[response_field]
-        if not isinstance(response, str):
-            raise TrainingError(f"{where}: field {response_field!r} must be a string")
-    value = obj.get(prompt_field)
-    if value is None:
-        for alt in ("messages", "conversations"):
-            if obj.get(alt) is not None:
-                value = obj[alt]
-                break
-    if isinstance(value, str):
-        return PromptRecord(prompt=value, response=response)
-    if isinstance(value, list):
-        return PromptRecord(messages=_normalise_messages(value, where), response=response)
-    raise TrainingError(
-        f"{where}: no usable prompt: expected a string field {prompt_field!r} or a chat `messages` list"
-    )
-
-
-def read_jsonl_prompts(path: str | os.PathLike, prompt_field: str = "prompt",
-                       response_field: str | None = "response") -> list[PromptRecord]:
-    """Prompts from a JSONL file: one object per line with `prompt` (string) or chat `messages`.
-
-    Errors name the 1-based line number of the malformed line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingError(f"Prompt file not found: {path}")
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TrainingError(f"{where}: malformed JSON ({err.msg})") from None
-            records.append(_record_from_mapping(obj, where, prompt_field, response_field))
-    if not records:
-        raise TrainingError(f"No prompts in {path}")
-    return records
-
-
-def load_dataset_prompts(name: str, config: str | None = None, split: str = "train", prompt_column: str = "prompt",
-                         response_column: str | None = None, limit: int | None = None) -> tuple[list[PromptRecord], str]:
-    """Prompts from a `datasets` dataset (Hub name, local path, or a `save_to_disk` folder); returns (records, id)."""
-    import datasets
-
-    try:
-        saved = Path(name)
-        if saved.is_dir() and any((saved / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
-            ds = datasets.load_from_disk(name)
-            if isinstance(ds, datasets.DatasetDict):
-                ds = ds[split]
-        else:
-            ds = datasets.load_dataset(name, config, split=split)
-    except Exception as err:  # datasets raises many types for missing/unreadable data
-        raise TrainingError(f"Could not load dataset {name!r} (config {config!r}, split {split!r}): {err}") from err
-    if prompt_column not in ds.column_names:
-        raise TrainingError(f"Dataset {name!r} has no column {prompt_column!r}; columns: {ds.column_names}")
-    if response_column is not None and response_column not in ds.column_names:
-        raise TrainingError(f"Dataset {name!r} has no column {response_column!r}; columns: {ds.column_names}")
-    if limit is not None:
-        ds = ds.select(range(min(limit, len(ds))))
-    records = []
-    for i, row in enumerate(ds):
-        records.append(_record_from_mapping(row, f"{name} row {i}", prompt_column, response_column))
-    return records, f"{name}:{config}:{split}:{getattr(ds, '_fingerprint', '')}"
-
-
-# ---------------------------------------------------------------------------------------------- tokenisation
-def encode_record(record: PromptRecord, tokenizer, *, chat: bool, need_response: bool,
-                  max_prompt_tokens: int, max_new_tokens: int, where: str = "") -> tuple[list[int], list[int] | None]:
-    """Token ids of the prompt (chat template of the TARGET tokenizer for chat data) and of the dataset answer."""
-    response = record.response
-    if record.messages is not None:
-        messages = list(record.messages)
-        if messages[-1]["role"] == "assistant":
-            last = messages.pop()
-            if response is None:
-                response = last["content"]
-        if not messages:
-            raise TrainingError(f"{where}: the conversation has no prompt before the assistant answer")
-        prompt_ids = _chat_ids(tokenizer, messages, where)
-    elif chat:
-        prompt_ids = _chat_ids(tokenizer, [{"role": "user", "content": record.prompt}], where)
-    else:
-        prompt_ids = tokenizer(record.prompt, add_special_tokens=True)["input_ids"]
-    prompt_ids = list(prompt_ids)[-max_prompt_tokens:]
-    response_ids = None
-    if need_response:
-        if response is None:
-            raise TrainingError(f"{where}: `--responses dataset` needs an answer (a response column/field or a final "
-                                "assistant message)")
-        response_ids = list(tokenizer(response, add_special_tokens=False)["input_ids"])[:max_new_tokens]
-    return prompt_ids, response_ids
-
-
-def _chat_ids(tokenizer, messages, where):
-    if getattr(tokenizer, "chat_template", None) is None:
-        raise TrainingError(f"{where}: chat data needs a tokenizer with a chat template (the target's has none)")
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    if isinstance(ids, dict) or hasattr(ids, "keys"):
-        ids = ids["input_ids"]
-    return list(ids)
-
-
-# ---------------------------------------------------------------------------------------------- batching
-def pack_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int,
-               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
-    """Left-pad prompts to a common width P and right-pad responses to N: response i of every row sits at P + i.
-
-    Returns (input_ids, attention_mask, position_ids, P, N); position ids count real tokens only.
-    """
-    P = max(len(p) for p in prompts)
-    N = max(max((len(r) for r in responses), default=0), 1)
-    B = len(prompts)
-    ids = torch.full((B, P + N), pad_id, dtype=torch.long)
-    mask = torch.zeros((B, P + N), dtype=torch.long)
-    for b, (p, r) in enumerate(zip(prompts, responses)):
-        ids[b, P - len(p):P] = torch.tensor(p, dtype=torch.long)
-        mask[b, P - len(p):P] = 1
-        if len(r):
-            ids[b, P:P + len(r)] = torch.tensor(list(r), dtype=torch.long)
-            mask[b, P:P + len(r)] = 1
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids.to(device), mask.to(device), position_ids.to(device), P, N
-
-
-@torch.no_grad()
-def response_logits(model, ids, mask, position_ids, P: int, N: int) -> torch.Tensor:
-    """Logits `(B, N, V)` predicting response tokens 0..N-1 (i.e. at positions P-1 .. P+N-2)."""
-    keep = torch.arange(P - 1, P + N - 1, device=ids.device)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=keep, use_cache=False)
-    return out.logits
-
-
-def _last_hidden(model, ids, mask, position_ids) -> torch.Tensor:
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
-    if decoder is not None and decoder is not model:
-        return decoder(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False).last_hidden_state
-    return model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False,
-                 output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
-
-
-@torch.no_grad()
-def response_hidden(model, ids, mask, position_ids, P: int, N: int) -> torch.Tensor:
-    """The draft's last hidden state (post final norm) `(B, N, H)` at the positions HOLDING response tokens."""
-    return _last_hidden(model, ids, mask, position_ids)[:, P:P + N]
-
-
-@torch.no_grad()
-def producing_hidden_and_logits(model, ids, mask, position_ids, P: int, N: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The draft's last hidden states `(B, N, H)` that PRODUCE response tokens 0..N-1 (positions P-1 .. P+N-2)
-    and the logits `(B, N, V)` computed from them: one forward pass."""
-    hidden = _last_hidden(model, ids, mask, position_ids)[:, P - 1:P + N - 1]
-    return hidden, model.get_output_embeddings()(hidden)
-
-
-@torch.no_grad()
-def generate_responses(target, prompts: Sequence[Sequence[int]], settings: DecodingSettings, max_new_tokens: int,
-                       pad_id: int, eos_ids: list[int], device: torch.device) -> list[list[int]]:
-    """Batched target generation (left padding + attention mask) with exactly the served decoding settings."""
-    from transformers import GenerationConfig
-
-    ids, mask, _, P, _ = pack_batch(prompts, [[] for _ in prompts], pad_id, device)
-    ids, mask = ids[:, :P], mask[:, :P]
-    old = target.generation_config
-    # A fresh config: the checkpoint's own defaults (repetition penalty, top-k, ...) must not leak in.
-    target.generation_config = GenerationConfig(
-        pad_token_id=pad_id, eos_token_id=eos_ids or None, bos_token_id=old.bos_token_id,
-        **settings.generation_kwargs(),
-    )
-    try:
-        out = target.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens)
-    finally:
-        target.generation_config = old
-    responses = []
-    for row in out[:, P:].tolist():
-        cut = len(row)
-        for i, tok in enumerate(row):
-            if tok in eos_ids:
-                cut = i + 1
-                break
-        responses.append(row[:cut])
-    return responses
-
-
-def process_batch(draft, target, prompts, responses, *, settings: DecodingSettings, mix_ratio: float,
-                  with_calibration: bool, pad_id: int, device: torch.device, sample_gen: torch.Generator,
-                  mix_gen: torch.Generator, responses_are_target_argmax: bool = False) -> list[dict]:
-    """Labels and cached head inputs for a batch of (prompt ids, response ids); one record per response.
-
-    `responses_are_target_argmax`: the responses are the target's own greedy output, so each response token
-    IS the target's argmax at its position and the greedy label needs no target forward pass.
-    """
-    ids, mask, pos, P, N = pack_batch(prompts, responses, pad_id, device)
-    greedy_from_target = responses_are_target_argmax and settings.greedy
-    t_logits = None if greedy_from_target else response_logits(target, ids, mask, pos, P, N)
-    d_hidden, d_logits = producing_hidden_and_logits(draft, ids, mask, pos, P, N)
-    records, mixed, drafted = [], [], []
-    for b, resp in enumerate(responses):
-        n = len(resp)
-        x = torch.tensor(resp, dtype=torch.long, device=d_logits.device)
-        if greedy_from_target:
-            y = d_logits[b, :n].argmax(dim=-1)
-            labels = (y == x).float()
-        else:
-            y, labels = acceptance_labels(t_logits[b, :n], d_logits[b, :n], settings, generator=sample_gen)
-        z, is_draft = mix_tokens(x, y, mix_ratio, generator=mix_gen)
-        mixed.append(z.tolist())
-        drafted.append(y.tolist())
-        features = confidence_features(process_logits(d_logits[b, :n], settings), y)
-        records.append({"labels_all": labels.float().cpu(), "is_draft": is_draft.cpu(), "draft_tokens": y.tolist(),
-                        "response_tokens": list(resp), "prompt_length": len(prompts[b]),
-                        "context_hidden": d_hidden[b, :n].to(torch.float16).cpu().numpy(),
-                        "context_features": features.cpu().numpy().astype(np.float32),
-                        "context_labels": labels.float().cpu().numpy().astype(np.float32)})
-    del t_logits, d_logits, d_hidden
-    ids, mask, pos, P, N = pack_batch(prompts, mixed, pad_id, device)
-    hidden = response_hidden(draft, ids, mask, pos, P, N).to(torch.float16).cpu()
-    for b, rec in enumerate(records):
-        n = len(rec["response_tokens"])
-        sel = rec.pop("is_draft")
-        labels_all = rec.pop("labels_all")
-        rec["positions"] = torch.nonzero(sel).squeeze(-1).tolist()
-        rec["labels"] = labels_all[sel].numpy().astype(np.float32)
-        rec["hidden"] = hidden[b, :n][sel].numpy()
-        if with_calibration:
-            rec["calib_labels"] = labels_all.numpy().astype(np.float32)
-    if with_calibration:  # r = 0: every response position holds the draft token
-        ids, mask, pos, P, N = pack_batch(prompts, drafted, pad_id, device)
-        hidden = response_hidden(draft, ids, mask, pos, P, N).to(torch.float16).cpu()
-        for b, rec in enumerate(records):
-            rec["calib_hidden"] = hidden[b, :len(rec["response_tokens"])].numpy()
-    return records
-
-
-def features_for(split: str, hidden_size: int):
-    from datasets import Array2D, Features, Sequence, Value
-
-    cols = {
-        "prompt_index": Value("int64"),
-        "prompt_length": Value("int32"),
-        "response_tokens": Sequence(Value("int32")),
-        "draft_tokens": Sequence(Value("int32")),
-        "positions": Sequence(Value("int32")),
-        "labels": Sequence(Value("float32")),
-        "hidden": Array2D(shape=(None, hidden_size), dtype="float16"),
-        "context_hidden": Array2D(shape=(None, hidden_size), dtype="float16"),
-        "context_features": Array2D(shape=(None, len(CONFIDENCE_FEATURES)), dtype="float32"),
-        "context_labels": Sequence(Value("float32")),
-    }
-    if split == "dev":
-        cols["calib_labels"] = Sequence(Value("float32"))
-        cols["calib_hidden"] = Array2D(shape=(None, hidden_size), dtype="float16")
-    return Features(cols)
-
-
-# ---------------------------------------------------------------------------------------------- reading back
-def head_input_columns(input_state: str, use_confidence_features: bool,
-                       calibration: bool = False) -> tuple[str, str | None, str]:
-    """(hidden, confidence features or None, labels): the columns a head of this type trains on.
-
-    Drafted-token heads train on the mixed positions (`hidden`, `labels`) and calibrate on the dev split's r = 0
-    pass (`calib_*`); producing-state heads use the `context_*` columns for both.
-    """
-    if input_state == PRODUCING_STATE:
-        return "context_hidden", "context_features" if use_confidence_features else None, "context_labels"
-    return ("calib_hidden", None, "calib_labels") if calibration else ("hidden", None, "labels")
-
-
-def load_head_inputs(data_dir: str | os.PathLike, split: str, columns: tuple[str, str | None, str]):
-    """The `split` records reduced to `columns` (see `head_input_columns`), numpy-formatted; a clear error when
-    the data set predates them."""
-    ds = load_features(data_dir, split)
-    wanted = [c for c in columns if c is not None]
-    missing = [c for c in wanted if c not in ds.column_names]
-    if missing:
-        raise TrainingError(f"{data_dir} has no {missing} columns: it was made by an older make-data (format < "
-                            f"{FORMAT_VERSION}). Run make-data again into a new folder.")
-    return ds.select_columns(wanted).with_format("numpy")
-
-
-def read_metadata(data_dir: str | os.PathLike) -> dict:
-    path = Path(data_dir) / METADATA_FILE
-    if not path.is_file():
-        raise TrainingError(f"{data_dir} is not a make-data output folder (no {METADATA_FILE})")
-    return read_json(path)
-
-
-def load_features(data_dir: str | os.PathLike, split: str = "train", require_complete: bool = True):
-    """The `split` records of a make-data folder as one memory-mapped `datasets.Dataset` (shards concatenated)."""
-    import datasets
-
-    data_dir = Path(data_dir)
-    meta = read_metadata(data_dir)
-    manifest = read_json(data_dir / PROGRESS_FILE)
-    if require_complete and not manifest.get("complete"):
-        raise TrainingError(f"make-data has not finished in {data_dir}: run the same make-data command again to resume")
-    parts = []
-    for shard in sorted(manifest["shards"], key=int):
-        if manifest["shards"][shard].get(split, 0) > 0:
-            parts.append(datasets.load_from_disk(str(data_dir / SHARDS_DIR / f"{split}-{int(shard):05d}")))
-    if not parts:
-        return datasets.Dataset.from_dict({}, features=features_for(split, meta["hidden_size"]))
-    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-
-
-# ---------------------------------------------------------------------------------------------- the command
-def _source_digest(records: list[PromptRecord]) -> str:
-    h = hashlib.sha256()
-    for r in records:
-        h.update(json.dumps([r.prompt, r.messages, r.response], sort_keys=True).encode())
-    return h.hexdigest()[:16]
-
-
-def check_tokenizers(tokenizer, draft_tokenizer, target, draft) -> int:
-    """Refuse pairs whose tokenizers or vocabularies differ; return the shared output vocab size."""
-    tv, dv = output_vocab_size(target), output_vocab_size(draft)
-    if tv != dv:
-        raise TrainingError(f"The draft's vocabulary ({dv}) differs from the target's ({tv}): SpecDec++ needs one "
-                            "shared tokenizer.")
-    if draft_tokenizer is not None and tokenizer.get_vocab() != draft_tokenizer.get_vocab():
-        raise TrainingError("The draft's tokenizer differs from the target's: SpecDec++ needs one shared tokenizer.")
-    if len(tokenizer) > tv:
-        raise TrainingError(f"The tokenizer has {len(tokenizer)} tokens but the models' vocabulary only {tv}.")
-    return tv
+    target: Any
+    draft: Any
+    tokenizer: Any
+    vocab: Any
+    device: torch.device
+    pad_id: int
+    eos_ids: list[int]
+    hidden_size: int
+    prompt_limit: int
 
 
 def make_data(
@@ -452,6 +129,7 @@ def make_data(
     shard_size: int = 64,
     batch_size: int = 8,
     seed: int = 0,
+    head_inputs: str = "all",
     device: str | None = None,
     dtype: str | None = None,
     tokenizer: Any = None,
@@ -466,40 +144,49 @@ def make_data(
     of `prompts_file` (JSONL), `dataset` (a `datasets` name or path, `prompt_column`/`response_column`) or
     `records`. `responses` is "target" (generate with the served decoding) or "dataset" (use the given answers).
     `temperature=0` is greedy; otherwise labels and generation use temperature/top-p/top-k (0 = off).
+    `head_inputs="producing_state"` stores only what producing-state heads (the shipped kind) train on, skipping
+    the drafted-token passes. `overwrite` empties a folder make-data wrote (its own files only) instead of resuming it.
     """
+    require_train_extras("make-data", "datasets", "tqdm")
+    opts = data_options(temperature=temperature, top_p=top_p, top_k=top_k, responses=responses, chat=chat,
+                        max_prompt_tokens=max_prompt_tokens, max_new_tokens=max_new_tokens, mix_ratio=mix_ratio,
+                        dev_fraction=dev_fraction, shard_size=shard_size, batch_size=batch_size, seed=seed,
+                        head_inputs=head_inputs)
+    checked(lambda: check_int("max_prompts", max_prompts, allow_none=True))
+    recs, source = read_prompt_source(prompts_file, dataset, records, dataset_config=dataset_config,
+                                      dataset_split=dataset_split, prompt_column=prompt_column,
+                                      response_column=response_column, max_prompts=max_prompts)
+    pair = load_data_pair(draft, target, tokenizer, draft_tokenizer, device, dtype, opts)
+    items = assign_splits(len(recs), opts.dev_fraction, opts.seed)
     output_dir = Path(output_dir)
-    settings = DecodingSettings(temperature=float(temperature), top_p=float(top_p), top_k=int(top_k))
-    if responses not in ("target", "dataset"):
-        raise TrainingError(f"responses must be 'target' or 'dataset', got {responses!r}")
-    if not 0.0 <= mix_ratio <= 1.0:
-        raise TrainingError(f"mix ratio must lie in [0, 1], got {mix_ratio}")
-    if not 0.0 <= dev_fraction < 1.0:
-        raise TrainingError(f"dev fraction must lie in [0, 1), got {dev_fraction}")
-    if shard_size < 1 or batch_size < 1 or max_new_tokens < 1:
-        raise TrainingError("shard size, batch size and max new tokens must be >= 1")
-    sources = [x is not None for x in (prompts_file, dataset, records)]
-    if sum(sources) != 1:
-        raise TrainingError("Give exactly one prompt source: a JSONL file, a dataset, or records")
+    manifest = open_output(output_dir, data_metadata(pair, opts, source), overwrite,
+                           num_shards=(len(items) + opts.shard_size - 1) // opts.shard_size)
+    if not manifest.get("complete"):
+        make_shards(output_dir, manifest, recs, items, pair, opts, show_progress, on_shard_done)
+    return output_dir
 
-    # ---- prompts (read fully: they are small next to the features)
-    if prompts_file is not None:
-        recs = read_jsonl_prompts(prompts_file, prompt_field=prompt_column, response_field=response_column or "response")
-        source = {"kind": "jsonl", "path": str(prompts_file)}
-    elif dataset is not None:
-        recs, ds_id = load_dataset_prompts(dataset, dataset_config, dataset_split, prompt_column, response_column,
-                                           limit=max_prompts)
-        source = {"kind": "dataset", "id": ds_id, "prompt_column": prompt_column, "response_column": response_column}
-    else:
-        recs = list(records)
-        source = {"kind": "records"}
-    if max_prompts is not None:
-        recs = recs[:max_prompts]
-    if not recs:
-        raise TrainingError("No prompts to process")
-    source["digest"] = _source_digest(recs)
-    source["num_prompts"] = len(recs)
 
-    # ---- models and tokenizers
+def data_options(*, temperature, top_p, top_k, responses, chat, max_prompt_tokens, max_new_tokens, mix_ratio,
+                 dev_fraction, shard_size, batch_size, seed, head_inputs="all") -> DataOptions:
+    """make-data's settings, each checked (a TrainingError names the argument)."""
+    checked(lambda: check_choice("responses", responses, ("target", "dataset")),
+            lambda: check_choice("head_inputs", head_inputs, ("all", "producing_state")),
+            lambda: check_number("mix_ratio", mix_ratio, 0.0, 1.0),
+            lambda: check_number("dev_fraction", dev_fraction, 0.0, 1.0, high_open=True),
+            *(lambda name=name, value=value: check_int(name, value) for name, value in (
+                ("shard_size", shard_size), ("batch_size", batch_size), ("max_new_tokens", max_new_tokens),
+                ("max_prompt_tokens", max_prompt_tokens))),
+            lambda: check_int("seed", seed, minimum=0),
+            lambda: check_number("temperature", temperature, 0.0),
+            lambda: check_number("top_p", top_p, 0.0, 1.0, low_open=True),
+            lambda: check_int("top_k", top_k, minimum=0))
+    return DataOptions(DecodingSettings(temperature=float(temperature), top_p=float(top_p), top_k=int(top_k)),
+                       responses, bool(chat), max_prompt_tokens, max_new_tokens, float(mix_ratio),
+                       float(dev_fraction), shard_size, batch_size, seed, head_inputs)
+
+
+def load_data_pair(draft, target, tokenizer, draft_tokenizer, device, dtype, opts: DataOptions) -> DataPair:
+    """Load (or take) the models and tokenizers and check that they form a pair."""
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
     target_model = load_model(target, dev, dt) if isinstance(target, (str, os.PathLike)) else target
@@ -512,153 +199,142 @@ def make_data(
         except TrainingError:
             draft_tokenizer = None  # a model folder without tokenizer files: the vocab-size check still applies
     vocab = check_tokenizers(tokenizer, draft_tokenizer, target_model, draft_model)
-    dev = next(draft_model.parameters()).device
-    hidden_size = int(draft_model.config.get_text_config().hidden_size)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad_id is None:
-        pad_id = 0
     eos = target_model.generation_config.eos_token_id
     eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
         eos_ids.append(tokenizer.eos_token_id)
+    limit = prompt_budget(opts.max_prompt_tokens, opts.max_new_tokens, context_size(target_model, draft_model))
+    return DataPair(target_model, draft_model, tokenizer, vocab, next(draft_model.parameters()).device,
+                    0 if pad_id is None else pad_id, eos_ids, int(draft_model.config.get_text_config().hidden_size),
+                    limit)
 
-    metadata = {
+
+def check_tokenizers(tokenizer, draft_tokenizer, target, draft):
+    """Refuse pairs whose tokenizers differ; return their `VocabMap` (sizes may differ by embedding padding)."""
+    try:
+        vocab = check_pair(target, draft, tokenizer, draft_tokenizer)
+    except ValueError as err:
+        raise TrainingError(str(err)) from None
+    if len(tokenizer) > vocab.shared_size:
+        raise TrainingError(f"The tokenizer has {len(tokenizer)} tokens but the models' vocabulary only "
+                            f"{vocab.shared_size}.")
+    return vocab
+
+
+def data_metadata(pair: DataPair, opts: DataOptions, source: dict) -> dict:
+    """`metadata.json`: what makes two runs the same data set (a resumed run must match it)."""
+    return {
         "format_version": FORMAT_VERSION,
-        "draft": model_fingerprint(draft_model),
-        "target": model_fingerprint(target_model),
-        "vocab_size": vocab,
-        "tokenizer_size": len(tokenizer),
-        "hidden_size": hidden_size,
-        "decoding": settings.to_dict(),
-        "mix_ratio": mix_ratio,
-        "responses": responses,
-        "max_new_tokens": max_new_tokens,
-        "max_prompt_tokens": max_prompt_tokens,
-        "chat": chat,
-        "seed": seed,
-        "dev_fraction": dev_fraction,
-        "shard_size": shard_size,
+        "draft": model_fingerprint(pair.draft),
+        "target": model_fingerprint(pair.target),
+        "vocab_size": pair.vocab.target_size,
+        "draft_vocab_size": pair.vocab.draft_size,
+        "tokenizer_size": len(pair.tokenizer),
+        "hidden_size": pair.hidden_size,
+        "decoding": opts.settings.to_dict(),
+        "mix_ratio": opts.mix_ratio,
+        "responses": opts.responses,
+        "max_new_tokens": opts.max_new_tokens,
+        "max_prompt_tokens": opts.max_prompt_tokens,
+        "chat": opts.chat,
+        "seed": opts.seed,
+        "dev_fraction": opts.dev_fraction,
+        "shard_size": opts.shard_size,
+        "head_inputs": opts.head_inputs,
         "source": source,
     }
 
-    # ---- resume or start
-    num_dev = int(round(dev_fraction * len(recs)))
-    if dev_fraction > 0 and len(recs) > 1:
-        num_dev = min(max(num_dev, 1), len(recs) - 1)
-    order = np.random.default_rng(seed).permutation(len(recs)).tolist()
-    items = [(idx, "dev" if rank < num_dev else "train") for rank, idx in enumerate(order)]
-    num_shards = (len(items) + shard_size - 1) // shard_size
-    manifest = _prepare_output(output_dir, metadata, overwrite, num_shards)
-    if manifest.get("complete"):
-        return output_dir
 
+def assign_splits(num_prompts: int, dev_fraction: float, seed: int) -> list[tuple[int, str]]:
+    """(prompt index, split) in processing order: a seeded permutation, the first `dev_fraction` to dev."""
+    num_dev = int(round(dev_fraction * num_prompts))
+    if dev_fraction > 0 and num_prompts > 1:
+        num_dev = min(max(num_dev, 1), num_prompts - 1)
+    order = np.random.default_rng(seed).permutation(num_prompts).tolist()
+    return [(idx, "dev" if rank < num_dev else "train") for rank, idx in enumerate(order)]
+
+
+def make_shards(output_dir: Path, manifest: dict, recs, items, pair: DataPair, opts: DataOptions,
+                show_progress: bool, on_shard_done: Callable[[int], None] | None) -> None:
+    """Make every shard the manifest does not list yet, recording each (with its files' checksums) when done."""
     bar = progress(total=len(items), desc="make-data (prompts)", disable=not show_progress, unit="prompt")
     bar.update(sum(s["prompts"] for s in manifest["shards"].values()))
-    for shard in range(num_shards):
+    for shard in range(manifest["num_shards"]):
         if str(shard) in manifest["shards"]:
             continue
-        shard_items = items[shard * shard_size:(shard + 1) * shard_size]
-        sample_gen = torch.Generator(device=dev).manual_seed(seed * 1_000_003 + 2 * shard + 1)
-        mix_gen = torch.Generator().manual_seed(seed * 1_000_003 + 2 * shard + 2)
-        if dev.type == "cuda":
-            torch.cuda.manual_seed(seed * 1_000_003 + 2 * shard)
-        torch.manual_seed(seed * 1_000_003 + 2 * shard)
-        rows = {s: [] for s in SPLITS}
-        skipped = 0
-        for start in range(0, len(shard_items), batch_size):
-            batch = shard_items[start:start + batch_size]
-            encoded = []
-            for idx, split in batch:
-                p_ids, r_ids = encode_record(recs[idx], tokenizer, chat=chat, need_response=responses == "dataset",
-                                             max_prompt_tokens=max_prompt_tokens, max_new_tokens=max_new_tokens,
-                                             where=f"prompt {idx}")
-                encoded.append((idx, split, p_ids, r_ids))
-            encoded = [e for e in encoded if len(e[2]) > 0]
-            if responses == "target" and encoded:
-                gen = generate_responses(target_model, [e[2] for e in encoded], settings, max_new_tokens, pad_id,
-                                         eos_ids, dev)
-                encoded = [(i, s, p, r) for (i, s, p, _), r in zip(encoded, gen)]
-            kept = [e for e in encoded if e[3]]
-            skipped += len(batch) - len(kept)
-            for split in SPLITS:
-                part = [e for e in kept if e[1] == split]
-                if not part:
-                    continue
-                recs_out = process_batch(draft_model, target_model, [e[2] for e in part], [e[3] for e in part],
-                                         settings=settings, mix_ratio=mix_ratio, with_calibration=split == "dev",
-                                         pad_id=pad_id, device=dev, sample_gen=sample_gen, mix_gen=mix_gen,
-                                         responses_are_target_argmax=responses == "target")
-                for e, rec in zip(part, recs_out):
-                    rec["prompt_index"] = e[0]
-                    rows[split].append(rec)
-            bar.update(len(batch))
-        _write_shard(output_dir, shard, rows, hidden_size)
-        manifest["shards"][str(shard)] = {
-            "prompts": len(shard_items),
-            "skipped": skipped,
-            **{s: len(rows[s]) for s in SPLITS},
-            **{f"{s}_tokens": int(sum(len(r["response_tokens"]) for r in rows[s])) for s in SPLITS},
-            **{f"{s}_label_rows": int(sum(len(r["labels"]) for r in rows[s])) for s in SPLITS},
-        }
+        rows, counts = make_shard(recs, items[shard * opts.shard_size:(shard + 1) * opts.shard_size], shard, pair,
+                                  opts, bar)
+        manifest["shards"][str(shard)] = {**counts, "files": write_shard(output_dir, shard, rows, pair.hidden_size,
+                                                                         opts.drafted_token)}
         write_json(output_dir / PROGRESS_FILE, manifest)
         if on_shard_done is not None:
             on_shard_done(shard)
     bar.close()
     manifest["complete"] = True
-    manifest["totals"] = {
-        key: int(sum(s.get(key, 0) for s in manifest["shards"].values()))
-        for key in ("prompts", "skipped", "train", "dev", "train_tokens", "dev_tokens", "train_label_rows",
-                    "dev_label_rows")
-    }
+    manifest["totals"] = {key: int(sum(s.get(key, 0) for s in manifest["shards"].values())) for key in SHARD_COUNTS}
     write_json(output_dir / PROGRESS_FILE, manifest)
-    return output_dir
+    if manifest["totals"]["context_cut"]:
+        warnings.warn(f"{manifest['totals']['context_cut']} prompts were cut to their last {pair.prompt_limit} tokens "
+                      f"so that prompt + {opts.max_new_tokens} new tokens fit the models' context "
+                      "(config.max_position_embeddings).", UserWarning, stacklevel=3)
 
 
-def _prepare_output(output_dir: Path, metadata: dict, overwrite: bool, num_shards: int) -> dict:
-    meta_path = output_dir / METADATA_FILE
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if overwrite:
-            if not meta_path.is_file():
-                raise TrainingError(f"Refusing to overwrite {output_dir}: it is not a make-data folder")
-            shutil.rmtree(output_dir)
-        elif not meta_path.is_file():
-            raise TrainingError(f"{output_dir} exists and is not a make-data folder; choose an empty or new folder")
-        else:
-            old = read_json(meta_path)
-            diffs = diff_settings(old, json.loads(json.dumps(metadata, default=str)))
-            if diffs:
-                raise TrainingError(
-                    f"{output_dir} holds data made with other models or settings; nothing was changed. "
-                    "Differences: " + "; ".join(diffs) + ". Use a new folder or --overwrite."
-                )
-            manifest = read_json(output_dir / PROGRESS_FILE)
-            # Shard folders not in the manifest are leftovers of an interrupted shard: remove them.
-            shards_dir = output_dir / SHARDS_DIR
-            done = {f"{s}-{int(k):05d}" for k in manifest["shards"] for s in SPLITS}
-            for child in shards_dir.iterdir() if shards_dir.exists() else []:
-                if child.name not in done:
-                    shutil.rmtree(child, ignore_errors=True)
-            return manifest
-    (output_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
-    write_json(meta_path, metadata)
-    manifest = {"num_shards": num_shards, "shards": {}, "complete": False}
-    write_json(output_dir / PROGRESS_FILE, manifest)
-    return manifest
+def make_shard(recs, shard_items, shard: int, pair: DataPair, opts: DataOptions, bar) -> tuple[dict, dict]:
+    """The records of one shard, per split, and the shard's counts for the manifest."""
+    seed = opts.seed * 1_000_003 + 2 * shard
+    sample_gen = torch.Generator(device=pair.device).manual_seed(seed + 1)
+    mix_gen = torch.Generator().manual_seed(seed + 2)
+    if pair.device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+    torch.manual_seed(seed)
+    rows = {s: [] for s in SPLITS}
+    skipped = cut = 0
+    # batches of similar lengths waste less compute on padding (each record keeps its prompt_index)
+    shard_items = sorted(shard_items, key=lambda item: length_hint(recs[item[0]]))
+    for start in range(0, len(shard_items), opts.batch_size):
+        batch = shard_items[start:start + opts.batch_size]
+        kept, batch_cut = encode_batch(recs, batch, pair, opts)
+        skipped, cut = skipped + len(batch) - len(kept), cut + batch_cut
+        for split in SPLITS:
+            part = [e for e in kept if e[1] == split]
+            if part:
+                out = process_batch(pair.draft, pair.target, [e[2] for e in part], [e[3] for e in part],
+                                    settings=opts.settings, mix_ratio=opts.mix_ratio, vocab=pair.vocab,
+                                    with_calibration=split == "dev" and opts.drafted_token, pad_id=pair.pad_id, device=pair.device,
+                                    sample_gen=sample_gen, mix_gen=mix_gen,
+                                    responses_are_target_argmax=opts.responses == "target",
+                                    drafted_token=opts.drafted_token)
+                rows[split].extend({**rec, "prompt_index": e[0]} for e, rec in zip(part, out))
+        bar.update(len(batch))
+    counts = {"prompts": len(shard_items), "skipped": skipped, "context_cut": cut,
+              **{s: len(rows[s]) for s in SPLITS},
+              **{f"{s}_tokens": int(sum(len(r["response_tokens"]) for r in rows[s])) for s in SPLITS},
+              **{f"{s}_label_rows": int(sum(len(r["labels"]) for r in rows[s])) for s in SPLITS}}
+    return rows, counts
 
 
-def _write_shard(output_dir: Path, shard: int, rows: dict, hidden_size: int) -> None:
-    import datasets
+def length_hint(rec: PromptRecord) -> int:
+    """The characters of a record's prompt (or messages) and answer: a cheap proxy for its token count."""
+    text = rec.prompt or "".join(str(m.get("content", "")) for m in rec.messages or [])
+    return len(text) + len(rec.response or "")
 
-    for split in SPLITS:
-        if not rows[split]:
-            continue
-        features = features_for(split, hidden_size)
-        columns = {name: [r[name] for r in rows[split]] for name in features}
-        ds = datasets.Dataset.from_dict(columns, features=features)
-        final = output_dir / SHARDS_DIR / f"{split}-{shard:05d}"
-        tmp = output_dir / SHARDS_DIR / f".tmp-{split}-{shard:05d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(final, ignore_errors=True)
-        with quiet_datasets():
-            ds.save_to_disk(str(tmp))
-        os.replace(tmp, final)
+
+def encode_batch(recs, batch, pair: DataPair, opts: DataOptions) -> tuple[list[tuple], int]:
+    """(prompt index, split, prompt ids, response ids) for the usable prompts of `batch` (the target's responses
+    when `responses="target"`), and how many prompts lost their beginning to the context limit."""
+    encoded, cut = [], 0
+    for idx, split in batch:
+        p_ids, r_ids = encode_record(recs[idx], pair.tokenizer, chat=opts.chat,
+                                     need_response=opts.responses == "dataset",
+                                     max_prompt_tokens=opts.max_prompt_tokens, max_new_tokens=opts.max_new_tokens,
+                                     where=f"prompt {idx}")
+        if len(p_ids) > pair.prompt_limit:
+            p_ids, cut = p_ids[-pair.prompt_limit:], cut + 1
+        if p_ids:
+            encoded.append((idx, split, p_ids, r_ids))
+    if opts.responses == "target" and encoded:
+        gen = generate_responses(pair.target, [e[2] for e in encoded], opts.settings, opts.max_new_tokens,
+                                 pair.pad_id, pair.eos_ids, pair.device)
+        encoded = [(i, s, p, r) for (i, s, p, _), r in zip(encoded, gen)]
+    return [e for e in encoded if e[3]], cut

@@ -1,0 +1,60 @@
+"""The `recalibrate` command: re-choose a head's policy for this machine from the traces it ships (seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import friendly, parse_dtype_option, print_json
+
+
+def register(app: typer.Typer) -> None:
+    """Add `recalibrate` to the typer `app`."""
+
+    @app.command("recalibrate")
+    @friendly
+    def recalibrate_command(
+        head: str = typer.Argument(..., help="A head folder or Hub repo id (with dev traces)."),
+        draft: str = typer.Option(..., "--draft", help="Draft model id or path."),
+        target: str = typer.Option(..., "--target", help="Target model id or path."),
+        output_dir: Optional[Path] = typer.Option(None, "--output-dir",
+                                                  help="Save the re-calibrated head here (default: in place for a "
+                                                       "local head folder)."),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cuda if any)."),
+        dtype: str = typer.Option("bfloat16", "--dtype", help="float32, bfloat16 or float16 (as you will run)."),
+        repeats: int = typer.Option(3, "--repeats", min=1, max=100, help="Timed repetitions per forward pass."),
+        max_candidates: int = typer.Option(20, "--max-candidates", min=1, max=64,
+                                           help="Largest cap on candidates per round to consider."),
+    ) -> None:
+        """Time the draft and the target on this machine and re-simulate the head's shipped dev traces."""
+        torch_dtype = parse_dtype_option(dtype)
+        from ..core.costs import VERIFY_KS, measure_costs
+        from ..head import AcceptanceHead
+        from ..methods.specdecpp.calibration import policy_from_costs
+        from ..training.common import TrainingError, load_model, pick_device
+
+        if output_dir is None and not Path(head).is_dir():
+            raise TrainingError(f"{head!r} is not a local folder: pass --output-dir for the re-calibrated head")
+        acceptance_head = AcceptanceHead.from_pretrained(head)
+        dev = pick_device(device)
+        draft_model, target_model = load_model(draft, dev, torch_dtype), load_model(target, dev, torch_dtype)
+        costs = measure_costs(draft_model, target_model, ks=tuple(k for k in VERIFY_KS if k <= max_candidates),
+                              repeats=repeats, warmup=1)
+        try:
+            acceptance_head.policy = policy_from_costs(acceptance_head, costs, max_candidates=max_candidates)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
+        if output_dir is None:
+            keep_previous_policy(Path(head))
+        acceptance_head.save_pretrained(str(output_dir or head))
+        print_json({"head": str(output_dir or head), "policy": acceptance_head.policy.to_dict(),
+                    "costs": costs.to_dict()})
+
+
+def keep_previous_policy(head_dir: Path) -> None:
+    """Before re-calibrating a head folder in place, keep its current policy as `policy.previous.json`."""
+    current = head_dir / "policy.json"
+    if current.is_file():
+        (head_dir / "policy.previous.json").write_bytes(current.read_bytes())

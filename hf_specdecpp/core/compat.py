@@ -1,0 +1,112 @@
+"""Differences between the supported transformers releases, detected by feature (never by version number).
+
+Tested range: `TESTED_RANGE`. Outside it the package still imports and warns once; the generate() patch is
+then checked by behaviour before its first use (`hf_specdecpp.integration.upstream`).
+
+What differs between releases, and how it is detected here:
+- the KV cache's keyword: `cache=` since 5.24 (`past_key_values=` deprecated, to be removed in 5.40), before
+  that `past_key_values=`: read from the model's `forward` signature (`cache_argument`);
+- where generate() keeps the cache in its model kwargs (`"cache"` or `"past_key_values"`), and the attribute
+  holding it on model outputs: whichever is present (`model_kwargs_cache`, `output_cache`);
+- rolling back sliding-window and linear-attention layers: such layers keep only a window (or a recurrent
+  state) unless `activate_past_recording()` was called (5.15+); `activate_past_recording` calls it when the
+  cache offers it;
+- static caches: croppable (`StaticLayer.crop`, 5.24) or not (`cache_is_croppable`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+import torch
+import transformers
+from packaging.version import Version
+
+MIN_TESTED = "5.15.0"
+MAX_TESTED_EXCLUSIVE = "5.25.0"
+TESTED_RANGE = f">={MIN_TESTED},<{MAX_TESTED_EXCLUSIVE}"
+CACHE_KEYS = ("cache", "past_key_values")
+
+
+def is_tested_transformers(version: str | None = None) -> bool:
+    """True when `version` (default: the installed one) lies in the tested range."""
+    v = Version(Version(version or transformers.__version__).base_version)
+    return Version(MIN_TESTED) <= v < Version(MAX_TESTED_EXCLUSIVE)
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_parameters(model_class: type) -> frozenset[str]:
+    return frozenset(inspect.signature(model_class.forward).parameters)
+
+
+def cache_argument(model: torch.nn.Module) -> str:
+    """The forward keyword that takes the KV cache for this model: `cache` or `past_key_values`."""
+    params = _forward_parameters(type(model))
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def supports_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether the model's forward takes `logits_to_keep` (computing logits for the last positions only)."""
+    params = _forward_parameters(type(model))
+    return "logits_to_keep" in params or "kwargs" in params and hasattr(model, "_supports_logits_to_keep") \
+        and model._supports_logits_to_keep()
+
+
+def model_kwargs_cache(model_kwargs: dict[str, Any]) -> tuple[str, Any]:
+    """(key, cache) of the KV cache generate() prepared in its model kwargs (cache None when there is none)."""
+    for key in CACHE_KEYS:
+        if model_kwargs.get(key) is not None:
+            return key, model_kwargs[key]
+    return CACHE_KEYS[0] if "cache" in model_kwargs else "past_key_values", None
+
+
+def output_cache(outputs: Any) -> Any:
+    """The KV cache a forward pass returned (`outputs.cache` or `outputs.past_key_values`)."""
+    for key in CACHE_KEYS:
+        value = getattr(outputs, key, None) if not isinstance(outputs, dict) else outputs.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def activate_past_recording(cache: Any) -> None:
+    """Let sliding-window and linear-attention layers be rolled back after a rejection (a no-op elsewhere)."""
+    activate = getattr(cache, "activate_past_recording", None)
+    if activate is not None:
+        activate()
+
+
+def cache_is_croppable(cache: Any) -> bool:
+    """Whether `cache.crop(-n)` can remove the newest n positions (call it once the cache has seen a forward pass:
+    layers with states only know then whether they hold a recurrent state, which cannot be rolled back)."""
+    if not hasattr(cache, "crop"):
+        return False
+    flag = getattr(cache, "is_croppable", None)
+    if flag is not None:  # transformers 5.17+
+        return bool(flag() if callable(flag) else flag)
+    return all(_layer_croppable(layer) for layer in cache_layers(cache))
+
+
+def _layer_croppable(layer: Any) -> bool:
+    """Releases before `is_croppable`: key/value layers crop, state layers only when recording and without a
+    recurrent state, static layers do not."""
+    name = type(layer).__name__
+    if name in ("DynamicLayer", "DynamicSlidingWindowLayer"):
+        return True
+    recurrent = getattr(layer, "is_recurrent_states_initialized", {}) or {}
+    return bool(getattr(layer, "record_past", False)) and not any(recurrent.values())
+
+
+def cache_layers(cache: Any) -> list[Any]:
+    """The per-layer objects of a cache (`cache.layers`; the self-attention cache of an encoder-decoder cache)."""
+    inner = getattr(cache, "self_attention_cache", cache)
+    return list(getattr(inner, "layers", []))
+
+
+def static_cache_croppable() -> bool:
+    """Whether static cache layers can drop rejected tokens (transformers 5.24+), as assisted decoding needs."""
+    from transformers import cache_utils
+
+    return hasattr(getattr(cache_utils, "StaticLayer", None), "crop")

@@ -1,0 +1,212 @@
+"""The one place where hf_specdecpp patches transformers: a `candidate_generator=` argument for generate().
+
+transformers has no public hook to supply a custom `CandidateGenerator` to assisted generation: `generate()`
+rejects unknown keyword arguments and `GenerationMixin._get_candidate_generator` picks a generator by
+hard-coded branches. `install()` wraps both, once:
+
+- `generate(..., candidate_generator=method)` resolves the draft (`assistant_model=` or the method's own) and
+  checks the call. A chain method decoding one sequence runs inside transformers' own assisted decoding: the
+  call's state sits in a context variable (per thread and task) for the duration of that call only, and the
+  wrapped `_get_candidate_generator` returns a fresh per-call candidate generator built from it. Everything
+  else (draft trees, batches, several return sequences) runs the method's own loop as generate()'s
+  `custom_generate=` decoding method, with the draft and the streamer handed to it.
+- Without `candidate_generator=` both wrappers call transformers' originals unchanged.
+
+The call's statistics come back on the output object (`return_dict_in_generate=True`) and in
+`method.stats`. `uninstall()` restores the originals; `hf_specdecpp.integration.upstream.verify_upstream()`
+checks by behaviour that the wrapped hooks still do what this module relies on.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+from transformers import GenerationConfig, LogitsProcessorList
+from transformers.generation.utils import GenerationMixin
+
+from ..core.call import CallContext
+from ..core.compat import static_cache_croppable
+from ..methods import registry
+from ..methods.base import DecodingMethod, with_stats
+
+_PATCH_ATTRIBUTE = "__hf_specdecpp_original__"
+REFUSED_WITH_A_METHOD = ("prompt_lookup_num_tokens", "assistant_early_exit")
+"""generate() arguments that choose transformers' own candidate generators: they cannot combine with ours."""
+
+
+@dataclass
+class CallState:
+    """One `candidate_generator=` call served by transformers' assisted decoding."""
+
+    method: DecodingMethod
+    draft: Any
+    tokenizer: Any = None
+    assistant_tokenizer: Any = None
+    generator: Any = None
+
+
+_ACTIVE: contextvars.ContextVar[CallState | None] = contextvars.ContextVar("hf_specdecpp_call", default=None)
+
+
+def _original(function):
+    return getattr(function, _PATCH_ATTRIBUTE, function)
+
+
+def is_installed() -> bool:
+    return hasattr(GenerationMixin.generate, _PATCH_ATTRIBUTE)
+
+
+def active_call() -> CallState | None:
+    """The `candidate_generator=` call running in this context, if any."""
+    return _ACTIVE.get()
+
+
+def install() -> None:
+    """Add `candidate_generator=` to `generate()`. Safe to call more than once."""
+    if is_installed():
+        return
+    original_generate = GenerationMixin.generate
+    original_get_candidate_generator = GenerationMixin._get_candidate_generator
+    signature = inspect.signature(original_generate)
+
+    @functools.wraps(original_generate)
+    def generate(self, *args, candidate_generator: DecodingMethod | None = None, **kwargs):
+        if candidate_generator is None:
+            return original_generate(self, *args, **kwargs)
+        return _generate_with_method(original_generate, signature, self, args, kwargs, candidate_generator)
+
+    @functools.wraps(original_get_candidate_generator)
+    def _get_candidate_generator(self, generation_config, input_ids, inputs_tensor, logits_processor, model_kwargs,
+                                 *args, **kwargs):
+        state = _ACTIVE.get()
+        if state is None:
+            return original_get_candidate_generator(self, generation_config, input_ids, inputs_tensor,
+                                                    logits_processor, model_kwargs, *args, **kwargs)
+        ctx = CallContext.create(self, state.draft, generation_config, LogitsProcessorList(logits_processor),
+                                 tokenizer=state.tokenizer, assistant_tokenizer=state.assistant_tokenizer)
+        state.generator = state.method.new_candidate_generator(ctx, input_ids, model_kwargs.get("attention_mask"))
+        return state.generator
+
+    setattr(generate, _PATCH_ATTRIBUTE, original_generate)
+    setattr(_get_candidate_generator, _PATCH_ATTRIBUTE, original_get_candidate_generator)
+    GenerationMixin.generate = generate
+    GenerationMixin._get_candidate_generator = _get_candidate_generator
+
+
+def uninstall() -> None:
+    """Restore transformers' own `generate` and `_get_candidate_generator`."""
+    if not is_installed():
+        return
+    GenerationMixin.generate = _original(GenerationMixin.generate)
+    GenerationMixin._get_candidate_generator = _original(GenerationMixin._get_candidate_generator)
+
+
+_UPSTREAM = {"checked": False, "error": None}
+
+
+def _check_upstream_once() -> None:
+    """Outside the tested transformers range, check the contract by behaviour once, before the first call."""
+    from ..core.compat import is_tested_transformers
+
+    if is_tested_transformers() or _UPSTREAM["checked"]:
+        if _UPSTREAM["error"] is not None:
+            raise _UPSTREAM["error"]
+        return
+    from .upstream import UpstreamChangedError, verify_upstream
+
+    _UPSTREAM["checked"] = True  # set first: the check itself calls generate()
+    try:
+        verify_upstream()
+    except UpstreamChangedError as err:
+        _UPSTREAM["error"] = UpstreamChangedError(f"candidate_generator= is unavailable on this transformers release: "
+                                                  f"{err} Use generate(custom_generate=method) instead.")
+        raise _UPSTREAM["error"] from err
+
+
+def _generate_with_method(original_generate, signature: inspect.Signature, model, args, kwargs,
+                          method: DecodingMethod):
+    _check_upstream_once()
+    if registry.entry_for(method) is None:
+        raise TypeError("candidate_generator must be an hf_specdecpp decoding method (e.g. "
+                        f"SpecDecPPCandidateGenerator), got {type(method).__name__}")
+    bound = signature.bind_partial(model, *args, **kwargs)
+    arguments = bound.arguments
+    extra = arguments.setdefault("kwargs", {})
+    draft = _resolve_draft(arguments.get("assistant_model"), method)
+    if arguments.get("custom_generate") is not None:
+        raise ValueError("Pass either candidate_generator= or custom_generate= to generate(), not both.")
+    for name in REFUSED_WITH_A_METHOD:
+        if extra.get(name) is not None:
+            raise ValueError(f"{name}= selects one of transformers' own candidate generators; it cannot be combined "
+                             f"with candidate_generator={type(method).__name__}(...). Remove one of them.")
+    tokenizer, assistant_tokenizer = extra.get("tokenizer"), extra.get("assistant_tokenizer")
+    method.check_models(model, draft, tokenizer, assistant_tokenizer)
+    config = _effective_config(model, arguments)
+    batch = _batch_size(arguments)
+    if batch > 1 and extra.get("attention_mask") is None:
+        raise ValueError(f"A batch of {batch} prompts needs an attention_mask (pass the tokenizer's `attention_mask`, "
+                         "with left padding), so that padding can be told from text.")
+    if (config.num_beams or 1) > 1:
+        raise ValueError(f"Speculative decoding does not combine with beam search: got num_beams={config.num_beams} "
+                         "(candidate_generator=). Use num_beams=1 (greedy or sampling).")
+    # transformers' assisted decoding serves one sequence of a chain method; it takes pairs whose configs differ in
+    # vocab_size (padded embeddings) for different tokenizers (upstream issue #45307): those use our own loop
+    same_vocab = model.config.get_text_config().vocab_size == draft.config.get_text_config().vocab_size
+    assisted = method.kind == "chain" and batch == 1 and (config.num_return_sequences or 1) == 1 and same_vocab
+    if assisted and getattr(config, "cache_implementation", None) == "static" and not static_cache_croppable():
+        raise ValueError("cache_implementation='static' with candidate_generator= needs transformers >= 5.24, whose "
+                         "assisted decoding crops static caches (and compiles the verify pass on GPUs). Remove "
+                         "cache_implementation, or upgrade transformers.")
+    if assisted:
+        arguments["assistant_model"] = draft
+        extra.pop("assistant_tokenizer", None)  # checked above; transformers refuses it for one tokenizer
+        state = CallState(method, draft, tokenizer, assistant_tokenizer)
+        token = _ACTIVE.set(state)
+        try:
+            output = original_generate(*bound.args, **bound.kwargs)
+        finally:
+            _ACTIVE.reset(token)
+        if state.generator is None:
+            raise RuntimeError("transformers did not ask hf_specdecpp for a candidate generator: its assisted "
+                               "decoding changed. Use custom_generate= with this transformers release.")
+        method.record_stats(state.generator.stats)
+        return with_stats(output, state.generator.stats)
+    arguments.pop("assistant_model", None)
+    streamer = arguments.pop("streamer", None)
+    arguments["custom_generate"] = functools.partial(
+        method.decode, draft_model=draft, streamer=streamer, route="candidate_generator=", tokenizer=tokenizer,
+        assistant_tokenizer=assistant_tokenizer)
+    return original_generate(*bound.args, **bound.kwargs)
+
+
+def _resolve_draft(assistant_model, method: DecodingMethod):
+    draft = method.draft_model
+    if assistant_model is None and draft is None:
+        raise ValueError("candidate_generator= needs a draft model: pass `assistant_model=` to generate() or "
+                         f"`draft_model=` to {type(method).__name__}.")
+    if assistant_model is not None and draft is not None and assistant_model is not draft:
+        raise ValueError("generate() got an `assistant_model` that differs from the candidate generator's "
+                         "`draft_model`.")
+    return assistant_model if assistant_model is not None else draft
+
+
+def _effective_config(model, arguments: dict) -> GenerationConfig:
+    """The generation config the call will use, for the checks made before generate() runs."""
+    config = copy.deepcopy(arguments.get("generation_config") or model.generation_config)
+    for key, value in arguments.get("kwargs", {}).items():
+        if hasattr(config, key) and not key.startswith("_"):
+            setattr(config, key, value)
+    return config
+
+
+def _batch_size(arguments: dict) -> int:
+    inputs = arguments.get("inputs")
+    if inputs is None:
+        inputs = arguments.get("kwargs", {}).get("input_ids")
+    shape = getattr(inputs, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) >= 1 else 1

@@ -1,0 +1,182 @@
+"""What every decoding method shares: an immutable description that builds per-call state.
+
+The object a user passes (`candidate_generator=SpecDecPPCandidateGenerator(head=head)` or
+`custom_generate=...`) holds the method's validated config and optional `draft_model`/`streamer`; it never
+changes. Each generate() call builds its own state from it (a stop rule, a draft session, statistics), so one
+object serves any number of concurrent calls. The statistics of a call come back with the call
+(`output.speculation_stats` with `return_dict_in_generate=True`); `method.stats` shows those of the latest call
+made in the current thread.
+
+Front doors: transformers calls the method object itself for `custom_generate=` (`__call__`); the generate()
+patch (`hf_specdecpp.integration.generate_patch`) serves `candidate_generator=` through `decode` or, for chains
+of one sequence, through transformers' assisted decoding with `new_candidate_generator`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from transformers.generation.utils import GenerateDecoderOnlyOutput
+
+from ..core.call import CallContext
+from ..core.chain import ChainSpec, DecodeResult, chain_decode
+from ..core.compat import model_kwargs_cache
+from ..core.pair import check_pair
+from ..core.stats import SpeculationStats
+from ..core.validation import check_generation_inputs
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel, StoppingCriteriaList
+    from transformers.generation.streamers import BaseStreamer
+
+    from ..core.assisted import ChainCandidateGenerator
+    from ..core.drafting import StopRule
+
+
+@dataclass
+class SpeculativeDecoderOnlyOutput(GenerateDecoderOnlyOutput):
+    """generate()'s output object with the call's speculative-decoding statistics."""
+
+    speculation_stats: SpeculationStats | None = None
+
+
+def with_stats(output: Any, stats: SpeculationStats) -> Any:
+    """`output` (a generate() output object) carrying `stats`; plain tensors are returned unchanged."""
+    if not isinstance(output, GenerateDecoderOnlyOutput):
+        return output
+    values = {f.name: getattr(output, f.name) for f in fields(output)}
+    values.pop("speculation_stats", None)
+    return SpeculativeDecoderOnlyOutput(**values, speculation_stats=stats)
+
+
+def build_output(result: DecodeResult, ctx: CallContext) -> Any:
+    """What generate() returns for our own loops: the ids, or an output object when return_dict_in_generate."""
+    if not ctx.return_dict:
+        return result.sequences
+    names = {f.name for f in fields(GenerateDecoderOnlyOutput)}
+    values = {"sequences": result.sequences, "scores": result.scores}
+    if "logits" in names:
+        values["logits"] = result.logits
+    values["cache" if "cache" in names else "past_key_values"] = result.cache
+    return SpeculativeDecoderOnlyOutput(**values, speculation_stats=result.stats)
+
+
+class DecodingMethod:
+    """Base of every method: immutable after construction, one per-call state per generate() call."""
+
+    kind: ClassVar[str] = ""  # "chain" or "tree"
+    _frozen = False
+
+    def __init__(self, config: Any, draft_model: PreTrainedModel | None = None, streamer: BaseStreamer | None = None):
+        self.config = config
+        self.draft_model = draft_model
+        self.streamer = streamer
+        self._last = threading.local()
+        if draft_model is not None:
+            self.check_draft(draft_model)
+        self._frozen = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._frozen and not name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__} is immutable: create a new one to change {name!r}")
+        super().__setattr__(name, value)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+    # ------------------------------------------------------------------ checks
+    def check_draft(self, draft: PreTrainedModel) -> None:
+        """Raise ValueError when the method cannot use this draft model (overridden by methods with a head)."""
+
+    def check_models(self, target: PreTrainedModel, draft: PreTrainedModel, tokenizer: Any = None,
+                     assistant_tokenizer: Any = None) -> None:
+        """Raise ValueError before any generation when the pair cannot work with this method."""
+        check_pair(target, draft, tokenizer, assistant_tokenizer)
+        self.check_draft(draft)
+
+    # ------------------------------------------------------------------ statistics of the latest call
+    @property
+    def stats(self) -> SpeculationStats | None:
+        """Statistics of the latest generate() call made with this object in the current thread."""
+        return getattr(self._last, "stats", None)
+
+    def record_stats(self, stats: SpeculationStats) -> None:
+        self._last.stats = stats
+
+    # ------------------------------------------------------------------ decoding
+    def __call__(self, model: PreTrainedModel, input_ids: torch.LongTensor, logits_processor: LogitsProcessorList,
+                 stopping_criteria: StoppingCriteriaList, generation_config: GenerationConfig,
+                 synced_gpus: bool = False, **model_kwargs) -> Any:
+        """The `custom_generate=` front door: transformers calls the method object as its decoding method."""
+        if self.draft_model is None:
+            raise ValueError(
+                "With custom_generate=, transformers does not pass `assistant_model` to the decoding method: give "
+                f"the draft to the generator, e.g. {type(self).__name__}(..., draft_model=draft).")
+        return self.decode(model, input_ids, logits_processor, stopping_criteria, generation_config,
+                           draft_model=self.draft_model, streamer=self.streamer, synced_gpus=synced_gpus,
+                           route="custom_generate=", **model_kwargs)
+
+    def decode(self, model: PreTrainedModel, input_ids: torch.LongTensor, logits_processor: LogitsProcessorList,
+               stopping_criteria: StoppingCriteriaList, generation_config: GenerationConfig, *,
+               draft_model: PreTrainedModel, streamer: BaseStreamer | None = None, synced_gpus: bool = False,
+               route: str = "candidate_generator=", tokenizer: Any = None, assistant_tokenizer: Any = None,
+               **model_kwargs) -> Any:
+        """Run this method's own decoding loop as generate()'s decoding method; returns like generate()."""
+        if synced_gpus:
+            raise ValueError(f"hf_specdecpp's decoding loop ({route}) does not support synced_gpus.")
+        self.check_models(model, draft_model, tokenizer, assistant_tokenizer)
+        check_generation_inputs(input_ids, model_kwargs, generation_config, route)
+        if input_ids.shape[0] > 1 and streamer is not None:
+            raise ValueError("Streamers take one sequence: stream a batch one prompt at a time.")
+        ctx = CallContext.create(model, draft_model, generation_config, logits_processor, streamer, tokenizer,
+                                 assistant_tokenizer)
+        if input_ids.shape[0] > 1 and (ctx.output_scores or ctx.output_logits):
+            raise ValueError("output_scores/output_logits are supported for one sequence per call; the rows of a "
+                             "batch advance by different numbers of tokens per round.")
+        _, cache = model_kwargs_cache(model_kwargs)
+        if cache is not None and cache.get_seq_length() > 0:
+            raise ValueError("hf_specdecpp starts from an empty cache: a pre-filled past_key_values/cache is not "
+                             "supported.")
+        for name in ("prompt_lookup_num_tokens", "assistant_early_exit"):
+            if getattr(generation_config, name, None) is not None:
+                raise ValueError(f"{name}= selects one of transformers' own candidate generators; it cannot be "
+                                 f"combined with {type(self).__name__} ({route}). Remove one of them.")
+        result = self.run(ctx, input_ids.to(model.device), model_kwargs.get("attention_mask"), stopping_criteria,
+                          cache)
+        self.record_stats(result.stats)
+        return build_output(result, ctx)
+
+    def run(self, ctx: CallContext, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None,
+            stopping_criteria: StoppingCriteriaList, cache: Any) -> DecodeResult:
+        raise NotImplementedError
+
+
+class ChainMethod(DecodingMethod):
+    """A method that drafts a chain of candidates per round and differs from the others by its stop rule."""
+
+    kind = "chain"
+
+    def new_rule(self, ctx: CallContext) -> StopRule:
+        """A fresh stop rule for one call."""
+        raise NotImplementedError
+
+    def candidate_bounds(self, ctx: CallContext) -> tuple[int, int]:
+        """(min, max) candidates per round for this call."""
+        return self.config.min_candidates, self.config.max_candidates
+
+    def chain_spec(self, ctx: CallContext) -> ChainSpec:
+        low, high = self.candidate_bounds(ctx)
+        return ChainSpec(lambda: self.new_rule(ctx), low, high)
+
+    def run(self, ctx, input_ids, attention_mask, stopping_criteria, cache) -> DecodeResult:
+        return chain_decode(ctx, self.chain_spec(ctx), input_ids, attention_mask, stopping_criteria, cache)
+
+    def new_candidate_generator(self, ctx: CallContext, input_ids: torch.LongTensor,
+                                attention_mask: torch.Tensor | None) -> ChainCandidateGenerator:
+        """The per-call candidate generator for transformers' own assisted decoding (one sequence)."""
+        from ..core.assisted import ChainCandidateGenerator
+
+        return ChainCandidateGenerator(ctx, self.chain_spec(ctx), input_ids, attention_mask)

@@ -1,0 +1,9 @@
+"""DySpec (Xiong et al., 2024): dynamic draft trees verified in one target pass."""
+
+from .config import DySpecConfig
+from .generator import DySpecCandidateGenerator
+from .probe import check_tree_support
+from .tree import DraftTree
+from .verify import recursive_rejection
+
+__all__ = ["DraftTree", "DySpecCandidateGenerator", "DySpecConfig", "check_tree_support", "recursive_rejection"]

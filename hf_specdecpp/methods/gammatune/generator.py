@@ -1,0 +1,104 @@
+"""GammaTune-style adaptive speculation length (after Gautam et al., "Token-Driven GammaTune", arXiv:2504.00030).
+
+No per-token signal: each round drafts K candidates, and K follows the target's verdicts on earlier rounds. A
+smoothed speculation length gamma (a float) is kept per sequence; after every round that drafted d >= 1
+candidates of which the target accepted a,
+
+    o     = a + 1  if a == d (every candidate accepted: the run could have gone on)   -- the switch
+            a      otherwise (the first rejection shows where the run ended)
+    gamma = (1 - smoothing) * gamma + smoothing * o                                   -- the moving average
+    K     = min(max_candidates, max(min_candidates, floor(gamma + 0.5)))              -- the bounds
+
+starting from gamma = `initial`. A round that drafted nothing (no room left) changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from ...core.validation import check_candidate_bounds, check_number
+from ..base import ChainMethod
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+    from transformers.generation.streamers import BaseStreamer
+
+
+@dataclass(frozen=True)
+class GammaTuneConfig:
+    initial: float = 4.0
+    smoothing: float = 0.5
+    min_candidates: int = 1
+    max_candidates: int = 20
+
+    def __post_init__(self):
+        check_number("initial", self.initial, 0.0, None, low_open=True)
+        check_number("smoothing", self.smoothing, 0.0, 1.0, low_open=True)
+        check_candidate_bounds(self.min_candidates, self.max_candidates)
+
+
+def next_gamma(gamma: float, drafted: int, accepted: int, smoothing: float) -> float:
+    """The smoothed length after a round that drafted `drafted` (>= 1) candidates and kept `accepted`."""
+    observed = accepted + 1 if accepted >= drafted else accepted
+    return (1.0 - smoothing) * gamma + smoothing * observed
+
+
+def round_length(gamma: float, config: GammaTuneConfig) -> int:
+    """Candidates to draft next round: gamma rounded half up, within the config's bounds."""
+    return min(config.max_candidates, max(config.min_candidates, math.floor(gamma + 0.5)))
+
+
+class GammaTuneRule:
+    """The stop rule of one call: row b stops at its K; the rows' gammas move after every round."""
+
+    needs_hidden_states = False
+
+    def __init__(self, config: GammaTuneConfig):
+        self.config = config
+        self.gammas: list[float] | None = None
+        self._caps: torch.Tensor | None = None
+
+    def start_round(self, batch_size: int) -> None:
+        if self.gammas is None:
+            self.gammas = [float(self.config.initial)] * batch_size
+        self._caps = None
+
+    def __call__(self, input_ids, scores, *, hidden_states=None, step: int = 0) -> torch.BoolTensor:
+        if self._caps is None:
+            caps = [round_length(g, self.config) for g in self.gammas]
+            self._caps = torch.tensor(caps, device=input_ids.device)
+        return self._caps <= step + 1
+
+    def end_round(self, drafted: list[int], accepted: list[int]) -> None:
+        if self.gammas is None:  # no round drafted yet
+            self.gammas = [float(self.config.initial)] * len(drafted)
+        self.gammas = [g if d < 1 else next_gamma(g, d, a, self.config.smoothing)
+                       for g, d, a in zip(self.gammas, drafted, accepted)]
+
+    def select_rows(self, keep: list[int]) -> None:
+        if self.gammas is not None:
+            self.gammas = [self.gammas[i] for i in keep]
+
+
+class GammaTuneCandidateGenerator(ChainMethod):
+    """Draft K candidates per round, K adapted between rounds from the accepted counts (see the module docstring).
+
+    Usage: `target.generate(**inputs, assistant_model=draft, candidate_generator=GammaTuneCandidateGenerator())`.
+    Each generate() call (and each row of a batch) starts again from `initial`.
+
+    The update rule is a reconstruction from GammaTune's published description (an exponential moving average of
+    accepted token counts with a heuristic switch): the switch here is the censored-run bonus (+1 over the drafted
+    length after a fully accepted round); `initial` and `smoothing` are parameters, not the paper's constants.
+    """
+
+    def __init__(self, initial: float = 4.0, smoothing: float = 0.5, min_candidates: int = 1,
+                 max_candidates: int = 20, draft_model: PreTrainedModel | None = None,
+                 streamer: BaseStreamer | None = None):
+        super().__init__(GammaTuneConfig(initial, smoothing, min_candidates, max_candidates), draft_model, streamer)
+
+    def new_rule(self, ctx) -> GammaTuneRule:
+        return GammaTuneRule(self.config)

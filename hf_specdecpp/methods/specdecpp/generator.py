@@ -1,0 +1,135 @@
+"""SpecDec++ as a candidate generator: the acceptance head decides when to stop drafting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ...head import DEFAULT_MAX_CANDIDATES, AcceptanceHead, DeviceKind, head_on
+from ...utils.warnings import warn_once
+from ...core.chain import ChainSpec
+from ..base import ChainMethod
+from .config import SpecDecPPConfig
+from .stopping import RejectionThresholdCriteria
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+    from transformers.generation.streamers import BaseStreamer
+
+    from ...core.call import CallContext
+
+DEFAULT_THRESHOLD = 0.7
+"""h when neither the call nor a policy for this device gives one (the reference's sample script uses 0.7)."""
+
+
+@dataclass(frozen=True)
+class ResolvedPolicy:
+    """The threshold and cap one call uses; `calibrated_here` when they come from a policy for this device."""
+
+    threshold: float
+    max_candidates: int
+    calibrated_here: bool
+
+
+class SpecDecPPCandidateGenerator(ChainMethod):
+    """SpecDec++: stop drafting when the acceptance head's predicted P(any rejection) exceeds `threshold`.
+
+    Args:
+        head: the trained `AcceptanceHead` for this draft/target pair.
+        threshold: h in (0, 1). Default: the head's calibrated policy when it was measured on the kind of device
+            (and dtype) the draft runs on, else the policy's h with a warning, else 0.7.
+        min_candidates / max_candidates: bounds on the candidates per round; max_candidates defaults like
+            `threshold` (a cap calibrated on another kind of device is not used: the default 20 is).
+        draft_model: the draft, required for `custom_generate=`, optional with `candidate_generator=`.
+        streamer: a streamer for the `custom_generate=` route (generate() does not forward its own there).
+        recalibrate: "auto" re-calibrates the head's policy for the current device at first use (seconds; needs a
+            head with dev-set traces) and caches it per device; "never" (default) does not.
+
+    Usage: `target.generate(**inputs, assistant_model=draft, candidate_generator=SpecDecPPCandidateGenerator(
+    head=head))`. The object is immutable and serves any number of calls, also concurrently.
+    """
+
+    def __init__(self, head: AcceptanceHead, threshold: float | None = None, min_candidates: int = 1,
+                 max_candidates: int | None = None, draft_model: PreTrainedModel | None = None,
+                 streamer: BaseStreamer | None = None, recalibrate: str = "never"):
+        check_head_type(head)
+        if recalibrate == "auto" and not head.traces:
+            raise ValueError("recalibrate='auto' re-simulates the head's dev traces, but this head ships no dev "
+                             "traces (head.traces): calibrate it with `hf-specdecpp calibrate` and its make-data "
+                             "folder, or use recalibrate='never'.")
+        self.head = head
+        super().__init__(SpecDecPPConfig(threshold, min_candidates, max_candidates, recalibrate), draft_model,
+                         streamer)
+
+    @property
+    def threshold(self) -> float | None:
+        """The threshold given to the constructor (None: from the head's policy at call time)."""
+        return self.config.threshold
+
+    def check_draft(self, draft: PreTrainedModel) -> None:
+        check_head_fits(self.head, draft)
+
+    # ------------------------------------------------------------------ the policy for one call
+    def resolve_policy(self, draft: PreTrainedModel, target: PreTrainedModel,
+                       do_sample: bool | None = None) -> ResolvedPolicy:
+        """The threshold and cap for a call with these models (see the class docstring for where they come from).
+
+        A policy calibrated with given costs (no device recorded) applies anywhere; a measured one only on the
+        kind of device it was measured on."""
+        config, policy = self.config, self.head.policy
+        device = DeviceKind.of(draft)
+        if config.recalibrate == "auto":
+            from .calibration import policy_for_device
+
+            policy, trusted = policy_for_device(self.head, draft, target), True
+        else:
+            trusted = policy is not None and policy.measured_on in (None, device)
+            if policy is not None and not trusted and (config.threshold is None or config.max_candidates is None):
+                measured = policy.measured_on.describe() if policy.measured_on else "an unrecorded device"
+                warn_once(f"policy-device:{id(self.head)}:{device.key()}",
+                          f"The acceptance head's policy (h={policy.threshold:g}, cap {policy.max_candidates}) was "
+                          f"calibrated on {measured}; the draft runs on {device.describe()}. Using "
+                          f"h={policy.threshold:g} with the default cap {DEFAULT_MAX_CANDIDATES}. Re-calibrate in "
+                          "seconds: SpecDecPPCandidateGenerator(head=head, recalibrate='auto'), or "
+                          "`hf-specdecpp recalibrate`.")
+        if do_sample is not None:
+            self._warn_decoding(do_sample)
+        threshold = config.threshold if config.threshold is not None else (
+            policy.threshold if policy is not None else DEFAULT_THRESHOLD)
+        cap = config.max_candidates if config.max_candidates is not None else (
+            policy.max_candidates if trusted and policy.max_candidates else DEFAULT_MAX_CANDIDATES)
+        return ResolvedPolicy(float(threshold), max(int(cap), config.min_candidates), trusted)
+
+    def _warn_decoding(self, do_sample: bool) -> None:
+        trained = self.head.trained_for_sampling
+        if trained is None or trained == do_sample:
+            return
+        names = {True: "sampling", False: "greedy decoding"}
+        warn_once(f"policy-decoding:{id(self.head)}:{do_sample}",
+                  f"This acceptance head was trained for {names[trained]} but the call uses {names[do_sample]}: its "
+                  "predictions describe the other decoding, so drafting stops at the wrong places (the output is "
+                  "still exact). Use a head trained for this decoding.")
+
+    def chain_spec(self, ctx: CallContext) -> ChainSpec:
+        policy = self.resolve_policy(ctx.draft, ctx.target, ctx.do_sample)
+        head = head_on(self.head, next(ctx.draft.parameters()).device)
+        return ChainSpec(lambda: RejectionThresholdCriteria(head, policy.threshold), self.config.min_candidates,
+                         policy.max_candidates)
+
+
+def check_head_type(head: AcceptanceHead | None, optional: bool = False) -> None:
+    """`head` must be an AcceptanceHead (or None when `optional`)."""
+    if optional and head is None:
+        return
+    if not isinstance(head, AcceptanceHead):
+        expected = "an AcceptanceHead or None" if optional else "an AcceptanceHead"
+        raise TypeError(f"head must be {expected} (e.g. AcceptanceHead.from_pretrained(...)), got {type(head).__name__}")
+
+
+def check_head_fits(head: AcceptanceHead, draft: PreTrainedModel) -> None:
+    """The head reads the draft's last hidden state: their sizes must agree."""
+    draft_hidden = draft.config.get_text_config().hidden_size
+    if head.hidden_size != draft_hidden:
+        raise ValueError(
+            f"The acceptance head expects hidden size {head.hidden_size}, but the draft model "
+            f"({type(draft).__name__}) has hidden size {draft_hidden}. Use a head trained for this draft model.")

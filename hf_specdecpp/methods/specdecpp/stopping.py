@@ -1,0 +1,48 @@
+"""SpecDec++'s stopping rule: stop drafting once the predicted chance of a rejection exceeds a threshold."""
+
+from __future__ import annotations
+
+import torch
+from transformers import StoppingCriteria
+
+from ...core.validation import check_probability
+from ...head import AcceptanceHead
+
+
+class RejectionThresholdCriteria(StoppingCriteria):
+    """The draft loop's stopping criterion: stop when `1 - prod_i p_accept_i > threshold` (per row).
+
+    `p_accept_i` is the acceptance head's prediction for drafted token i. A producing-state head scores each
+    token from the state that drafted it, so the product covers tokens 1..t after drafting token t. A
+    drafted-token (reference) head reads the state AT a token, which exists one draft step later: after drafting
+    token t the product covers tokens 1..t-1 (the one-step lag), and the first token of a round is never scored
+    (the last input token is verified and counts as accepted). The running product stays on the device; only
+    the boolean result is read on the host (by the loop). Bounds on candidates and EOS are the loop's job.
+    Fresh per generate() call (it keeps per-round state).
+    """
+
+    def __init__(self, head: AcceptanceHead, threshold: float):
+        self.head = head
+        self.threshold = check_probability("threshold", threshold)
+        self.needs_hidden_states = True
+        self.cumulative_acceptance: torch.Tensor | None = None
+
+    def start_round(self, batch_size: int) -> None:
+        """Reset the running product: every round starts with P(all accepted) = 1."""
+        self.cumulative_acceptance = None
+
+    def rejection_probability(self) -> torch.Tensor | None:
+        """Predicted probability that at least one scored candidate of this round is rejected `(B,)`."""
+        return None if self.cumulative_acceptance is None else 1.0 - self.cumulative_acceptance
+
+    @torch.no_grad()
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor, *, hidden_states: torch.Tensor | None = None,
+                 step: int = 0, **kwargs) -> torch.BoolTensor:
+        if step > 0 or self.head.scores_without_lag:
+            acceptance = self.head.score_step(hidden_states, scores, input_ids[:, -1])
+            self.cumulative_acceptance = acceptance if self.cumulative_acceptance is None \
+                else self.cumulative_acceptance * acceptance
+        rejection = self.rejection_probability()
+        if rejection is None:
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        return rejection > self.threshold
