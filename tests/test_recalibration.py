@@ -230,3 +230,21 @@ def test_the_benchmark_runs_the_head_as_users_get_it_and_replays_it_exactly():
     got = replay(trace, policy_for(method, target, draft))
     assert got.candidate_lengths == method.stats.candidate_lengths
     assert (got.target_forwards, got.draft_forwards) == (counters[0].count, counters[1].count)
+
+
+def test_recalibrate_auto_keeps_a_policy_measured_on_this_kind_of_device(monkeypatch):
+    """No timing when the policy was measured here: a re-timing on a busy machine could only make it worse."""
+    target, draft = tiny_pair()
+    here = DeviceKind.of(draft)
+    head = head_with(HeadPolicy(threshold=0.35, max_candidates=5, cost_ratio=0.3, measured_on=here),
+                     synthetic_traces())
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("re-timed a policy measured on this kind of device")
+
+    monkeypatch.setattr(calibration, "policy_for_device", no_timing)
+    resolved = SpecDecPPCandidateGenerator(head=head, recalibrate="auto").resolve_policy(draft, target)
+    assert (resolved.threshold, resolved.max_candidates, resolved.calibrated_here) == (0.35, 5, True)
+    head.policy = HeadPolicy(threshold=0.35, max_candidates=5, cost_ratio=0.3, measured_on=GPU_BF16)
+    with pytest.raises(AssertionError, match="re-timed"):  # measured elsewhere: re-calibrated
+        SpecDecPPCandidateGenerator(head=head, recalibrate="auto").resolve_policy(draft, target)

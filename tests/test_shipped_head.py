@@ -80,9 +80,10 @@ def test_only_shipped_names_are_accepted(name):
         shipped_head_path(name)
 
 
-def test_the_default_head_ships_traces_for_recalibration():
+@pytest.mark.parametrize("name", [DEFAULT_HEAD, SAMPLING_HEAD])
+def test_shipped_heads_ship_traces_for_recalibration(name):
     """The README quickstart's `recalibrate="auto"` needs the dev traces: one per served dev response."""
-    head = load_shipped_head(DEFAULT_HEAD)
+    head = load_shipped_head(name)
     assert head.traces and head.traces["pred"].numel() > 1000
     assert head.policy.simulation["dev_responses"] >= 32
     SpecDecPPCandidateGenerator(head=head, recalibrate="auto")  # accepted (no ValueError)

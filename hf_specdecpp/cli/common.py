@@ -43,7 +43,7 @@ def friendly(func):
 def _fail(message: str) -> None:
     from rich.console import Console
 
-    Console(stderr=True).print(f"[bold red]Error:[/] {message}", highlight=False)
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]Error:[/] {message}", highlight=False)  # paths unbroken
     raise typer.Exit(code=1)
 
 

@@ -15,8 +15,8 @@ class SpecDecPPConfig:
 
     `threshold` and `max_candidates` default (None) to the head's calibrated policy when it was measured on
     the kind of device the draft runs on; otherwise to `DEFAULT_THRESHOLD` and `DEFAULT_MAX_CANDIDATES`.
-    `recalibrate="auto"` re-calibrates the head's policy for this device at first use (a few seconds of timing,
-    cached per device) when the head ships dev-set traces.
+    `recalibrate="auto"` re-calibrates the head's policy at first use on a kind of device other than the one it was
+    measured on (a few seconds of timing, cached per device kind) when the head ships dev-set traces.
     """
 
     threshold: float | None = None

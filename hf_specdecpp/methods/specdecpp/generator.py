@@ -42,8 +42,9 @@ class SpecDecPPCandidateGenerator(ChainMethod):
             `threshold` (a cap calibrated on another kind of device is not used: the default 20 is).
         draft_model: the draft, required for `custom_generate=`, optional with `candidate_generator=`.
         streamer: a streamer for the `custom_generate=` route (generate() does not forward its own there).
-        recalibrate: "auto" re-calibrates the head's policy for the current device at first use (seconds; needs a
-            head with dev-set traces) and caches it per device; "never" (default) does not.
+        recalibrate: "auto" re-calibrates the head's policy at first use on a kind of device other than the one it
+            was measured on (seconds; needs a head with dev-set traces) and caches it per device kind; a policy
+            measured on this kind of device is used as it is. "never" (default) does not.
 
     Usage: `target.generate(**inputs, assistant_model=draft, candidate_generator=SpecDecPPCandidateGenerator(
     head=head))`. The object is immutable and serves any number of calls, also concurrently.
@@ -78,8 +79,8 @@ class SpecDecPPCandidateGenerator(ChainMethod):
         kind of device it was measured on."""
         config, policy = self.config, self.head.policy
         device = DeviceKind.of(draft)
-        if config.recalibrate == "auto":
-            from .calibration import policy_for_device
+        if config.recalibrate == "auto" and (policy is None or policy.measured_on != device):
+            from .calibration import policy_for_device  # measured elsewhere: re-time here (once per device kind)
 
             policy, trusted = policy_for_device(self.head, draft, target), True
         else:

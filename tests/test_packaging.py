@@ -1,0 +1,24 @@
+"""What `pip install hf-specdecpp` (not editable) ships: every package folder, the shipped heads' files."""
+
+from pathlib import Path
+
+from setuptools import find_packages
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_source_folder_is_a_package_that_setuptools_finds():
+    found = set(find_packages(str(ROOT), include=["hf_specdecpp", "hf_specdecpp.*"]))
+    folders = {p.parent for p in (ROOT / "hf_specdecpp").rglob("*.py") if "__pycache__" not in p.parts}
+    missing = sorted(str(f.relative_to(ROOT)) for f in folders
+                     if ".".join(f.relative_to(ROOT).parts) not in found)
+    assert not missing, f"folders without __init__.py are left out of a wheel: {missing}"
+
+
+def test_setup_cfg_ships_every_file_of_the_shipped_heads():
+    patterns = next(line for line in (ROOT / "setup.cfg").read_text().splitlines()
+                    if line.startswith("hf_specdecpp.head.shipped ="))
+    shipped = ROOT / "hf_specdecpp" / "head" / "shipped"
+    names = {p.name for folder in shipped.iterdir() if folder.is_dir() and folder.name != "__pycache__"
+             for p in folder.iterdir()}
+    assert names and all(f"*/{name}" in patterns for name in names), (names, patterns)
