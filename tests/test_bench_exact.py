@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -313,6 +314,15 @@ def test_exact_cli_tiny_smoke(tmp_path):
     trees = [r for r in saved["records"] if r["config"] == "dyspec-B2"]
     assert trees and all(r["equal_to_target"] and r["tree_sizes"] for r in trees)
     assert all(r["equal_to_target"] for r in saved["records"])
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "paired_exact.py"
+    paired = subprocess.run([sys.executable, str(script), str(tmp_path), "specdec++-h0.3", "--out",
+                             str(tmp_path / "paired.md")], capture_output=True, text=True, timeout=300)
+    assert paired.returncode == 0, paired.stderr[-2000:]
+    rows = [line for line in (tmp_path / "paired.md").read_text().splitlines() if line.startswith("| fixed-K2 |")]
+    assert len(rows) == 1 and rows[0].endswith("/2 |")  # one row per other configuration, over both prompts
     again = CliRunner().invoke(app, [*args[:-2], "--resume", "--output-dir", str(tmp_path)])
     assert again.exit_code == 0, again.output
     assert json.loads((folder / "exact.json").read_text())["settings"]["runs"] == 2
