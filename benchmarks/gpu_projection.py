@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hf_specdecpp import AcceptanceHead, load_shipped_head
 from hf_specdecpp.bench.projection import project, projection_markdown
-from hf_specdecpp.core.costs import CostCurve
+from hf_specdecpp.core.costs import CostCurve, cost_curve_from_json
 from hf_specdecpp.head.shipped import shipped_heads
 from hf_specdecpp.utils.io import read_json_object, write_json
 
@@ -30,7 +30,7 @@ def cost_curves(gpu_check: Path | None, cost_files: list[Path]) -> dict[str, Cos
                 curves[f"GPU {shape}"] = CostCurve.from_dict(curve)
     for path in cost_files:
         data = read_json_object(path, "cost curve")
-        curve = CostCurve.from_dict(data.get("costs", data))
+        curve = cost_curve_from_json(data)
         device = (data.get("machine") or {}).get("device") or path.stem
         curves[device] = curve
     return curves

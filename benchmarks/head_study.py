@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from hf_specdecpp import AcceptanceHead
-from hf_specdecpp.core.costs import CostCurve
+from hf_specdecpp.core.costs import CostCurve, cost_curve_from_json
 from hf_specdecpp.methods.gammatune.generator import GammaTuneConfig, next_gamma
 from hf_specdecpp.methods.gammatune.generator import round_length as gammatune_length
 from hf_specdecpp.methods.specdecpp.calibration import simulate_policy, simulate_rounds, threshold_round_length
@@ -275,7 +275,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     data = read_json_object(args.costs, "cost curve")
-    costs = CostCurve.from_dict(data.get("costs", data))
+    costs = cost_curve_from_json(data)
     report = study(args.data, args.heads, costs)
     if args.train_data is not None:
         report["ablation"] = feature_ablation(args.train_data, args.data)

@@ -133,7 +133,9 @@ def exact_costs(setup: BenchSetup, options: BenchOptions, status):
 
     saved = options.output_dir / "costs.json"
     if options.costs_file or (options.resume and saved.exists()):
-        return load_costs(options.costs_file or saved)
+        from ..core.costs import load_cost_curve
+
+        return load_cost_curve(options.costs_file or saved)
     status("Measuring the cost curve (draft step, verify passes) ...")
     costs = measure_machine_costs(setup.draft, setup.target, 20, options.cost_repeats)
     write_json(saved, dict(costs=costs.to_dict(), machine=machine_info(setup.target)))
@@ -156,12 +158,3 @@ def _run_exact(setup: BenchSetup, options: BenchOptions, name: str, prompts, con
                          output_dir=options.output_dir / name, resume=options.resume,
                          machine=machine)
     return run_exact(setup.target, setup.draft, setup.tokenizer, prompts, configs, exact, progress)
-
-
-def load_costs(path: Path):
-    """A cost curve saved by a previous exact run (`costs.json`) or by `CostCurve.to_dict`."""
-    from ..core.costs import CostCurve
-    from ..utils.io import read_json_object
-
-    data = read_json_object(path, "cost curve")
-    return CostCurve.from_dict(data["costs"] if "costs" in data else data)

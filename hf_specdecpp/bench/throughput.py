@@ -60,6 +60,12 @@ def _one_call(target, draft, config, inputs: dict, max_new_tokens: int, eos_ids:
         stats.draft_forwards
 
 
+def _encode(tokenizer, prompts: Sequence[str], device) -> dict:
+    """The left-padded batch of `prompts` on `device` (input ids and attention mask)."""
+    inputs = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+    return {k: v.to(device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
+
+
 def batch_throughput(target, draft, tokenizer, prompts: Sequence[str], configs: dict, batch_sizes: Sequence[int],
                      repeats: int, max_new_tokens: int,
                      progress: Callable[[BatchRun], None] | None = None) -> list[BatchRun]:
@@ -72,15 +78,13 @@ def batch_throughput(target, draft, tokenizer, prompts: Sequence[str], configs: 
     eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
     configs = {TARGET_ALONE: TARGET_ALONE, **configs}
     names = list(configs)
-    warm = tokenizer(list(prompts[:1]), return_tensors="pt", add_special_tokens=False)
     for name in names:  # untimed first calls: allocations, lazy imports, a re-calibration at first use
-        _one_call(target, draft, configs[name], {k: v.to(target.device) for k, v in warm.items()
-                                                 if k in ("input_ids", "attention_mask")}, 4, eos_ids)
+        _one_call(target, draft, configs[name], _encode(tokenizer, prompts[:1], target.device), 4, eos_ids)
+    batches = {b: _encode(tokenizer, prompts[:b], target.device) for b in batch_sizes}
     runs = []
     for repeat in range(repeats):
         for b in batch_sizes:
-            inputs = tokenizer(list(prompts[:b]), return_tensors="pt", padding=True, add_special_tokens=False)
-            inputs = {k: v.to(target.device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
+            inputs = batches[b]
             order = names[repeat % len(names):] + names[:repeat % len(names)]
             for name in order:
                 seconds, new, target_fw, draft_fw = _one_call(target, draft, configs[name], inputs, max_new_tokens,

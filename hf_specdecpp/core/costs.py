@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..utils.io import read_json_object
 from ..utils.timing import timed
 from .device import DeviceKind
 from .model_session import ModelSession
@@ -75,6 +76,17 @@ class CostCurve:
         return cls(float(data["draft_step_s"]), float(data["target_step_s"]),
                    {int(k): float(v) for k, v in data["verify_s"].items()}, dict(data.get("device") or {}),
                    int(data.get("prompt_length", 0)), int(data.get("repeats", 0)))
+
+
+def cost_curve_from_json(data: dict[str, Any]) -> CostCurve:
+    """A cost curve from saved JSON: `{"costs": {...}, "machine": ...}` (`benchmarks/measure_costs.py`, an exact
+    run's `costs.json`) or the bare `CostCurve.to_dict` form."""
+    return CostCurve.from_dict(data["costs"] if "costs" in data else data)
+
+
+def load_cost_curve(path) -> CostCurve:
+    """`cost_curve_from_json` of the JSON file at `path` (a file error names the file)."""
+    return cost_curve_from_json(read_json_object(path, "cost curve"))
 
 
 def verify_cost_table(max_candidates: int, verify_cost: dict | None = None, verify_slope: float = 0.0) -> np.ndarray:

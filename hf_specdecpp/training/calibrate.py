@@ -15,14 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.costs import VERIFY_KS, CostCurve, measure_costs, verify_cost_table
+from ..core.costs import VERIFY_KS, CostCurve, load_cost_curve, measure_costs, verify_cost_table
 from ..core.device import DeviceKind
 from ..core.validation import check_candidate_bounds, check_int, check_number
 from ..head import AcceptanceHead, HeadPolicy
 from ..methods.specdecpp.calibration import acceptance_outcomes, choose_threshold, pack_traces
 from .common import TrainingError, check_declared_ids, checked, load_model, pick_device, pick_dtype, progress, \
     require_train_extras, train_extra
-from ..utils.io import read_json_object
 from .data_folder import read_metadata
 from .head_files import PLOT_FILE, check_head_folder, save_head
 from .shards import head_input_columns, load_head_inputs
@@ -62,9 +61,8 @@ def reused_costs(head_dir: str | os.PathLike, meta: dict) -> CostCurve:
     """The costs measured when another head for the same draft/target pair was calibrated, or a cost-curve JSON
     file (`benchmarks/measure_costs.py`, `bench --exact`: `{"costs": {...}}` or the curve itself)."""
     if Path(head_dir).is_file():
-        data = read_json_object(head_dir, "cost curve")
         try:
-            return CostCurve.from_dict(data.get("costs", data))
+            return load_cost_curve(head_dir)
         except (KeyError, TypeError, ValueError) as err:
             raise TrainingError(f"{head_dir} is not a cost curve (c_draft, verify_s, ...): {err}") from err
     try:
