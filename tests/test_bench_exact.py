@@ -255,6 +255,29 @@ def test_peer_configs_for_the_bench():
     assert "gammatune" not in build_configs([], [], [])
 
 
+def test_only_selects_configurations_by_name(tmp_path):
+    """`--only` keeps the named configurations and the target alone; an unknown name is one clear error that lists
+    the names the options build."""
+    from typer.testing import CliRunner
+
+    from hf_specdecpp.bench.configs import ConfigSelectionError, select_configs
+    from hf_specdecpp.cli import app
+
+    configs = build_configs([2, 4], [], [0.3], svip_hs=[0.3])
+    assert list(select_configs(configs, ["svip-h0.3", "fixed-K4"])) == ["target", "fixed-K4", "svip-h0.3"]
+    with pytest.raises(ConfigSelectionError, match="'fixed-K3'.*fixed-K2, fixed-K4"):
+        select_configs(configs, ["fixed-K4", "fixed-K3"])
+    base = ["bench", "--exact", "--tiny", "--subset", "1", "--fixed-k", "2,4", "--thresholds", "0.5",
+            "--max-new-tokens", "8", "--cost-repeats", "1"]
+    res = CliRunner().invoke(app, base + ["--only", "fixed-K4", "--output-dir", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "a" / "tiny" / "exact.json").read_text())
+    assert {r["config"] for r in saved["records"]} == {"target", "fixed-K4", "oracle"}
+    res = CliRunner().invoke(app, base + ["--only", "fixed-K3", "--output-dir", str(tmp_path / "b")])
+    assert res.exit_code == 1 and "--only names no configuration 'fixed-K3'" in res.output
+    assert "Traceback" not in res.output
+
+
 def test_specdecpp_policy_lag_by_hand():
     """A drafted-token head's first token is never scored; a producing-state head's is."""
     class Constant(torch.nn.Module):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .configs import build_configs, specdec_config_name
+from .configs import build_configs, select_configs, specdec_config_name
 from .machine import machine_info
 from .models import BenchSetup, real_setup, tiny_setup
 
@@ -45,6 +45,7 @@ class BenchOptions:
     costs_file: Path | None = None
     reference: str | None = None
     greedy_cache: Path | None = None
+    only: list[str] = field(default_factory=list)
 
 
 def load_setup(options: BenchOptions) -> BenchSetup:
@@ -99,6 +100,8 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = print,
         configs = build_configs(options.fixed_k, thresholds, options.entropy_lams, setup.head,
                                 options.max_candidates, options.tree_budgets, options.specdec_caps, options.svip_hs,
                                 options.gammatune)
+        if options.only:
+            configs = select_configs(configs, options.only)
         if options.exact:
             results[name] = _run_exact(setup, options, name, prompts, configs, machine, (costs, head_overhead),
                                        status)

@@ -66,6 +66,20 @@ def build_configs(fixed_k, thresholds, entropy_lams, head=None, max_candidates: 
     return configs
 
 
+class ConfigSelectionError(ValueError):
+    """`--only` named a configuration the other options do not build."""
+
+
+def select_configs(configs: dict, names: list[str]) -> dict:
+    """Only the configurations named in `names` (the target alone is always kept: speed-ups are relative to it);
+    a `ConfigSelectionError` names any unknown name and lists the known ones."""
+    unknown = [n for n in names if n not in configs]
+    if unknown:
+        raise ConfigSelectionError(f"--only names no configuration {', '.join(map(repr, unknown))}; the options given build "
+                         f"{', '.join(configs)}")
+    return {n: c for n, c in configs.items() if n in names or c == TARGET_ALONE}
+
+
 def peer_configs(svip_hs, gammatune: bool, max_candidates: int) -> dict:
     """SVIP (`entropy` with estimator="svip", lam = h) at each h, and GammaTune with its defaults."""
     configs = {f"svip-h{h:g}": registry.build("entropy", lam=h, estimator="svip", max_candidates=max_candidates)

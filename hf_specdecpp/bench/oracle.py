@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..core.compat import cache_kwargs
 from ..utils.timing import timed
 from .records import OracleRecord
 
@@ -41,13 +42,13 @@ def _step_time(model, full: torch.LongTensor, split: int, width: int, repeats: i
 
     device = next(model.parameters()).device
     cache = DynamicCache(config=model.config)
-    model(input_ids=full[:, :split].to(device), past_key_values=cache, use_cache=True)
+    model(input_ids=full[:, :split].to(device), **cache_kwargs(model, cache), use_cache=True)
     ids = full[:, split:split + width].to(device)
     if ids.shape[1] < width:  # short outputs: reuse the last tokens
         ids = full[:, -width:].to(device)
 
     def run():
-        model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=ids.shape[1])
+        model(input_ids=ids, **cache_kwargs(model, cache), use_cache=True, logits_to_keep=ids.shape[1])
         cache.crop(-ids.shape[1])
 
     return _best_time(run, model, repeats)

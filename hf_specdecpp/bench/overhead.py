@@ -7,6 +7,7 @@ import time
 
 import torch
 
+from ..core.compat import cache_kwargs
 from ..head import AcceptanceHead
 from ..utils.timing import synchronize
 
@@ -29,13 +30,13 @@ def measure_head_overhead(draft, head: AcceptanceHead, *, prompt_length: int = 1
     vocab = draft.config.get_text_config().vocab_size
     prompt = torch.randint(2, vocab, (1, prompt_length), generator=gen).to(device)
     cache = DynamicCache(config=draft.config)
-    out = draft(input_ids=prompt, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    out = draft(input_ids=prompt, **cache_kwargs(draft, cache), use_cache=True, logits_to_keep=1)
     token = out.logits[:, -1].argmax(-1, keepdim=True)
     draft_times, head_times = [], []
     for i in range(warmup + repeats):
         synchronize(device)
         start = time.perf_counter()
-        out = draft(input_ids=token, past_key_values=cache, use_cache=True, output_hidden_states=True,
+        out = draft(input_ids=token, **cache_kwargs(draft, cache), use_cache=True, output_hidden_states=True,
                     logits_to_keep=1)
         scores = out.logits[:, -1].float()
         if temperature:

@@ -63,6 +63,10 @@ Reference = Annotated[Optional[str], typer.Option("--reference", help="Exact mod
                                                                       "fixed-K3 (faster than target alone; its "
                                                                       "counts check the replay).")]
 
+Only = Annotated[str, typer.Option("--only", help="Run only these configurations, by their table names, e.g. "
+                                                  "fixed-K4,svip-h0.3,specdec++-h0.25 (the target alone is always "
+                                                  "run; empty: all the options build).")]
+
 
 def _list(text: str, kind, option: str, what: str | None = None) -> list:
     """Comma-separated numbers (empty text: none); with `what`, each must be >= 1."""
@@ -110,7 +114,7 @@ def register(app: typer.Typer) -> None:
                       device_map: DeviceMap = None, fast_cpu_linear: FastLinear = True, tiny: Tiny = False,
                       resume: Resume = False, exact: Exact = False, seeds: Seeds = 3, validate: Validate = 0,
                       cost_repeats: CostRepeats = 10, costs: CostsFile = None, reference: Reference = None,
-                      greedy_cache: GreedyCacheFile = None) -> None:
+                      greedy_cache: GreedyCacheFile = None, only: Only = "") -> None:
         """Benchmark SpecDec++ against transformers' assisted generation, fixed K, entropy stopping and the
         training-free peers (SVIP, GammaTune): timed and interleaved, or (--exact) exact counts turned into time
         with this machine's cost curve."""
@@ -120,7 +124,8 @@ def register(app: typer.Typer) -> None:
                            sampling=sampling, max_new_tokens=max_new_tokens, output_dir=output_dir, dtype=dtype,
                            device=device, device_map=device_map, fast_cpu_linear=fast_cpu_linear, tiny=tiny,
                            resume=resume, exact=exact, seeds=seeds, validate=validate, cost_repeats=cost_repeats,
-                           costs_file=costs, reference=reference, greedy_cache=greedy_cache)
+                           costs_file=costs, reference=reference, greedy_cache=greedy_cache,
+                           only=[n.strip() for n in only.split(",") if n.strip()])
         from rich.console import Console
 
         from ..bench.command import run_bench

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 EXPECTED_ERRORS = ("TrainingError", "FileFormatError", "FetchError", "ResumeError", "MissingExtraError",
-                   "CacheSupportError", "UpstreamChangedError")
+                   "CacheSupportError", "UpstreamChangedError", "ConfigSelectionError")
 """Errors that describe bad input or a missing resource: printed as one red line, exit status 1."""
 
 DTYPES = ("float32", "bfloat16", "float16")

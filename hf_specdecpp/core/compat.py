@@ -47,6 +47,11 @@ def cache_argument(model: torch.nn.Module) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+def cache_kwargs(model: torch.nn.Module, cache: Any) -> dict[str, Any]:
+    """`{keyword: cache}` for a direct forward call of `model` (see `cache_argument`)."""
+    return {cache_argument(model): cache}
+
+
 def supports_logits_to_keep(model: torch.nn.Module) -> bool:
     """Whether the model's forward takes `logits_to_keep` (computing logits for the last positions only)."""
     params = _forward_parameters(type(model))

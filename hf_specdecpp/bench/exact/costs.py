@@ -12,6 +12,7 @@ import statistics
 
 import torch
 
+from ...core.compat import cache_kwargs
 from ...core.costs import VERIFY_KS, CostCurve, measure_costs
 from ...utils.timing import timed
 from .records import ExactRecord
@@ -47,7 +48,8 @@ def measure_prefill(model, input_ids: torch.LongTensor, repeats: int = 3) -> flo
     ids = input_ids.to(device)
 
     def once():
-        model(input_ids=ids, past_key_values=DynamicCache(config=model.config), use_cache=True, logits_to_keep=1)
+        model(input_ids=ids, **cache_kwargs(model, DynamicCache(config=model.config)), use_cache=True,
+              logits_to_keep=1)
 
     once()
     return statistics.median(timed(once, model)[1] for _ in range(repeats))

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import torch
 
+from ...core.compat import cache_kwargs
 from ...core.pair import VocabMap, output_vocab_size
 from ...head import confidence_features
 from .traces import Branch, PromptTrace, Steps
@@ -39,7 +40,7 @@ def steps_from_logits(logits: torch.Tensor, hidden: torch.Tensor, vocab: VocabMa
 
 def _forward(draft, ids: torch.LongTensor, cache, keep: int):
     device = next(draft.parameters()).device
-    out = draft(input_ids=ids.to(device), past_key_values=cache, use_cache=True, output_hidden_states=True,
+    out = draft(input_ids=ids.to(device), **cache_kwargs(draft, cache), use_cache=True, output_hidden_states=True,
                 logits_to_keep=keep)
     return out.logits[0, -keep:], out.hidden_states[-1][0, -keep:]
 
