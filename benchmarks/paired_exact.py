@@ -4,7 +4,9 @@ configuration's cost on the same prompt, geometric mean with a 95% Student-t int
     python benchmarks/paired_exact.py RUN_DIR REFERENCE [--out FILE]
 
 RUN_DIR is a `bench --exact --output-dir` folder (one subfolder per set with `exact_records.csv`). Ratios > 1 mean
-REFERENCE needed fewer target-step units (was faster) on that prompt.
+REFERENCE needed fewer target-step units (was faster) on that prompt. Sampling runs pair the calls made with the
+same prompt and seed (each such pair counts as one sample; the seeds of one prompt are not independent draws of
+prompts, so read those intervals as a little narrow).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from hf_specdecpp.bench.paired import log_ratio_interval, paired_markdown
 def paired_rows(records_csv: Path, reference: str) -> list[dict]:
     units: dict[str, dict[str, float]] = {}
     with open(records_csv, newline="") as f:
-        for row in csv.DictReader(f):
-            if not row["seed"]:  # greedy replays (sampling runs have one row per seed)
-                units.setdefault(row["config"], {})[row["prompt_id"]] = float(row["units"])
+        for row in csv.DictReader(f):  # greedy: one row per prompt; sampling: one per prompt and seed
+            key = f"{row['prompt_id']} seed {row['seed']}" if row["seed"] else row["prompt_id"]
+            units.setdefault(row["config"], {})[key] = float(row["units"])
     if reference not in units:
         raise SystemExit(f"{records_csv} has no configuration {reference!r}; it has {sorted(units)}")
     base = units[reference]
