@@ -1,4 +1,5 @@
 """GammaTune-style adaptive speculation length (after Gautam et al., "Token-Driven GammaTune", arXiv:2504.00030).
+Our reconstruction from the paper's description: its exact update rule and constants were not available to us.
 
 No per-token signal: each round drafts K candidates, and K follows the target's verdicts on earlier rounds. A
 smoothed speculation length gamma (a float) is kept per sequence; after every round that drafted d >= 1
