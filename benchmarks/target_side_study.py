@@ -32,16 +32,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hf_specdecpp.training.metrics import rejection_auroc
-from hf_specdecpp.training.prompts import read_jsonl_prompts
+from hf_specdecpp.head import DEFAULT_MAX_CANDIDATES
 from hf_specdecpp.training.data_folder import read_metadata
+from hf_specdecpp.training.metrics import rejection_auroc
+from hf_specdecpp.training.prompts import read_jsonl_prompts, source_digest
 from hf_specdecpp.training.shards import load_features
 from hf_specdecpp.training.tokens import encode_record
 from hf_specdecpp.utils.io import read_json_object, write_json
 
 NO_TARGET_YET = np.array([0.0, 1.0, 1.0])  # the first round: the target has not run yet (a sure, peaked value)
+TOP1_CAP = DEFAULT_MAX_CANDIDATES  # the top-1 product rule's cap, as SpecDec++'s default
 ROUND_RULES = {"one candidate per round": ("fixed", 1), "fixed K = 4": ("fixed", 4),
-               "top-1 product rule (h 0.5, cap 20)": ("top1", 0.5)}
+               f"top-1 product rule (h 0.5, cap {TOP1_CAP})": ("top1", 0.5)}
 
 
 @torch.no_grad()
@@ -49,7 +51,7 @@ def target_columns(target, prompt_ids: list[int], response: list[int]) -> np.nda
     """(n, 3) per response position p: the target's entropy, top-1 probability and top-1 minus top-2 probability
     of the distribution that produced response token p (float32 softmax of its logits)."""
     ids = torch.tensor([prompt_ids + response[:-1]], device=target.device)
-    logits = target(input_ids=ids, logits_to_keep=len(response)).logits[0, -len(response):].float()
+    logits = target(input_ids=ids, use_cache=False, logits_to_keep=len(response)).logits[0, -len(response):].float()
     probs = torch.softmax(logits, dim=-1)
     top = probs.topk(2, dim=-1).values
     return torch.stack([torch.special.entr(probs).sum(-1), top[:, 0], top[:, 0] - top[:, 1]], dim=1).cpu().numpy()
@@ -67,7 +69,7 @@ def walk_rounds(labels: np.ndarray, top1: np.ndarray, rule: tuple[str, float]) -
                 s, rejected = p + 1, True
                 break
             survive *= top1[p]
-            full = (p - s + 1 >= value) if kind == "fixed" else (1 - survive > value or p - s + 1 >= 20)
+            full = (p - s + 1 >= value) if kind == "fixed" else (1 - survive > value or p - s + 1 >= TOP1_CAP)
             if full:  # all accepted: the target adds a bonus token at p + 1
                 s, rejected = p + 2, False
                 break
@@ -124,7 +126,9 @@ def load_rows(data_dir: Path, prompts: Path, split: str, target, tokenizer, limi
     meta = read_metadata(data_dir)
     if meta.get("responses") != "target" or meta.get("decoding", {}).get("do_sample"):
         raise SystemExit(f"{data_dir}: needs greedy responses by the target (make-data --responses target)")
-    records = read_jsonl_prompts(prompts)
+    records = read_jsonl_prompts(prompts)[:meta["source"]["num_prompts"]]
+    if source_digest(records) != meta["source"]["digest"]:  # make-data's own record of what it read
+        raise SystemExit(f"{prompts}: not the prompts {data_dir} was made from (another prompt file?)")
     ds = load_features(data_dir, split).select_columns(
         ["prompt_index", "prompt_length", "response_tokens", "context_features", "context_labels"])
     if limit is not None:
@@ -137,7 +141,7 @@ def load_rows(data_dir: Path, prompts: Path, split: str, target, tokenizer, limi
         prompt_ids = prompt_ids[-r["prompt_length"]:]
         if len(prompt_ids) != r["prompt_length"]:
             raise SystemExit(f"prompt {r['prompt_index']}: {len(prompt_ids)} tokens, the data says "
-                             f"{r['prompt_length']} (another prompt file?)")
+                             f"{r['prompt_length']} (another target's tokenizer?)")
         response = list(r["response_tokens"])
         tcols = target_columns(target, prompt_ids, response)
         rows.append({"features": np.asarray(r["context_features"], np.float64),
@@ -199,7 +203,8 @@ def main() -> None:
     from hf_specdecpp.bench.machine import machine_info
 
     target, tokenizer = load_target(args.target, getattr(torch, args.dtype))
-    data = {split: load_rows(args.data, args.prompts, split, target, tokenizer, args.limit) for split in ("dev", "train")}
+    data = {split: load_rows(args.data, args.prompts, split, target, tokenizer, args.limit)
+            for split in ("dev", "train")}
     report = {"machine": machine_info(target), "data": str(args.data),
               "responses": {k: len(v) for k, v in data.items()}, "results": {}}
     for rule_name, rule in ROUND_RULES.items():

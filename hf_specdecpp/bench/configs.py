@@ -75,8 +75,8 @@ def select_configs(configs: dict, names: list[str]) -> dict:
     a `ConfigSelectionError` names any unknown name and lists the known ones."""
     unknown = [n for n in names if n not in configs]
     if unknown:
-        raise ConfigSelectionError(f"--only names no configuration {', '.join(map(repr, unknown))}; the options given build "
-                         f"{', '.join(configs)}")
+        raise ConfigSelectionError(f"--only names no configuration {', '.join(map(repr, unknown))}; the options "
+                                   f"given build {', '.join(configs)}")
     return {n: c for n, c in configs.items() if n in names or c == TARGET_ALONE}
 
 
