@@ -114,10 +114,10 @@ def test_wrong_candidate_generator_type(pair):
 
 
 def test_tested_transformers_range():
-    assert TESTED_RANGE == ">=5.15.0,<5.25.0"
-    assert is_tested_transformers("5.15.0") and is_tested_transformers("5.24.0") and is_tested_transformers("5.23.1.dev0")
+    assert TESTED_RANGE == ">=5.15.0,<5.26.0"
+    assert is_tested_transformers("5.15.0") and is_tested_transformers("5.25.0") and is_tested_transformers("5.23.1.dev0")
     assert not is_tested_transformers("4.57.1") and not is_tested_transformers("5.14.1")
-    assert not is_tested_transformers("5.25.0")
+    assert not is_tested_transformers("5.26.0")
 
 
 def test_chat_template_inputs(pair):

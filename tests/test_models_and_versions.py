@@ -286,7 +286,7 @@ def test_outside_the_tested_range_import_warns_once_and_the_patch_checks_itself(
     # with LlamaForCausalLM on 5.23): set the version on the object our code reads as well
     for module in {id(transformers): transformers, id(compat.transformers): compat.transformers}.values():
         monkeypatch.setattr(module, "__version__", "5.99.0")
-    with pytest.warns(UserWarning, match=r"tested with transformers >=5.15.0,<5.25.0; transformers 5.99.0"):
+    with pytest.warns(UserWarning, match=r"tested with transformers >=5.15.0,<5.26.0; transformers 5.99.0"):
         hf_specdecpp.install()
     calls = []
     monkeypatch.setattr(generate_patch, "_UPSTREAM", {"checked": False, "error": None})

@@ -39,6 +39,12 @@ class ChainCandidateGenerator(CandidateGenerator):
         self.assistant_model = ctx.draft  # read by some transformers releases after decoding
         self._drafted = 0
 
+    @property
+    def num_drafting_tokens(self) -> int:
+        """The most candidates one round may draft (transformers 5.25+ sizes the target cache's rollback history
+        for linear-attention layers by it)."""
+        return int(self.spec.max_candidates)
+
     @torch.no_grad()
     def get_candidates(self, input_ids: torch.LongTensor, **kwargs) -> tuple[torch.LongTensor, torch.Tensor | None]:
         """The sequence plus this round's candidates, and the processed draft scores they were drawn from."""

@@ -25,7 +25,7 @@ import transformers
 from packaging.version import Version
 
 MIN_TESTED = "5.15.0"
-MAX_TESTED_EXCLUSIVE = "5.25.0"
+MAX_TESTED_EXCLUSIVE = "5.26.0"
 TESTED_RANGE = f">={MIN_TESTED},<{MAX_TESTED_EXCLUSIVE}"
 CACHE_KEYS = ("cache", "past_key_values")
 
