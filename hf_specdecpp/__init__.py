@@ -45,7 +45,8 @@ __all__ = sorted([*_PUBLIC, "install", "uninstall", "__version__"])
 
 def install() -> None:
     """Add `candidate_generator=` to transformers' generate() (idempotent). Outside the tested transformers
-    range this warns once; the patch then checks itself by behaviour before its first use."""
+    range this warns once; the patch then checks itself by behaviour before its first use (and routes calls to
+    the package's own loop if transformers' assisted decoding changed)."""
     from .core.compat import TESTED_RANGE, is_tested_transformers
     from .integration.generate_patch import install as _install
 
@@ -55,8 +56,9 @@ def install() -> None:
         from .utils.warnings import warn_once
 
         warn_once("transformers-range", f"hf_specdecpp is tested with transformers {TESTED_RANGE}; transformers "
-                  f"{transformers.__version__} is installed. The generate() patch checks itself before its first "
-                  "use; custom_generate=, heads and training do not depend on it.", stacklevel=2)
+                  f"{transformers.__version__} is installed. The generate() patch checks itself by behaviour before "
+                  "its first use and falls back to hf_specdecpp's own decoding loop if transformers changed; "
+                  "custom_generate=, heads and training do not depend on it.", stacklevel=2)
     _install()
 
 

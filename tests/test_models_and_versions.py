@@ -289,15 +289,17 @@ def test_outside_the_tested_range_import_warns_once_and_the_patch_checks_itself(
     with pytest.warns(UserWarning, match=r"tested with transformers >=5.15.0,<5.26.0; transformers 5.99.0"):
         hf_specdecpp.install()
     calls = []
-    monkeypatch.setattr(generate_patch, "_UPSTREAM", {"checked": False, "error": None})
+    monkeypatch.setattr(generate_patch, "_ROUTES", None)
     import hf_specdecpp.integration.upstream as upstream
 
-    monkeypatch.setattr(upstream, "verify_upstream", lambda: calls.append(1))
+    monkeypatch.setattr(upstream, "check_assisted_route", lambda: calls.append("assisted"))
+    monkeypatch.setattr(upstream, "check_own_loop", lambda: calls.append("own loop"))
     target, draft = tiny_pair("llama", seed=1)
     for _ in range(2):
         target.generate(torch.tensor([[2, 5, 6]]), assistant_model=draft, candidate_generator=chain_method(),
                         max_new_tokens=3)
-    assert calls == [1]  # checked once, before the first use
+    assert calls == ["assisted", "own loop"]  # checked once, before the first use
+    generate_patch.reset_routes()
 
 
 def test_heads_and_cli_import_without_transformers_generation():

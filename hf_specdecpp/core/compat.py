@@ -30,6 +30,10 @@ TESTED_RANGE = f">={MIN_TESTED},<{MAX_TESTED_EXCLUSIVE}"
 CACHE_KEYS = ("cache", "past_key_values")
 
 
+class UpstreamChangedError(RuntimeError):
+    """transformers no longer behaves as hf_specdecpp expects (the message says what changed and what to do)."""
+
+
 def is_tested_transformers(version: str | None = None) -> bool:
     """True when `version` (default: the installed one) lies in the tested range."""
     v = Version(Version(version or transformers.__version__).base_version)
@@ -105,9 +109,19 @@ def _layer_croppable(layer: Any) -> bool:
 
 
 def cache_layers(cache: Any) -> list[Any]:
-    """The per-layer objects of a cache (`cache.layers`; the self-attention cache of an encoder-decoder cache)."""
+    """The per-layer objects of a cache (`cache.layers`; the self-attention cache of an encoder-decoder cache).
+
+    Raises:
+        UpstreamChangedError: the cache keeps no `layers` list, so rolling back or re-aligning it would silently
+            do nothing.
+    """
     inner = getattr(cache, "self_attention_cache", cache)
-    return list(getattr(inner, "layers", []))
+    layers = getattr(inner, "layers", None)
+    if layers is None:
+        raise UpstreamChangedError(
+            f"{type(inner).__name__} keeps no per-layer storage (`layers`): hf_specdecpp cannot roll back or "
+            f"re-align it on transformers {transformers.__version__}.")
+    return list(layers)
 
 
 def static_cache_croppable() -> bool:

@@ -13,8 +13,13 @@ hard-coded branches. `install()` wraps both, once:
 - Without `candidate_generator=` both wrappers call transformers' originals unchanged.
 
 The call's statistics come back on the output object (`return_dict_in_generate=True`) and in
-`method.stats`. `uninstall()` restores the originals; `hf_specdecpp.integration.upstream.verify_upstream()`
-checks by behaviour that the wrapped hooks still do what this module relies on.
+`method.stats`. `uninstall()` restores the originals.
+
+Release day: on a transformers release outside the tested range (`core.compat.TESTED_RANGE`) the routes are
+checked by behaviour once, before the first call (`upstream.py`). When transformers' assisted decoding no
+longer works with our candidate generator, one warning names the release and what changed, and every
+`candidate_generator=` call runs the package's own loop through the public `custom_generate=` hook instead (the
+same output); an error is raised only when no route is left.
 """
 
 from __future__ import annotations
@@ -23,16 +28,21 @@ import contextvars
 import copy
 import functools
 import inspect
+import threading
 from dataclasses import dataclass
 from typing import Any
+
+import transformers
 
 from transformers import GenerationConfig, LogitsProcessorList
 from transformers.generation.utils import GenerationMixin
 
 from ..core.call import CallContext
-from ..core.compat import static_cache_croppable
+from ..core.compat import TESTED_RANGE, UpstreamChangedError, is_tested_transformers, static_cache_croppable
 from ..methods import registry
 from ..methods.base import DecodingMethod, with_stats
+from ..utils.warnings import warn_once
+from . import upstream
 
 _PATCH_ATTRIBUTE = "__hf_specdecpp_original__"
 REFUSED_WITH_A_METHOD = ("prompt_lookup_num_tokens", "assistant_early_exit")
@@ -66,10 +76,17 @@ def active_call() -> CallState | None:
     return _ACTIVE.get()
 
 
+_LOCK = threading.RLock()
+
+
 def install() -> None:
-    """Add `candidate_generator=` to `generate()`. Safe to call more than once."""
-    if is_installed():
-        return
+    """Add `candidate_generator=` to `generate()`. Safe to call more than once, from any thread."""
+    with _LOCK:
+        if not is_installed():
+            _install_locked()
+
+
+def _install_locked() -> None:
     original_generate = GenerationMixin.generate
     original_get_candidate_generator = GenerationMixin._get_candidate_generator
     signature = inspect.signature(original_generate)
@@ -100,37 +117,67 @@ def install() -> None:
 
 def uninstall() -> None:
     """Restore transformers' own `generate` and `_get_candidate_generator`."""
-    if not is_installed():
-        return
-    GenerationMixin.generate = _original(GenerationMixin.generate)
-    GenerationMixin._get_candidate_generator = _original(GenerationMixin._get_candidate_generator)
+    with _LOCK:
+        if is_installed():
+            GenerationMixin.generate = _original(GenerationMixin.generate)
+            GenerationMixin._get_candidate_generator = _original(GenerationMixin._get_candidate_generator)
 
 
-_UPSTREAM = {"checked": False, "error": None}
+@dataclass
+class Routes:
+    """Which routes work on the installed transformers (both assumed inside the tested range)."""
+
+    assisted: str | None = None  # None: works; otherwise what changed (calls use the own loop)
+    own_loop: str | None = None  # None: works; otherwise what changed (calls that need it raise)
 
 
-def _check_upstream_once() -> None:
-    """Outside the tested transformers range, check the contract by behaviour once, before the first call."""
-    from ..core.compat import is_tested_transformers
+_ROUTES: Routes | None = None
+_CHECKING: contextvars.ContextVar[bool] = contextvars.ContextVar("hf_specdecpp_checking", default=False)
 
-    if is_tested_transformers() or _UPSTREAM["checked"]:
-        if _UPSTREAM["error"] is not None:
-            raise _UPSTREAM["error"]
-        return
-    from .upstream import UpstreamChangedError, verify_upstream
 
-    _UPSTREAM["checked"] = True  # set first: the check itself calls generate()
-    try:
-        verify_upstream()
-    except UpstreamChangedError as err:
-        _UPSTREAM["error"] = UpstreamChangedError(f"candidate_generator= is unavailable on this transformers release: "
-                                                  f"{err} Use generate(custom_generate=method) instead.")
-        raise _UPSTREAM["error"] from err
+def routes() -> Routes:
+    """The usable routes, checked by behaviour once per process on a release outside the tested range."""
+    global _ROUTES
+    if _ROUTES is not None:
+        return _ROUTES
+    if is_tested_transformers():
+        return Routes()
+    if _CHECKING.get():  # the check's own generate() calls
+        return Routes()
+    with _LOCK:
+        if _ROUTES is None:
+            token = _CHECKING.set(True)
+            try:
+                found = Routes(upstream.check_assisted_route(), upstream.check_own_loop())
+            finally:
+                _CHECKING.reset(token)
+            if found.assisted is not None and found.own_loop is None:
+                warn_once("assisted-fallback",
+                          f"hf_specdecpp: on transformers {transformers.__version__} (tested: {TESTED_RANGE}) "
+                          f"{found.assisted}. candidate_generator= calls run hf_specdecpp's own decoding loop "
+                          "instead (through generate(custom_generate=...)), which gives the same output.",
+                          stacklevel=4)
+            _ROUTES = found
+    return _ROUTES
+
+
+def reset_routes() -> None:
+    """Forget the route check (tests; after transformers was upgraded in place)."""
+    global _ROUTES
+    with _LOCK:
+        _ROUTES = None
+
+
+def _no_route_error(needed: str, found: Routes) -> UpstreamChangedError:
+    reasons = "; ".join(r for r in (found.assisted, found.own_loop) if r)
+    return UpstreamChangedError(
+        f"hf_specdecpp cannot serve this call on transformers {transformers.__version__} (tested: {TESTED_RANGE}): "
+        f"{needed}. What changed: {reasons}. Install a tested transformers release "
+        f"(pip install \"transformers{TESTED_RANGE}\") or upgrade hf-specdecpp.")
 
 
 def _generate_with_method(original_generate, signature: inspect.Signature, model, args, kwargs,
                           method: DecodingMethod):
-    _check_upstream_once()
     if registry.entry_for(method) is None:
         raise TypeError("candidate_generator must be an hf_specdecpp decoding method (e.g. "
                         f"SpecDecPPCandidateGenerator), got {type(method).__name__}")
@@ -158,6 +205,11 @@ def _generate_with_method(original_generate, signature: inspect.Signature, model
     # vocab_size (padded embeddings) for different tokenizers (upstream issue #45307): those use our own loop
     same_vocab = model.config.get_text_config().vocab_size == draft.config.get_text_config().vocab_size
     assisted = method.kind == "chain" and batch == 1 and (config.num_return_sequences or 1) == 1 and same_vocab
+    usable = routes()
+    if assisted and usable.assisted is not None:
+        assisted = False  # transformers changed its assisted decoding: the own loop gives the same output
+    if not assisted and usable.own_loop is not None:
+        raise _no_route_error("it needs hf_specdecpp's own decoding loop", usable)
     if assisted and getattr(config, "cache_implementation", None) == "static" and not static_cache_croppable():
         raise ValueError("cache_implementation='static' with candidate_generator= needs transformers >= 5.24, whose "
                          "assisted decoding crops static caches (and compiles the verify pass on GPUs). Remove "
@@ -172,8 +224,9 @@ def _generate_with_method(original_generate, signature: inspect.Signature, model
         finally:
             _ACTIVE.reset(token)
         if state.generator is None:
-            raise RuntimeError("transformers did not ask hf_specdecpp for a candidate generator: its assisted "
-                               "decoding changed. Use custom_generate= with this transformers release.")
+            raise UpstreamChangedError("transformers did not ask hf_specdecpp for a candidate generator: its "
+                                       "assisted decoding changed. Use custom_generate= with this transformers "
+                                       "release.")
         method.record_stats(state.generator.stats)
         return with_stats(output, state.generator.stats)
     arguments.pop("assistant_model", None)
