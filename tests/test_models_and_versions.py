@@ -110,6 +110,40 @@ def test_hybrid_models_refuse_batches_and_trees_clearly():
                         max_new_tokens=4)
 
 
+# ---------------------------------------------------------------------------------------------- recurrent states
+RECURRENT_HISTORY = hasattr(__import__("transformers").DynamicCache, "get_recurrent_states_to_keep")  # 5.25+
+GATED_DELTA = dict(layer_types=["linear_attention", "full_attention"])
+
+
+@pytest.mark.skipif(not RECURRENT_HISTORY, reason="recurrent states keep a history from transformers 5.25")
+def test_recurrent_linear_attention_models_on_both_routes():
+    """Qwen3-Next-style gated-delta layers: from 5.25 their recurrent states keep the intermediate states of a
+    multi-token pass (`recurrent_states_to_keep`), so both routes roll them back exactly."""
+    target, draft = sharpen(*tiny_pair("qwen3_next", noise=0.03, seed=1, **GATED_DELTA))
+    assert_equal_to_target(target, draft, chain_method, prompts=LONG[:1], max_new_tokens=16)
+
+
+@pytest.mark.skipif(not RECURRENT_HISTORY, reason="recurrent states keep a history from transformers 5.25")
+def test_recurrent_models_without_intermediate_states_refuse_the_own_loop_clearly():
+    """Mamba computes only the last state of a multi-token pass: the own loop cannot roll it back and says so
+    (no IndexError from inside transformers); candidate_generator= (transformers' loop) stays exact."""
+    target, draft = sharpen(*tiny_pair("mamba", noise=0.03, seed=1))
+    ids = torch.tensor([LONG[0]])
+    reference = target.generate(ids, max_new_tokens=12, do_sample=False)
+    out, _ = run(target, draft, chain_method, "candidate_generator", ids, max_new_tokens=12, do_sample=False)
+    assert torch.equal(out, reference)
+    with pytest.raises(ValueError, match="recurrent states cannot be rolled back.*intermediate states"):
+        run(target, draft, chain_method, "custom_generate", ids, max_new_tokens=12, do_sample=False)
+
+
+@pytest.mark.skipif(RECURRENT_HISTORY, reason="before transformers 5.25 recurrent states cannot be rolled back")
+def test_recurrent_models_are_refused_before_5_25():
+    target, draft = tiny_pair("qwen3_next", noise=0.03, seed=1, **GATED_DELTA)
+    for route in ROUTES:
+        with pytest.raises(ValueError, match="stateful|rolled back"):
+            run(target, draft, chain_method, route, torch.tensor([LONG[0]]), max_new_tokens=4)
+
+
 # ---------------------------------------------------------------------------------------------- padded vocabularies
 def padded_pair(target_vocab: int, draft_vocab: int):
     """One tokenizer of 96 tokens; output layers padded to `target_vocab` / `draft_vocab` rows."""

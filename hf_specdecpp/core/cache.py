@@ -64,8 +64,16 @@ def prepare_single_cache(cache: Any, role: str) -> Any:
 def rollback(cache: Any, tokens: int) -> None:
     """Remove the newest `tokens` positions. `crop` is only ever called with a negative count: `crop(0)` emptied
     a cache before transformers 5.14 and a positive count meant "keep n" before 5.20."""
-    if tokens > 0:
+    if tokens <= 0:
+        return
+    try:
         cache.crop(-int(tokens))
+    except IndexError as err:  # 5.25+ recurrent layers keep only the intermediate states their model computed
+        raise CacheSupportError(
+            f"The model's recurrent states cannot be rolled back by {tokens} positions: its layers did not keep "
+            "the intermediate states of a multi-token forward pass (this model computes only the last one). "
+            "hf_specdecpp's own decoding loop needs them; for one sequence, candidate_generator= runs "
+            "transformers' assisted decoding instead.") from err
 
 
 def realign(cache: Any, pads: list[int], keep: list[int]) -> list[int]:

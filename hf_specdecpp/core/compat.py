@@ -80,10 +80,25 @@ def output_cache(outputs: Any) -> Any:
     return None
 
 
-def activate_past_recording(cache: Any) -> None:
-    """Let sliding-window and linear-attention layers be rolled back after a rejection (a no-op elsewhere)."""
+ROLLBACK_SPAN = 64
+"""Default for `activate_past_recording`'s `span`: the most positions one rollback may remove."""
+
+
+def activate_past_recording(cache: Any, span: int = ROLLBACK_SPAN) -> None:
+    """Let sliding-window and linear-attention layers be rolled back after a rejection (a no-op elsewhere).
+
+    Args:
+        cache: a transformers cache (any object without `activate_past_recording` is left alone).
+        span: the most positions one rollback may remove (the largest draft of a round, plus one). From 5.25
+            recurrent layers keep that many intermediate states of every multi-token forward pass
+            (`recurrent_states_to_keep`); earlier releases cannot roll recurrent states back at all.
+    """
     activate = getattr(cache, "activate_past_recording", None)
-    if activate is not None:
+    if activate is None:
+        return
+    if hasattr(cache, "get_recurrent_states_to_keep"):  # 5.25+: recurrent states keep a history
+        activate(recurrent_states_to_keep=int(span))
+    else:
         activate()
 
 
