@@ -22,3 +22,24 @@ def test_setup_cfg_ships_every_file_of_the_shipped_heads():
     names = {p.name for folder in shipped.iterdir() if folder.is_dir() and folder.name != "__pycache__"
              for p in folder.iterdir()}
     assert names and all(f"*/{name}" in patterns for name in names), (names, patterns)
+
+
+def test_requirements_declare_lower_bounds_only():
+    """Installing hf-specdecpp must never replace a user's newer transformers or torch (release day): the core
+    requirements carry no upper bound, and transformers' lower bound is the oldest release CI tests."""
+    from configparser import ConfigParser
+
+    from packaging.requirements import Requirement
+
+    config = ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    requirements = [Requirement(line) for line in config["options"]["install_requires"].split("\n") if line.strip()]
+    by_name = {r.name: r for r in requirements}
+    for requirement in requirements:
+        assert not any(spec.operator in ("<", "<=", "==", "~=", "===") for spec in requirement.specifier), requirement
+    assert "5.15" in str(by_name["transformers"].specifier) and "torch" in by_name
+    import re
+
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"--upgrade transformers|-U transformers", ci), "CI must test the newest transformers release"
+    assert "5.15.1" in ci  # the oldest supported release keeps its leg
