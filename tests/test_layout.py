@@ -28,6 +28,7 @@ PUBLIC_MODULES = {
     "hf_specdecpp.methods.specdecpp.calibration", "hf_specdecpp.assets", "hf_specdecpp.assets.prompts",
     "hf_specdecpp.core.costs", "hf_specdecpp.core.device", "hf_specdecpp.core.pair", "hf_specdecpp.core.validation",
     "hf_specdecpp.core.cpu_linear", "hf_specdecpp.core.compat", "hf_specdecpp.testing",
+    "hf_specdecpp.integration.hub_method",
 }
 
 

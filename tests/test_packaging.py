@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_every_source_folder_is_a_package_that_setuptools_finds():
     found = set(find_packages(str(ROOT), include=["hf_specdecpp", "hf_specdecpp.*"]))
-    folders = {p.parent for p in (ROOT / "hf_specdecpp").rglob("*.py") if "__pycache__" not in p.parts}
+    folders = {p.parent for p in (ROOT / "hf_specdecpp").rglob("*.py")
+               if "__pycache__" not in p.parts and "hub_repo" not in p.parts}  # hub_repo: package data
     missing = sorted(str(f.relative_to(ROOT)) for f in folders
                      if ".".join(f.relative_to(ROOT).parts) not in found)
     assert not missing, f"folders without __init__.py are left out of a wheel: {missing}"
@@ -43,3 +44,12 @@ def test_requirements_declare_lower_bounds_only():
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"--upgrade transformers|-U transformers", ci), "CI must test the newest transformers release"
     assert "5.15.1" in ci  # the oldest supported release keeps its leg
+
+
+def test_setup_cfg_ships_the_hub_method_template():
+    patterns = next(line for line in (ROOT / "setup.cfg").read_text().splitlines()
+                    if line.startswith("hf_specdecpp.integration ="))
+    template = ROOT / "hf_specdecpp" / "integration" / "hub_repo"
+    files = {str(p.relative_to(template.parent)) for p in template.rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts}
+    assert files and all(f in patterns for f in files), (files, patterns)
