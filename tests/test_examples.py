@@ -49,7 +49,14 @@ def test_batch():
     assert stdout.count("drafts accepted of") == 3 and "over 3 sequences" in stdout
 
 
-@pytest.mark.parametrize("name", ["demo.py", "chat.py", "sampling.py", "trees.py", "custom_generate.py", "batch.py"])
+def test_hub_method_loaded_by_transformers():
+    stdout = run("hub_method.py")
+    assert "custom_generate=" in stdout and "trust_remote_code=True" in stdout
+    assert "same tokens as the target alone: True" in stdout and "rounds" in stdout
+
+
+@pytest.mark.parametrize("name", ["demo.py", "chat.py", "sampling.py", "trees.py", "custom_generate.py", "batch.py",
+                                  "hub_method.py"])
 def test_examples_document_how_to_run_them(name):
     text = (EXAMPLES / name).read_text()
     assert f"python examples/{name}" in text and "--tiny" in text
