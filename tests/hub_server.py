@@ -4,6 +4,8 @@ Supported (model repos only, branch `main` or a full commit sha as revision):
 
 - `POST /api/repos/create`                       -> create a repo (409 if it exists)
 - `POST /api/validate-yaml`                      -> check the README.md front matter parses as a YAML mapping
+- `GET  /api/models?filter=...&cardData=...`    -> list repos whose tags include every `filter` (tags: the card's
+                                                   `tags`, `library_name` and `base_model:<id>` per base model)
 - `GET  /api/models/{repo}[/revision/{rev}]`     -> repo info (`sha`, `siblings`)
 - `GET  /api/models/{repo}/tree/{rev}`           -> flat file listing (used by `snapshot_download`)
 - `POST /api/models/{repo}/preupload/{rev}`      -> every file is uploaded inline ("regular" mode)
@@ -24,7 +26,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
@@ -73,6 +75,13 @@ _API = re.compile(
     r"^/api/models/(?P<repo>.+?)(?:/(?P<op>revision|tree|preupload|commit)/(?P<rev>[^/]+)(?P<rest>/.*)?)?$"
 )
 _RESOLVE = re.compile(r"^/(?P<repo>.+?)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
+
+
+def card_metadata(readme: bytes) -> dict:
+    """The YAML front matter of a README.md (an empty mapping when there is none)."""
+    match = re.match(r"^---\n(.*?)\n---\n", readme.decode("utf-8", "replace"), re.DOTALL)
+    metadata = yaml.safe_load(match[1]) if match else {}
+    return metadata if isinstance(metadata, dict) else {}
 
 
 class HubHandler(BaseHTTPRequestHandler):
@@ -125,6 +134,8 @@ class HubHandler(BaseHTTPRequestHandler):
                 return self._create_repo()
             if self.command == "POST" and path == "/api/validate-yaml":
                 return self._validate_yaml()
+            if self.command == "GET" and path == "/api/models":
+                return self._list_models(parse_qs(urlsplit(self.path).query))
             if match := _API.match(path):
                 repo_id, op, rev = match["repo"], match["op"], unquote(match["rev"] or "main")
                 handler = {("GET", None): self._repo_info, ("GET", "revision"): self._repo_info,
@@ -160,6 +171,20 @@ class HubHandler(BaseHTTPRequestHandler):
         except (yaml.YAMLError, ValueError) as err:
             return self._json(400, {"errors": [{"message": str(err)}]})
         self._json(200, {"errors": [], "warnings": []})
+
+    def _list_models(self, query: dict[str, list[str]]) -> None:
+        wanted = set(query.get("filter", []))
+        with_card = query.get("cardData", ["false"])[0].lower() == "true" or "full" in query
+        listing = []
+        for repo_id, repo in sorted(self.server.state.repos.items()):
+            card = card_metadata(repo.files("main").get("README.md", b""))
+            bases = card.get("base_model") or []
+            tags = [*(card.get("tags") or []), *([card["library_name"]] if card.get("library_name") else []),
+                    *(f"base_model:{base}" for base in ([bases] if isinstance(bases, str) else bases))]
+            if wanted <= set(tags):
+                listing.append({"id": repo_id, "modelId": repo_id, "sha": repo.head, "tags": tags, "downloads": 0,
+                                "likes": 0, "private": False, **({"cardData": card} if with_card else {})})
+        self._json(200, listing)
 
     def _repo_info(self, repo_id: str, rev: str) -> None:
         if (repo := self._repo(repo_id)) is None or (files := self._files(repo, rev)) is None:

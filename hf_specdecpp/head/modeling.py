@@ -235,7 +235,50 @@ class AcceptanceHead(
             **kwargs,
         )
         card.text = sign(card.text)
+        from .discovery import is_repo_id
+
+        if is_repo_id(self.draft_model_id) and is_repo_id(self.target_model_id):  # found by AcceptanceHead.for_pair
+            card.data.base_model = [self.draft_model_id, self.target_model_id]
         return card
+
+    @classmethod
+    def for_pair(cls, draft_model_id: str, target_model_id: str, **kwargs) -> "AcceptanceHead":
+        """The Hub's acceptance head for a draft/target pair, found by the `base_model` ids of its model card.
+
+        Args:
+            draft_model_id (`str`): the draft's Hub id.
+            target_model_id (`str`): the target's Hub id.
+            **kwargs: passed to `from_pretrained` (`revision`, `token`, ...).
+
+        Returns:
+            The first matching head (most downloaded first) whose own training record names the same pair.
+
+        Raises:
+            HeadNotFoundError: no head on the Hub names this pair.
+        """
+        from .discovery import HeadNotFoundError, WrongPairError, find_heads
+
+        candidates = find_heads(draft_model_id, target_model_id)
+        for repo_id in candidates:
+            head = cls.from_pretrained(repo_id, **kwargs)
+            try:
+                head.check_pair(draft_model_id, target_model_id, where=repo_id)
+            except WrongPairError:
+                continue  # its card names the pair, its training record does not: not this pair's head
+            return head
+        raise HeadNotFoundError(
+            f"No acceptance head for {draft_model_id} -> {target_model_id} on the Hub (searched the "
+            f"'acceptance-head' models whose card names both as base_model; {len(candidates)} named them). Train "
+            "one: hf-specdecpp make-data, train, calibrate, push; or use a training-free rule, e.g. "
+            "EntropyStoppingCandidateGenerator(estimator='svip', lam=0.3).")
+
+    def check_pair(self, draft_model_id: str, target_model_id: str, where: str | None = None) -> None:
+        """Raise `WrongPairError` when this head was trained for another pair of Hub ids (ids it or the caller
+        does not know, such as local folders, are not compared)."""
+        from .discovery import check_pair
+
+        check_pair((self.draft_model_id, self.target_model_id), (draft_model_id, target_model_id),
+                   where or "given")
 
     def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs):
         """`PyTorchModelHubMixin.push_to_hub`, with `repo_id` filled into the model card's usage snippet."""

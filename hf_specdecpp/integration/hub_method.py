@@ -38,7 +38,8 @@ def generate(model: Any, *args: Any, draft_model: Any = None, assistant_model: A
         model (`PreTrainedModel`): the target model (transformers passes it).
         draft_model (`PreTrainedModel` or `str`, *optional*): the draft, or its Hub id / local folder (loaded once
             per process in the target's dtype, on the target's device). `assistant_model` is accepted instead.
-        head (`AcceptanceHead` or `str`, *optional*): the acceptance head for SpecDec++, or its Hub id / folder.
+        head (`AcceptanceHead` or `str`, *optional*): the acceptance head for SpecDec++, its Hub id / folder, or
+            `"auto"`: the Hub's head for this pair (`AcceptanceHead.for_pair`, by the models' Hub ids).
         method (`str` or `DecodingMethod`, *optional*): a registered method name (`"specdec++"`, `"entropy"`,
             `"fixed-k"`, `"gammatune"`, `"dyspec"`) or a method object; default SpecDec++ with a head, otherwise
             the SVIP rule (`DEFAULT_RULE`).
@@ -59,7 +60,8 @@ def generate(model: Any, *args: Any, draft_model: Any = None, assistant_model: A
                          "local folder) to generate().")
     draft = _load_draft(draft_source, model)
     streamer = kwargs.pop("streamer", None)
-    decoding = _build_method(method, method_kwargs or {}, _load_head(head), streamer)
+    pair = (_model_id(draft_source, draft), _model_id(None, model))
+    decoding = _build_method(method, method_kwargs or {}, _load_head(head, pair), streamer)
     return GenerationMixin.generate(model, *args, assistant_model=draft, candidate_generator=decoding, **kwargs)
 
 
@@ -103,16 +105,43 @@ def _load_draft(source: Any, target: Any) -> Any:
         return _LOADED[key]
 
 
-def _load_head(source: Any) -> Any:
-    if source is None or not isinstance(source, (str, os.PathLike)):
-        return source
+def _model_id(source: Any, model: Any) -> str | None:
+    """The Hub id a model was loaded from, when known (`source` if it is one, else the model's own record)."""
+    from ..head.discovery import is_repo_id
+
+    for name in (source, getattr(getattr(model, "config", None), "_name_or_path", None)):
+        if is_repo_id(name):
+            return name
+    return None
+
+
+def _load_head(source: Any, pair: tuple[str | None, str | None]) -> Any:
+    """The head object for `head=`: as given, loaded from a Hub id / folder, or found for the pair (`"auto"`);
+    refused when it records another pair of Hub ids than the models in use."""
     from ..head import AcceptanceHead
 
-    key = ("head", str(source))
-    with _LOCK:
-        if key not in _LOADED:
-            _LOADED[key] = AcceptanceHead.from_pretrained(source)
-        return _LOADED[key]
+    if source is None:
+        return None
+    if source == "auto":
+        if None in pair:
+            raise ValueError("head='auto' finds a head by the Hub ids of the draft and the target: load both from "
+                             "the Hub (or pass draft_model as a Hub id), or pass head= explicitly.")
+        key = ("head-for", *pair)
+        with _LOCK:
+            if key not in _LOADED:
+                _LOADED[key] = AcceptanceHead.for_pair(*pair)
+            return _LOADED[key]
+    if isinstance(source, (str, os.PathLike)):
+        key = ("head", str(source))
+        with _LOCK:
+            if key not in _LOADED:
+                _LOADED[key] = AcceptanceHead.from_pretrained(source)
+            head = _LOADED[key]
+    else:
+        head = source
+    if None not in pair:
+        head.check_pair(*pair, where=str(source) if isinstance(source, (str, os.PathLike)) else None)
+    return head
 
 
 def write_method_repo(folder: str | os.PathLike) -> Path:
