@@ -55,8 +55,20 @@ def test_hub_method_loaded_by_transformers():
     assert "same tokens as the target alone: True" in stdout and "rounds" in stdout
 
 
+def test_find_head_on_the_hub(hub_server):
+    """The example finds the tiny pair's head on the local Hub (HF_ENDPOINT from the fixture) and decodes."""
+    from hf_specdecpp.testing import tiny_head
+
+    head = tiny_head()
+    head.training_info = {"draft_model_id": "hf-specdecpp-tiny/draft", "target_model_id": "hf-specdecpp-tiny/target"}
+    head.push_to_hub("someone/tiny-pair-head")
+    stdout = run("find_head.py")
+    assert "found a head for hf-specdecpp-tiny/draft -> hf-specdecpp-tiny/target" in stdout and "rounds" in stdout
+    assert ("GET", "/api/models") in hub_server.state.requests
+
+
 @pytest.mark.parametrize("name", ["demo.py", "chat.py", "sampling.py", "trees.py", "custom_generate.py", "batch.py",
-                                  "hub_method.py"])
+                                  "hub_method.py", "find_head.py"])
 def test_examples_document_how_to_run_them(name):
     text = (EXAMPLES / name).read_text()
     assert f"python examples/{name}" in text and "--tiny" in text
