@@ -7,11 +7,13 @@ serve the call (a batch, several return sequences). Every round:
 1. the draft proposes candidates for every active row (`DraftSession.draft_round`, the method's stop rule);
 2. the target reads each row's uncached tokens and all candidates in ONE forward pass;
 3. each row keeps its accepted candidates plus one target token (greedy match or speculative sampling), cut at
-   EOS and at its length limit; finished rows leave the batch (they cost nothing afterwards);
+   EOS, at its length limit and at the first token a stopping criterion stops at; finished rows leave the batch
+   (they cost nothing afterwards);
 4. both caches drop what was rejected (rows re-aligned when they accepted different numbers).
 
-Host synchronisations: one per drafted token (the stop decision) and two per round (the round's outcome, the
-stopping criteria), whatever the batch size.
+Host synchronisations: one per drafted token (the stop decision) and one per round (the round's outcome),
+whatever the batch size, plus one per accepted token when the call has stopping criteria beyond its length and
+EOS limits (each accepted token is offered to them in order, `criteria.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from .criteria import criteria_to_offer, first_stop
 from .drafting import DraftRound, DraftSession, notify_round, notify_rows
 from .model_session import ModelSession, last_logits
 from .processing import process_positions
@@ -108,6 +111,7 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
     target = ModelSession(ctx.target, "target", batch, given_cache=target_cache)
     draft = DraftSession(ctx.draft, ctx.logits_processor, ctx.vocab, ctx.do_sample, ctx.eos_token_ids, batch)
     rule = spec.new_rule()
+    offered = criteria_to_offer(stopping_criteria, ctx.max_length, ctx.eos_token_ids)
     active = list(range(batch))
     scores_out, logits_out = [], []  # per new token, when output_scores / output_logits
     if ctx.streamer is not None:
@@ -127,9 +131,14 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
         counts, finished = [], []
         for i, b in enumerate(active):
             count = min(accepted_list[i] + 1, budget[i], eos_list[i] + 1)
+            stop = count == eos_list[i] + 1 or count >= budget[i]
+            cut = _criteria_cut(offered, rows, b, new_tokens[i, :count], scores_out if ctx.output_scores else None,
+                                scores[i, :count])
+            if cut is not None:
+                count, stop = cut, True
             rows.add(b, new_tokens[i, :count])
             counts.append(count)
-            if count == eos_list[i] + 1 or count >= budget[i]:
+            if stop:
                 finished.append(i)
             if ctx.output_scores or ctx.output_logits:
                 scores_out.extend(scores[i, :count].unbind(0))
@@ -141,10 +150,8 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
         notify_round(rule, drafted_list, kept)
         draft.finish_round(kept)
         target.cached = [length + c - 1 for length, c in zip(lengths, counts)]
-        stopped = _criteria_stop(stopping_criteria, rows, active, scores_out)
-        done = [i for i in range(len(active)) if i in finished or stopped[i]]
-        if done:
-            keep = [i for i in range(len(active)) if i not in done]
+        if finished:
+            keep = [i for i in range(len(active)) if i not in finished]
             if keep:
                 target.select_rows(keep)
                 draft.select_rows(keep)
@@ -209,11 +216,14 @@ def _first_eos(tokens: torch.LongTensor, accepted: torch.LongTensor, eos: torch.
     return torch.where(hits, columns, past_end[:, None]).min(dim=1).values
 
 
-def _criteria_stop(stopping_criteria: StoppingCriteriaList, rows: Rows, active: list[int],
-                   scores: list[torch.Tensor]) -> list[bool]:
-    """generate()'s stopping criteria for every active row, each asked with its own ids (one host sync)."""
-    if not stopping_criteria:
-        return [False] * len(active)
-    last = scores[-1][None] if scores else None
-    flags = [stopping_criteria(rows.generate_view(b)[None], last).reshape(-1)[:1] for b in active]
-    return [bool(x) for x in torch.cat(flags).tolist()]
+def _criteria_cut(criteria: StoppingCriteriaList, rows: Rows, row: int, tokens: torch.LongTensor,
+                  history: list[torch.Tensor] | None, scores: torch.Tensor) -> int | None:
+    """How many of the round's `tokens` row `row` keeps when a stopping criterion stops it after one of them
+    (None: none does). Each token is offered in order, as the target alone would (`criteria.first_stop`)."""
+    if not criteria:
+        return None
+    before = rows.generate_view(row)
+    sequence = torch.cat([before, tokens.to(before.device)])
+    seen = history + list(scores.unbind(0)) if history is not None else None
+    stop = first_stop(criteria, sequence, before.shape[0], seen, rows.prompt.shape[1])
+    return None if stop is None else stop - before.shape[0]

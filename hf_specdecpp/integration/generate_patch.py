@@ -26,9 +26,10 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from transformers import GenerationConfig, LogitsProcessorList
+from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 from transformers.generation.utils import GenerationMixin
 
+from ..core.assisted import CutStreamer, StopAfterCut, cut_output
 from ..core.call import CallContext
 from ..core.compat import static_cache_croppable
 from ..methods import registry
@@ -47,6 +48,7 @@ class CallState:
     draft: Any
     tokenizer: Any = None
     assistant_tokenizer: Any = None
+    stopping_criteria: Any = None  # the user's, as given to generate()
     generator: Any = None
 
 
@@ -89,7 +91,12 @@ def install() -> None:
                                                     logits_processor, model_kwargs, *args, **kwargs)
         ctx = CallContext.create(self, state.draft, generation_config, LogitsProcessorList(logits_processor),
                                  tokenizer=state.tokenizer, assistant_tokenizer=state.assistant_tokenizer)
-        state.generator = state.method.new_candidate_generator(ctx, input_ids, model_kwargs.get("attention_mask"))
+        # the call's criteria as generate() built them (stop strings, max_time, the user's), to offer token by token
+        criteria = self._get_stopping_criteria(generation_config=generation_config,
+                                               stopping_criteria=StoppingCriteriaList(state.stopping_criteria or []),
+                                               tokenizer=state.tokenizer)
+        state.generator = state.method.new_candidate_generator(ctx, input_ids, model_kwargs.get("attention_mask"),
+                                                               criteria)
         return state.generator
 
     setattr(generate, _PATCH_ATTRIBUTE, original_generate)
@@ -165,17 +172,24 @@ def _generate_with_method(original_generate, signature: inspect.Signature, model
     if assisted:
         arguments["assistant_model"] = draft
         extra.pop("assistant_tokenizer", None)  # checked above; transformers refuses it for one tokenizer
-        state = CallState(method, draft, tokenizer, assistant_tokenizer)
+        state = CallState(method, draft, tokenizer, assistant_tokenizer, arguments.get("stopping_criteria"))
+        # transformers asks the criteria once per round: the generator cuts a round where one stops the sequence
+        arguments["stopping_criteria"] = StoppingCriteriaList([*(state.stopping_criteria or []), StopAfterCut(state)])
+        if arguments.get("streamer") is not None:
+            arguments["streamer"] = CutStreamer(arguments["streamer"], state)
         token = _ACTIVE.set(state)
         try:
             output = original_generate(*bound.args, **bound.kwargs)
         finally:
             _ACTIVE.reset(token)
-        if state.generator is None:
+        generator = state.generator
+        if generator is None:
             raise RuntimeError("transformers did not ask hf_specdecpp for a candidate generator: its assisted "
                                "decoding changed. Use custom_generate= with this transformers release.")
-        method.record_stats(state.generator.stats)
-        return with_stats(output, state.generator.stats)
+        if generator.stop_length is not None:
+            output = cut_output(output, generator.stop_length, generator.prompt_length)
+        method.record_stats(generator.stats)
+        return with_stats(output, generator.stats)
     arguments.pop("assistant_model", None)
     streamer = arguments.pop("streamer", None)
     arguments["custom_generate"] = functools.partial(

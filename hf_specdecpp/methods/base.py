@@ -175,8 +175,10 @@ class ChainMethod(DecodingMethod):
         return chain_decode(ctx, self.chain_spec(ctx), input_ids, attention_mask, stopping_criteria, cache)
 
     def new_candidate_generator(self, ctx: CallContext, input_ids: torch.LongTensor,
-                                attention_mask: torch.Tensor | None) -> ChainCandidateGenerator:
-        """The per-call candidate generator for transformers' own assisted decoding (one sequence)."""
+                                attention_mask: torch.Tensor | None,
+                                stopping_criteria: StoppingCriteriaList | None = None) -> ChainCandidateGenerator:
+        """The per-call candidate generator for transformers' own assisted decoding (one sequence); it offers
+        each token to `stopping_criteria` (the call's) as the target alone would."""
         from ..core.assisted import ChainCandidateGenerator
 
-        return ChainCandidateGenerator(ctx, self.chain_spec(ctx), input_ids, attention_mask)
+        return ChainCandidateGenerator(ctx, self.chain_spec(ctx), input_ids, attention_mask, stopping_criteria)
