@@ -26,6 +26,7 @@ from .cache import rollback
 from .compat import output_cache
 from .criteria import criteria_to_offer, first_stop
 from .drafting import DraftSession, notify_round
+from .processing import RowPrefix, processors_for_row
 from .stats import SpeculationStats
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class ChainCandidateGenerator(CandidateGenerator):
     def __init__(self, ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
                  attention_mask: torch.Tensor | None, stopping_criteria: StoppingCriteriaList | None = None):
         self.ctx = ctx
+        self.row_processors = processors_for_row(ctx.logits_processor, 0)
         self.criteria = criteria_to_offer(stopping_criteria, ctx.max_length, ctx.eos_token_ids)
         self.stop_length: int | None = None  # where a criterion stopped the sequence inside a round
         self.round_cap: int | None = None  # the most tokens this round may add (a candidate stops the sequence)
@@ -69,7 +71,7 @@ class ChainCandidateGenerator(CandidateGenerator):
             self._drafted = 0
             return input_ids, None
         length = input_ids.shape[1] - self.pads
-        prefixes = [input_ids[0]] if self.ctx.processors_read_ids else None
+        prefixes = [RowPrefix(input_ids[0], self.row_processors)] if self.ctx.processors_read_ids else None
         drafted = self.session.draft_round(input_ids, [length], [max_new], self.rule, self.spec.min_candidates,
                                            prefixes)
         # one sequence: the round ended when that row stopped, so it drafted exactly `steps` candidates

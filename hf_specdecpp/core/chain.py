@@ -26,7 +26,7 @@ import torch
 from .criteria import criteria_to_offer, first_stop
 from .drafting import DraftRound, DraftSession, notify_round, notify_rows
 from .model_session import ModelSession, last_logits
-from .processing import process_positions
+from .processing import RowPrefix, process_positions, processors_for_row
 from .stats import SpeculationStats
 from .verification import verify_greedy, verify_sampling
 
@@ -112,13 +112,15 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
     draft = DraftSession(ctx.draft, ctx.logits_processor, ctx.vocab, ctx.do_sample, ctx.eos_token_ids, batch)
     rule = spec.new_rule()
     offered = criteria_to_offer(stopping_criteria, ctx.max_length, ctx.eos_token_ids)
+    row_processors = [processors_for_row(ctx.logits_processor, b) for b in range(batch)] \
+        if ctx.processors_read_ids else None
     active = list(range(batch))
     scores_out, logits_out = [], []  # per new token, when output_scores / output_logits
     if ctx.streamer is not None:
         ctx.streamer.put(input_ids.cpu())
     while active:
         budget = [ctx.max_length - input_ids.shape[1] - rows.counts[b] for b in active]
-        prefixes = [rows.generate_view(b) for b in active] if ctx.processors_read_ids else None
+        prefixes = [RowPrefix(rows.generate_view(b), row_processors[b]) for b in active] if row_processors else None
         lengths = [rows.real[b].shape[0] for b in active]
         layout = rows.layout(active, ctx.pad_token_id)
         drafted = _draft(draft, layout, lengths, budget, rule, spec, prefixes)
@@ -169,7 +171,7 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
 
 
 def _draft(draft: DraftSession, layout: torch.LongTensor, lengths: list[int], budget: list[int], rule: StopRule,
-           spec: ChainSpec, prefixes) -> DraftRound:
+           spec: ChainSpec, prefixes: list[RowPrefix] | None) -> DraftRound:
     """This round's candidates; none when no row has room for a candidate plus the target's own token."""
     max_new = [min(spec.max_candidates, left - 1) for left in budget]
     if max(max_new) < 1:
@@ -178,7 +180,7 @@ def _draft(draft: DraftSession, layout: torch.LongTensor, lengths: list[int], bu
 
 
 def _verify_pass(ctx: CallContext, target: ModelSession, layout: torch.LongTensor, lengths: list[int],
-                 drafted: DraftRound, prefixes) -> tuple[torch.Tensor, torch.Tensor]:
+                 drafted: DraftRound, prefixes: list[RowPrefix] | None) -> tuple[torch.Tensor, torch.Tensor]:
     """One target pass over each row's uncached tokens and all candidates: (raw logits, processed scores), each
     `(B, S + 1, V)` for the S + 1 positions the candidates are verified at."""
     feed = target.align(lengths, layout.shape[1])
