@@ -31,7 +31,8 @@ from transformers.generation.utils import GenerationMixin
 
 from ..core.assisted import CutStreamer, StopAfterCut, cut_output
 from ..core.call import CallContext
-from ..core.compat import static_cache_croppable
+from ..core.compat import CACHE_KEYS, static_cache_croppable
+from ..core.validation import check_empty_cache
 from ..methods import registry
 from ..methods.base import DecodingMethod, with_stats
 
@@ -151,6 +152,8 @@ def _generate_with_method(original_generate, signature: inspect.Signature, model
         if extra.get(name) is not None:
             raise ValueError(f"{name}= selects one of transformers' own candidate generators; it cannot be combined "
                              f"with candidate_generator={type(method).__name__}(...). Remove one of them.")
+    for key in CACHE_KEYS:  # transformers' assisted decoding would continue from it with a draft that did not
+        check_empty_cache(f"{key}=", extra.get(key), "candidate_generator=")
     tokenizer, assistant_tokenizer = extra.get("tokenizer"), extra.get("assistant_tokenizer")
     method.check_models(model, draft, tokenizer, assistant_tokenizer)
     config = _effective_config(model, arguments)
