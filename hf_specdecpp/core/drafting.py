@@ -104,7 +104,7 @@ class DraftSession(ModelSession):
         """
         batch = len(lengths)
         feed = self.align(lengths, sequences.shape[1])
-        fed_ids = sequences[:, -feed:].to(self.device)
+        fed_ids = self.vocab.ids_for_draft(sequences[:, -feed:].to(self.device))
         attention, positions = self.feed_layout(feed, lengths)
         steps_cap = max(max_new)
         cap = torch.tensor(max_new, device=self.device)

@@ -74,7 +74,8 @@ class TreeRound:
             if nodes == [ROOT]:  # the uncached prefix, ending with the root token
                 feed = session.align([length], layout.shape[1])
                 attention, positions = session.feed_layout(feed, [length])
-                out = session.forward(layout[:, -feed:], positions, attention, 1, hidden=head is not None)
+                out = session.forward(self.ctx.vocab.ids_for_draft(layout[:, -feed:].to(session.device)),
+                                      positions, attention, 1, hidden=head is not None)
                 state.update(prefix=session.columns, root_position=positions[0, -1],
                              visible=torch.arange(session.columns, device=session.device) >= session.pads[0])
                 tree.slots[ROOT] = session.columns - 1
