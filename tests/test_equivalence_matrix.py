@@ -69,6 +69,7 @@ def _options(plain: list[int]) -> dict[str, dict]:
 
     options = {
         "stop-last-token": dict(stopping_criteria=StoppingCriteriaList([StopAtToken(later)])),
+        "stop-last-token-early": dict(stopping_criteria=StoppingCriteriaList([StopAtToken(plain[3])])),
         "stop-length": dict(stopping_criteria=StoppingCriteriaList([StopAtLength(len(BATCH[1]) + 7)])),
         "repetition_penalty": dict(repetition_penalty=1.4),
         "no_repeat_ngram_size": dict(no_repeat_ngram_size=2),
@@ -91,8 +92,8 @@ def _options(plain: list[int]) -> dict[str, dict]:
 
 
 OPTION_NAMES = list(_options(list(range(10, 30))))
-BATCH_OPTIONS = ["stop-last-token", "stop-length", "repetition_penalty", "no_repeat_ngram_size", "min_new_tokens",
-                 "prefix_allowed_tokens_fn", "all-together"]
+BATCH_OPTIONS = ["stop-last-token", "stop-last-token-early", "stop-length", "repetition_penalty",
+                 "no_repeat_ngram_size", "min_new_tokens", "prefix_allowed_tokens_fn", "all-together"]
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +145,23 @@ def test_one_sequence_equals_target(pair, options, method_name, route, option):
 def test_left_padded_batch_equals_target(pair, options, method_name, route, option):
     ids, mask = left_padded(BATCH)
     assert_equals_target(pair, method_name, route, dict(input_ids=ids, attention_mask=mask), options[option])
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("method_class", [FixedLengthCandidateGenerator, DySpecCandidateGenerator])
+def test_streamer_receives_the_cut_output(pair, options, method_class, route):
+    """A criterion that stops inside a round: the streamer gets the prompt and exactly the tokens returned."""
+    from helpers import CollectingStreamer
+
+    target, draft = pair
+    streamer = CollectingStreamer()
+    if route == "custom_generate":  # transformers hands custom_generate= no streamer: the method holds it
+        extra = {route: method_class(5, draft_model=draft, streamer=streamer)}
+    else:
+        extra = {route: method_class(5), "assistant_model": draft, "streamer": streamer}
+    kwargs = dict(max_new_tokens=MAX_NEW_TOKENS, do_sample=False, **options["stop-last-token-early"])
+    ids = torch.tensor([PROMPT])
+    out = target.generate(ids, **extra, **kwargs)
+    assert torch.equal(out, target.generate(ids, **kwargs))
+    assert streamer.chunks[0] == PROMPT and sum(streamer.chunks[1:], []) == out[0, len(PROMPT):].tolist()
+    assert streamer.ended

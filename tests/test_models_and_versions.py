@@ -176,7 +176,8 @@ def test_target_tokens_outside_the_draft_vocabulary(method_factory):
     reference = target.generate(ids, **kwargs)
     assert {97, 98} <= set(reference[0, ids.shape[1]:].tolist())
     reset_warnings()
-    with pytest.warns(UserWarning, match=r"Token id 99 is outside the draft's vocabulary \(96 rows; the target has 100\)"):
+    message = r"Token id 99 is outside the draft's vocabulary \(96 rows; the target has 100\)"
+    with pytest.warns(UserWarning, match=message):
         out = target.generate(ids, assistant_model=draft, candidate_generator=method_factory(), **kwargs)
     assert torch.equal(out, reference)
 

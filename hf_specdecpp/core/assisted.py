@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.candidate_generator import CandidateGenerator
+from transformers.generation.streamers import BaseStreamer
 
 from .cache import rollback
 from .compat import output_cache
@@ -88,10 +89,12 @@ class ChainCandidateGenerator(CandidateGenerator):
     def update_candidate_strategy(self, input_ids: torch.LongTensor, scores: torch.Tensor, num_matches: int):
         """Record the round (and tell the stop rule); the draft's cache stays valid up to the accepted candidates."""
         accepted = int(num_matches)
-        if self._history is not None:
-            self._history.extend(scores[0, : input_ids.shape[1] - self._round_start].unbind(0))
-        # the last token is transformers' to offer; earlier ones were offered as candidates unless scores are kept
-        stop = first_stop(self.criteria, input_ids[0, :-1], self._round_start, self._history, self.prompt_length)
+        added = input_ids.shape[1] - self._round_start
+        if self._history is None:  # the candidates were offered before verification: only the round's cap can stop
+            stop = self._round_start + self.round_cap if self.round_cap is not None and added > self.round_cap else None
+        else:  # offered now, with the target's scores; the last token is transformers' to offer
+            self._history.extend(scores[0, :added].unbind(0))
+            stop = first_stop(self.criteria, input_ids[0, :-1], self._round_start, self._history, self.prompt_length)
         if stop is not None:
             self.stop_length, accepted = stop, stop - self._round_start - 1
         if self._drafted:
@@ -118,10 +121,10 @@ class StopAfterCut(StoppingCriteria):
         return torch.full((input_ids.shape[0],), stopped, dtype=torch.bool, device=input_ids.device)
 
 
-class CutStreamer:
+class CutStreamer(BaseStreamer):
     """Passes a streamer what transformers' assisted loop streams, less a round's tokens past its cut."""
 
-    def __init__(self, streamer, source):
+    def __init__(self, streamer: BaseStreamer, source):
         self.streamer = streamer
         self.source = source
         self._prompt_sent = False

@@ -7,9 +7,12 @@ hard-coded branches. `install()` wraps both, once:
 - `generate(..., candidate_generator=method)` resolves the draft (`assistant_model=` or the method's own) and
   checks the call. A chain method decoding one sequence runs inside transformers' own assisted decoding: the
   call's state sits in a context variable (per thread and task) for the duration of that call only, and the
-  wrapped `_get_candidate_generator` returns a fresh per-call candidate generator built from it. Everything
-  else (draft trees, batches, several return sequences) runs the method's own loop as generate()'s
-  `custom_generate=` decoding method, with the draft and the streamer handed to it.
+  wrapped `_get_candidate_generator` returns a fresh per-call candidate generator built from it. transformers
+  asks the stopping criteria once per round; the generator offers each token to them in order, and the call's
+  criteria, streamer and output are wrapped so that a round a criterion stops mid-way ends there
+  (`core/assisted.py`). Everything else (draft trees, batches, several return sequences) runs the method's own
+  loop as generate()'s `custom_generate=` decoding method, with the draft and the streamer handed to it.
+- A pre-filled `past_key_values=`/`cache=` is refused on every route (the draft never read that prefix).
 - Without `candidate_generator=` both wrappers call transformers' originals unchanged.
 
 The call's statistics come back on the output object (`return_dict_in_generate=True`) and in
