@@ -112,15 +112,14 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
     draft = DraftSession(ctx.draft, ctx.logits_processor, ctx.vocab, ctx.do_sample, ctx.eos_token_ids, batch)
     rule = spec.new_rule()
     offered = criteria_to_offer(stopping_criteria, ctx.max_length, ctx.eos_token_ids)
-    row_processors = [processors_for_row(ctx.logits_processor, b) for b in range(batch)] \
-        if ctx.processors_read_ids else None
-    active = list(range(batch))
-    scores_out, logits_out = [], []  # per new token, when output_scores / output_logits
+    row_processors = [processors_for_row(ctx.logits_processor, b) for b in range(batch)]
+    active, scores_out, logits_out = list(range(batch)), [], []  # scores/logits per new token, when returned
     if ctx.streamer is not None:
         ctx.streamer.put(input_ids.cpu())
     while active:
         budget = [ctx.max_length - input_ids.shape[1] - rows.counts[b] for b in active]
-        prefixes = [RowPrefix(rows.generate_view(b), row_processors[b]) for b in active] if row_processors else None
+        prefixes = [RowPrefix(rows.generate_view(b), row_processors[b]) for b in active] \
+            if ctx.processors_read_ids else None
         lengths = [rows.real[b].shape[0] for b in active]
         layout = rows.layout(active, ctx.pad_token_id)
         drafted = _draft(draft, layout, lengths, budget, rule, spec, prefixes)
@@ -132,12 +131,8 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
         drafted_list, accepted_list, eos_list = torch.stack([candidate_lengths, accepted, eos_at]).tolist()
         counts, finished = [], []
         for i, b in enumerate(active):
-            count = min(accepted_list[i] + 1, budget[i], eos_list[i] + 1)
-            stop = count == eos_list[i] + 1 or count >= budget[i]
-            cut = _criteria_cut(offered, rows, b, new_tokens[i, :count], scores_out if ctx.output_scores else None,
-                                scores[i, :count])
-            if cut is not None:
-                count, stop = cut, True
+            count, stop = _kept(offered, rows, b, new_tokens[i], scores[i], budget[i], accepted_list[i] + 1,
+                                eos_list[i] + 1, scores_out if ctx.output_scores else None)
             rows.add(b, new_tokens[i, :count])
             counts.append(count)
             if stop:
@@ -163,10 +158,9 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
         ctx.streamer.end()
     stats.target_forwards, stats.draft_forwards = target.forwards, draft.forwards
     stats.set_new_tokens(rows.counts)
-    keep_scores = ctx.output_scores or ctx.output_logits
     return DecodeResult(rows.sequences(ctx.pad_token_id), stats,
                         tuple(s[None] for s in scores_out) if ctx.output_scores else None,
-                        tuple(s[None] for s in logits_out) if ctx.output_logits and keep_scores else None,
+                        tuple(s[None] for s in logits_out) if ctx.output_logits else None,
                         target.cache, draft.cache)
 
 
@@ -218,14 +212,19 @@ def _first_eos(tokens: torch.LongTensor, accepted: torch.LongTensor, eos: torch.
     return torch.where(hits, columns, past_end[:, None]).min(dim=1).values
 
 
-def _criteria_cut(criteria: StoppingCriteriaList, rows: Rows, row: int, tokens: torch.LongTensor,
-                  history: list[torch.Tensor] | None, scores: torch.Tensor) -> int | None:
-    """How many of the round's `tokens` row `row` keeps when a stopping criterion stops it after one of them
-    (None: none does). Each token is offered in order, as the target alone would (`criteria.first_stop`)."""
-    if not criteria:
-        return None
-    before = rows.generate_view(row)
-    sequence = torch.cat([before, tokens.to(before.device)])
-    seen = history + list(scores.unbind(0)) if history is not None else None
-    stop = first_stop(criteria, sequence, before.shape[0], seen, rows.prompt.shape[1])
-    return None if stop is None else stop - before.shape[0]
+def _kept(criteria: StoppingCriteriaList, rows: Rows, row: int, tokens: torch.LongTensor, scores: torch.Tensor,
+          budget: int, accepted: int, eos_end: int, history: list[torch.Tensor] | None) -> tuple[int, bool]:
+    """(How many of the round's new `tokens` row `row` keeps, whether the row is finished): its accepted
+    candidates plus the target's token, cut at its length limit (`budget`), after its first EOS (`eos_end`
+    tokens) and after the first token the stopping criteria stop it at, each token offered to them in order as
+    the target alone would (`criteria.first_stop`; `history`: the row's earlier processed scores, if kept)."""
+    count = min(accepted, budget, eos_end)
+    finished = count == eos_end or count >= budget
+    if criteria:
+        before = rows.generate_view(row)
+        sequence = torch.cat([before, tokens[:count].to(before.device)])
+        seen = history + list(scores[:count].unbind(0)) if history is not None else None
+        stop = first_stop(criteria, sequence, before.shape[0], seen, rows.prompt.shape[1])
+        if stop is not None:
+            count, finished = stop - before.shape[0], True
+    return count, finished

@@ -176,32 +176,38 @@ def _generate_with_method(original_generate, signature: inspect.Signature, model
                          "assisted decoding crops static caches (and compiles the verify pass on GPUs). Remove "
                          "cache_implementation, or upgrade transformers.")
     if assisted:
-        arguments["assistant_model"] = draft
         extra.pop("assistant_tokenizer", None)  # checked above; transformers refuses it for one tokenizer
-        state = CallState(method, draft, tokenizer, assistant_tokenizer, arguments.get("stopping_criteria"))
-        # transformers asks the criteria once per round: the generator cuts a round where one stops the sequence
-        arguments["stopping_criteria"] = StoppingCriteriaList([*(state.stopping_criteria or []), StopAfterCut(state)])
-        if arguments.get("streamer") is not None:
-            arguments["streamer"] = CutStreamer(arguments["streamer"], state)
-        token = _ACTIVE.set(state)
-        try:
-            output = original_generate(*bound.args, **bound.kwargs)
-        finally:
-            _ACTIVE.reset(token)
-        generator = state.generator
-        if generator is None:
-            raise RuntimeError("transformers did not ask hf_specdecpp for a candidate generator: its assisted "
-                               "decoding changed. Use custom_generate= with this transformers release.")
-        if generator.stop_length is not None:
-            output = cut_output(output, generator.stop_length, generator.prompt_length)
-        method.record_stats(generator.stats)
-        return with_stats(output, generator.stats)
+        return _generate_assisted(original_generate, bound, CallState(method, draft, tokenizer, assistant_tokenizer))
     arguments.pop("assistant_model", None)
     streamer = arguments.pop("streamer", None)
     arguments["custom_generate"] = functools.partial(
         method.decode, draft_model=draft, streamer=streamer, route="candidate_generator=", tokenizer=tokenizer,
         assistant_tokenizer=assistant_tokenizer)
     return original_generate(*bound.args, **bound.kwargs)
+
+
+def _generate_assisted(original_generate, bound: inspect.BoundArguments, state: CallState):
+    """Run the call in transformers' assisted decoding with the call's candidate generator (see the module
+    docstring): criteria, streamer and output wrapped so that a round a criterion stops mid-way ends there."""
+    arguments = bound.arguments
+    arguments["assistant_model"] = state.draft
+    state.stopping_criteria = arguments.get("stopping_criteria")
+    arguments["stopping_criteria"] = StoppingCriteriaList([*(state.stopping_criteria or []), StopAfterCut(state)])
+    if arguments.get("streamer") is not None:
+        arguments["streamer"] = CutStreamer(arguments["streamer"], state)
+    token = _ACTIVE.set(state)
+    try:
+        output = original_generate(*bound.args, **bound.kwargs)
+    finally:
+        _ACTIVE.reset(token)
+    generator = state.generator
+    if generator is None:
+        raise RuntimeError("transformers did not ask hf_specdecpp for a candidate generator: its assisted "
+                           "decoding changed. Use custom_generate= with this transformers release.")
+    if generator.stop_length is not None:
+        output = cut_output(output, generator.stop_length, generator.prompt_length)
+    state.method.record_stats(generator.stats)
+    return with_stats(output, generator.stats)
 
 
 def _resolve_draft(assistant_model, method: DecodingMethod):
