@@ -91,6 +91,15 @@ def _options(plain: list[int]) -> dict[str, dict]:
     return options
 
 
+FAST_OPTIONS = {"stop-last-token", "stop-last-token-early", "stop-length", "repetition_penalty",
+                "prefix_allowed_tokens_fn", "all-together"}
+"""Options every test run covers; the other processors one at a time are `slow` (CI's 2 cores: about a minute)."""
+
+
+def _params(names: list[str]) -> list:
+    return [pytest.param(name, marks=() if name in FAST_OPTIONS else pytest.mark.slow) for name in names]
+
+
 OPTION_NAMES = list(_options(list(range(10, 30))))
 BATCH_OPTIONS = ["stop-last-token", "stop-last-token-early", "stop-length", "repetition_penalty",
                  "no_repeat_ngram_size", "min_new_tokens", "prefix_allowed_tokens_fn", "all-together"]
@@ -132,14 +141,14 @@ def assert_equals_target(pair, method_name: str, route: str, inputs: dict, kwarg
         assert stats.new_tokens == out.shape[1] - inputs["input_ids"].shape[1] == stats.accepted_tokens + stats.rounds
 
 
-@pytest.mark.parametrize("option", OPTION_NAMES)
+@pytest.mark.parametrize("option", _params(OPTION_NAMES))
 @pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("method_name", list(METHODS))
 def test_one_sequence_equals_target(pair, options, method_name, route, option):
     assert_equals_target(pair, method_name, route, dict(input_ids=torch.tensor([PROMPT])), options[option])
 
 
-@pytest.mark.parametrize("option", BATCH_OPTIONS)
+@pytest.mark.parametrize("option", _params(BATCH_OPTIONS))
 @pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("method_name", BATCH_METHODS)
 def test_left_padded_batch_equals_target(pair, options, method_name, route, option):
@@ -165,3 +174,24 @@ def test_streamer_receives_the_cut_output(pair, options, method_class, route):
     assert torch.equal(out, target.generate(ids, **kwargs))
     assert streamer.chunks[0] == PROMPT and sum(streamer.chunks[1:], []) == out[0, len(PROMPT):].tolist()
     assert streamer.ended
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("method_name", ["fixed-k", "dyspec"])
+def test_returned_scores_and_cache_follow_the_cut(pair, options, method_name, route):
+    """With output_scores, criteria see the target's scores after verification; the cut round's extra scores and
+    cache entries go with its extra tokens."""
+    target, draft = pair
+    kwargs = dict(max_new_tokens=MAX_NEW_TOKENS, do_sample=False, return_dict_in_generate=True, output_scores=True,
+                  **options["stop-last-token-early"])
+    ids = torch.tensor([PROMPT])
+    reference = target.generate(ids, **kwargs)
+    extra = {"assistant_model": draft} if route == "candidate_generator" else {}
+    out = target.generate(ids, **{route: METHODS[method_name](draft if route == "custom_generate" else None)},
+                          **extra, **kwargs)
+    assert torch.equal(out.sequences, reference.sequences)
+    assert len(out.scores) == len(reference.scores) == reference.sequences.shape[1] - len(PROMPT)
+    for got, expected in zip(out.scores, reference.scores):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+    assert cache.get_seq_length() == reference.sequences.shape[1] - 1

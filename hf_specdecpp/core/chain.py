@@ -161,7 +161,7 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
     return DecodeResult(rows.sequences(ctx.pad_token_id), stats,
                         tuple(s[None] for s in scores_out) if ctx.output_scores else None,
                         tuple(s[None] for s in logits_out) if ctx.output_logits else None,
-                        target.cache, draft.cache)
+                        target.final_cache(), draft.cache)
 
 
 def _draft(draft: DraftSession, layout: torch.LongTensor, lengths: list[int], budget: list[int], rule: StopRule,
