@@ -6,6 +6,7 @@ these look at the two things it cannot see on one CPU: a processor's per-row sta
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import (LogitsProcessorList, MinNewTokensLengthLogitsProcessor, PrefixConstrainedLogitsProcessor,
                           RepetitionPenaltyLogitsProcessor)
@@ -13,8 +14,16 @@ from transformers import (LogitsProcessorList, MinNewTokensLengthLogitsProcessor
 from hf_specdecpp.core.processing import RowPrefix, process_next, process_positions, processors_for_row
 
 
+def batch_penalty(penalty: float, padding: list[int]) -> RepetitionPenaltyLogitsProcessor:
+    """The repetition penalty generate() builds for a left-padded batch (per-row padding: transformers >= 5.16)."""
+    try:
+        return RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=torch.tensor(padding))
+    except ValueError:
+        pytest.skip("this transformers release has no per-row prompt_ignore_length")
+
+
 def test_row_processors_get_their_rows_share_of_batch_state():
-    penalty = RepetitionPenaltyLogitsProcessor(1.5, prompt_ignore_length=torch.tensor([2, 0, 5]))
+    penalty = batch_penalty(1.5, [2, 0, 5])
     seen = []
     prefix = PrefixConstrainedLogitsProcessor(lambda batch_id, ids: seen.append(batch_id) or [3], num_beams=1)
     processors = LogitsProcessorList([penalty, prefix])
@@ -29,7 +38,7 @@ def test_row_processors_get_their_rows_share_of_batch_state():
 
 def test_repetition_penalty_of_a_left_padded_row_ignores_its_padding():
     """Row 1 of a batch padded by 2: the pad token (0) is not penalised, its real tokens are."""
-    penalty = RepetitionPenaltyLogitsProcessor(2.0, prompt_ignore_length=torch.tensor([0, 2]))
+    penalty = batch_penalty(2.0, [0, 2])
     processors = LogitsProcessorList([penalty])
     logits = torch.ones((1, 2, 6))
     prefix = RowPrefix(torch.tensor([0, 0, 4, 5]), processors_for_row(processors, 1))
@@ -43,7 +52,7 @@ def test_ids_follow_the_scores_device():
     and scores on the draft's. The `meta` device stands in for a second accelerator on a CPU-only machine: it
     checks that every tensor a processor reads is moved to the scores' device, not the numbers (a real second
     device is exercised by the GPU check only)."""
-    processors = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(1.3, prompt_ignore_length=torch.tensor([1])),
+    processors = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(1.3, prompt_ignore_length=1),
                                       MinNewTokensLengthLogitsProcessor(3, 4, 1)])
     prefix = RowPrefix(torch.tensor([0, 4, 5]), processors_for_row(processors, 0))  # the target's device (CPU)
     drafted = torch.tensor([[7, 8]], device="meta")
