@@ -153,3 +153,33 @@ def test_svip_config_errors_name_the_argument(kwargs, argument):
 
     with pytest.raises(ValueError, match=argument):
         EntropyStoppingCandidateGenerator(**kwargs)
+
+
+@pytest.mark.parametrize("argument", ["past_key_values", "cache"])
+@pytest.mark.parametrize("route", ["candidate_generator", "custom_generate"])
+@pytest.mark.parametrize("kind", ["chain", "tree"])
+def test_prefilled_cache_is_refused_on_every_route(pair, argument, route, kind):
+    """A cache holding the prompt's prefix would make transformers' assisted decoding continue without the draft
+    having read that prefix (different tokens, no error): every route refuses it, naming the argument."""
+    from transformers import DynamicCache
+
+    from hf_specdecpp import DySpecCandidateGenerator
+    from hf_specdecpp.core.compat import cache_argument, cache_kwargs
+
+    target, draft = pair
+    if argument == "cache" and cache_argument(target) != "cache":
+        pytest.skip("generate() takes cache= from transformers 5.24 on")
+    ids = torch.tensor([[2, 5, 6, 7, 8, 9]])
+    d = draft if route == "custom_generate" else None
+    method = SpecDecPPCandidateGenerator(head=random_head(32), draft_model=d) if kind == "chain" else \
+        DySpecCandidateGenerator(budget=4, draft_model=d)
+    extra = {"assistant_model": draft} if route == "candidate_generator" else {}
+    cache = DynamicCache(config=target.config)
+    with torch.no_grad():
+        target(ids[:, :4], **cache_kwargs(target, cache))
+    with pytest.raises(ValueError, match=rf"{argument}=.*pre-filled cache \(4 tokens\).*starts from an empty cache"):
+        target.generate(ids, **{argument: cache}, **{route: method}, **extra, max_new_tokens=6, do_sample=False)
+    # an empty cache is fine: it is filled from the prompt
+    out = target.generate(ids, **{argument: DynamicCache(config=target.config)}, **{route: method}, **extra,
+                          max_new_tokens=6, do_sample=False)
+    assert torch.equal(out, target.generate(ids, max_new_tokens=6, do_sample=False))

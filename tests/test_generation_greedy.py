@@ -105,8 +105,7 @@ def test_user_stopping_criteria_and_logits_processors(pair):
     for route in ("candidate_generator", "custom_generate"):
         generator = SpecDecPPCandidateGenerator(head=random_head(32), threshold=0.7, draft_model=draft)
         out = target.generate(ids, **{route: generator}, **kwargs)
-        # the assisted loop may overshoot a user criterion by the round's accepted tokens, as in transformers
-        assert torch.equal(out[:, : reference.shape[1]], reference), route
+        assert torch.equal(out, reference), route  # each accepted token is offered to the criteria in order
 
 
 def test_return_dict_in_generate(pair):

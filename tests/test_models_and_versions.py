@@ -194,6 +194,28 @@ def test_padded_vocabularies_checked_against_the_tokenizers():
                         tokenizer=tiny_tokenizer(96), assistant_tokenizer=tiny_tokenizer(90))
 
 
+@pytest.mark.parametrize("method_factory", [chain_method, lambda d=None: DySpecCandidateGenerator(4, draft_model=d)],
+                         ids=["chain", "tree"])
+def test_target_tokens_outside_the_draft_vocabulary(method_factory):
+    """The target (100 rows) emits, and the prompt holds, ids the draft (96 rows) has no embedding for: the draft
+    reads a stand-in token (with a warning), and the output is still the target's."""
+    from hf_specdecpp.testing import tiny_tokenizer
+    from hf_specdecpp.utils.warnings import reset_warnings
+
+    target, draft = padded_pair(100, 96)
+    ids = torch.tensor([[2, 5, 99, 7, 8]])
+    bias = [[[77, 98], 100.0], [[9, 97], 100.0]]  # the target emits 98 after 77 and 97 after 9
+    kwargs = dict(max_new_tokens=16, do_sample=False, sequence_bias=bias, tokenizer=tiny_tokenizer(96),
+                  assistant_tokenizer=tiny_tokenizer(96))
+    reference = target.generate(ids, **kwargs)
+    assert {97, 98} <= set(reference[0, ids.shape[1]:].tolist())
+    reset_warnings()
+    message = r"Token id 99 is outside the draft's vocabulary \(96 rows; the target has 100\)"
+    with pytest.warns(UserWarning, match=message):
+        out = target.generate(ids, assistant_model=draft, candidate_generator=method_factory(), **kwargs)
+    assert torch.equal(out, reference)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("route", ROUTES)
 def test_padded_vocabulary_sampling_keeps_the_target_distribution(route):

@@ -10,7 +10,8 @@ that returns the draft's UNPROCESSED logits instead of the scores its tokens wer
 
 import pytest
 import torch
-from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
+from transformers import (LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TemperatureLogitsWarper,
+                          TopKLogitsWarper)
 
 from hf_specdecpp import SpecDecPPCandidateGenerator
 from hf_specdecpp.core.assisted import ChainCandidateGenerator
@@ -80,8 +81,8 @@ class UnprocessedScores(ChainCandidateGenerator):
 
 
 class UnprocessedScoresGenerator(SpecDecPPCandidateGenerator):
-    def new_candidate_generator(self, ctx, input_ids, attention_mask):
-        return UnprocessedScores(ctx, self.chain_spec(ctx), input_ids, attention_mask)
+    def new_candidate_generator(self, ctx, input_ids, attention_mask, stopping_criteria=None):
+        return UnprocessedScores(ctx, self.chain_spec(ctx), input_ids, attention_mask, stopping_criteria)
 
 
 @pytest.mark.slow
@@ -109,3 +110,53 @@ def test_detector_flags_unprocessed_draft_scores(pair):
     tv, bound, _ = empirical_tv(target, draft, UnprocessedScoresGenerator)
     # with processed scores the TV stays below the bound; raw scores shift the distribution far beyond it
     assert tv > bound, f"TV {tv:.4f} should exceed the bound {bound:.4f} when raw logits are returned"
+
+
+class StopAtToken(StoppingCriteria):
+    def __init__(self, token: int):
+        self.token = token
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return input_ids[:, -1] == self.token
+
+
+def exact_with_stop_token(model, stop: int, length: int) -> dict[tuple[int, ...], float]:
+    """P(output) for `length` new tokens when a criterion stops the sequence after the token `stop`."""
+    processors = LogitsProcessorList([TemperatureLogitsWarper(TEMPERATURE), TopKLogitsWarper(TOP_K)])
+    out: dict[tuple[int, ...], float] = {}
+
+    def walk(tokens: tuple[int, ...], mass: float) -> None:
+        if len(tokens) == length or (tokens and tokens[-1] == stop):
+            out[tokens] = out.get(tokens, 0.0) + mass
+            return
+        seq = torch.cat([PROMPT, torch.tensor([list(tokens)], dtype=torch.long)], dim=-1)
+        with torch.no_grad():
+            p = processors(seq, model(seq).logits[:, -1]).softmax(-1)[0]
+        for t in range(VOCAB):
+            if p[t] > 0:
+                walk(tokens + (t,), mass * float(p[t]))
+
+    walk((), 1.0)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ["candidate_generator", "custom_generate"])
+def test_a_stop_token_criterion_keeps_the_target_distribution(pair, route):
+    """A criterion that stops at a token ends the round there (the candidates after it, and the target's own token,
+    are dropped): the law of the whole output is still the target alone's with that criterion."""
+    target, draft = pair
+    stop = max(exact_first_two(target).items(), key=lambda item: item[1])[0][0]  # the likeliest first token
+    exact = exact_with_stop_token(target, stop, 3)
+    generator = SpecDecPPCandidateGenerator(head=constant_head(32, 1 - 1e-9), threshold=0.5, max_candidates=4,
+                                            draft_model=draft)
+    kwargs = dict(GENERATE_KWARGS, stopping_criteria=StoppingCriteriaList([StopAtToken(stop)]))
+    torch.manual_seed(4321)
+    counts: dict[tuple[int, ...], int] = {}
+    for _ in range(NUM_SAMPLES):
+        out = target.generate(PROMPT, **{route: generator}, **kwargs)
+        key = tuple(out[0, PROMPT.shape[1]:].tolist())
+        counts[key] = counts.get(key, 0) + 1
+    assert sum(c for k, c in counts.items() if len(k) < 3) > NUM_SAMPLES / 10  # the criterion cut many calls
+    tv, bound = tv_and_bound(counts, exact, NUM_SAMPLES, DELTA)
+    assert tv <= bound, f"TV {tv:.4f} exceeds the bound {bound:.4f}"

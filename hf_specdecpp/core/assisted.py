@@ -5,6 +5,13 @@ each round (`get_candidates`), then reports how many the target accepted (`updat
 one drafts with the method's `StopRule` through a `DraftSession` (direct forward passes over the draft's
 cache); transformers verifies, samples and keeps the target's cache. One sequence per call, as transformers'
 assisted decoding requires.
+
+Stopping criteria: transformers asks them once per round, about the whole sequence, so a criterion that would
+stop the target alone in the middle of a round is seen too late. This generator offers every token to them
+in order (`criteria.first_stop`): a round's candidates end at the first one that would stop the sequence, and
+when the target accepted a token that stops it before the round's last one, `stop_length` records where the
+sequence ends; the generate() patch then stops transformers' loop (`StopAfterCut`) and cuts the output there
+(`cut_output`), so the result is the target alone's.
 """
 
 from __future__ import annotations
@@ -12,9 +19,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.candidate_generator import CandidateGenerator
+from transformers.generation.streamers import BaseStreamer
 
+from .cache import rollback
+from .compat import output_cache
+from .criteria import criteria_to_offer, first_stop
 from .drafting import DraftSession, notify_round
+from .processing import RowPrefix, processors_for_row
 from .stats import SpeculationStats
 
 if TYPE_CHECKING:
@@ -28,8 +41,14 @@ class ChainCandidateGenerator(CandidateGenerator):
     requires_model_outputs = False
 
     def __init__(self, ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
-                 attention_mask: torch.Tensor | None):
+                 attention_mask: torch.Tensor | None, stopping_criteria: StoppingCriteriaList | None = None):
         self.ctx = ctx
+        self.row_processors = processors_for_row(ctx.logits_processor, 0)
+        self.criteria = criteria_to_offer(stopping_criteria, ctx.max_length, ctx.eos_token_ids)
+        self.stop_length: int | None = None  # where a criterion stopped the sequence inside a round
+        self.round_cap: int | None = None  # the most tokens this round may add (a candidate stops the sequence)
+        self._round_start = input_ids.shape[1]
+        self._history: list[torch.Tensor] | None = [] if ctx.output_scores else None
         self.spec = spec
         self.rule = spec.new_rule()
         self.session = DraftSession(ctx.draft, ctx.logits_processor, ctx.vocab, ctx.do_sample, ctx.eos_token_ids, 1)
@@ -53,20 +72,86 @@ class ChainCandidateGenerator(CandidateGenerator):
             self._drafted = 0
             return input_ids, None
         length = input_ids.shape[1] - self.pads
-        prefixes = [input_ids[0]] if self.ctx.processors_read_ids else None
+        prefixes = [RowPrefix(input_ids[0], self.row_processors)] if self.ctx.processors_read_ids else None
         drafted = self.session.draft_round(input_ids, [length], [max_new], self.rule, self.spec.min_candidates,
                                            prefixes)
         # one sequence: the round ended when that row stopped, so it drafted exactly `steps` candidates
-        self._drafted = drafted.steps
         candidates = drafted.tokens.to(input_ids.device)
-        return torch.cat([input_ids, candidates], dim=1), drafted.scores
+        self._round_start, self.round_cap = input_ids.shape[1], None
+        if self._history is None:  # criteria see scores=None, as from generate(); else they wait for the target's
+            stop = first_stop(self.criteria, torch.cat([input_ids[0], candidates[0]]), input_ids.shape[1])
+            if stop is not None:  # no candidate after one that stops the sequence, nor the target's token
+                self.round_cap = stop - input_ids.shape[1]
+                candidates = candidates[:, : self.round_cap]
+        self._drafted = candidates.shape[1]
+        return torch.cat([input_ids, candidates], dim=1), drafted.scores[:, : self._drafted]
 
     def update_candidate_strategy(self, input_ids: torch.LongTensor, scores: torch.Tensor, num_matches: int):
         """Record the round (and tell the stop rule); the draft's cache stays valid up to the accepted candidates."""
         accepted = int(num_matches)
+        added = input_ids.shape[1] - self._round_start
+        if self._history is None:  # the candidates were offered before verification: only the round's cap can stop
+            stop = self._round_start + self.round_cap if self.round_cap is not None and added > self.round_cap else None
+        else:  # offered now, with the target's scores; the last token is transformers' to offer
+            self._history.extend(scores[0, :added].unbind(0))
+            stop = first_stop(self.criteria, input_ids[0, :-1], self._round_start, self._history, self.prompt_length)
+        if stop is not None:
+            self.stop_length, accepted = stop, stop - self._round_start - 1
         if self._drafted:
             self.session.finish_round([accepted])
         self.stats.record_round({0: self._drafted}, {0: accepted})
         notify_round(self.rule, [self._drafted], [accepted])
         self.stats.draft_forwards = self.session.forwards
-        self.stats.set_new_tokens([input_ids.shape[1] - self.prompt_length])
+        self.stats.set_new_tokens([(self.stop_length or input_ids.shape[1]) - self.prompt_length])
+
+
+class StopAfterCut(StoppingCriteria):
+    """Stops transformers' assisted loop once the call's candidate generator cut the sequence inside a round.
+
+    Added to the call's stopping criteria by the generate() patch; `source.generator` is the call's
+    `ChainCandidateGenerator` (None until transformers asks for it).
+    """
+
+    def __init__(self, source):
+        self.source = source
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        generator = self.source.generator
+        stopped = generator is not None and generator.stop_length is not None
+        return torch.full((input_ids.shape[0],), stopped, dtype=torch.bool, device=input_ids.device)
+
+
+class CutStreamer(BaseStreamer):
+    """Passes a streamer what transformers' assisted loop streams, less a round's tokens past its cut."""
+
+    def __init__(self, streamer: BaseStreamer, source):
+        self.streamer = streamer
+        self.source = source
+        self._prompt_sent = False
+
+    def put(self, value: torch.Tensor) -> None:
+        generator = self.source.generator
+        if self._prompt_sent and generator is not None and generator.round_cap is not None:
+            value = value[..., : generator.round_cap]
+        self._prompt_sent = True
+        self.streamer.put(value)
+
+    def end(self) -> None:
+        self.streamer.end()
+
+
+def cut_output(output, length: int, prompt_length: int):
+    """generate()'s `output` (ids, or an output object) ended after `length` tokens: the sequence, the per-token
+    tuples (scores, logits, attentions, hidden states) and the returned cache as the target alone leaves them."""
+    if isinstance(output, torch.Tensor):
+        return output[:, :length]
+    new_tokens = length - prompt_length
+    for name in ("scores", "logits", "attentions", "hidden_states"):
+        value = getattr(output, name, None)
+        if isinstance(value, tuple):
+            setattr(output, name, value[:new_tokens])
+    cache = output_cache(output)
+    if cache is not None and hasattr(cache, "get_seq_length"):
+        rollback(cache, cache.get_seq_length() - (length - 1))
+    output.sequences = output.sequences[:, :length]
+    return output

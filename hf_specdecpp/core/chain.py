@@ -7,11 +7,13 @@ serve the call (a batch, several return sequences). Every round:
 1. the draft proposes candidates for every active row (`DraftSession.draft_round`, the method's stop rule);
 2. the target reads each row's uncached tokens and all candidates in ONE forward pass;
 3. each row keeps its accepted candidates plus one target token (greedy match or speculative sampling), cut at
-   EOS and at its length limit; finished rows leave the batch (they cost nothing afterwards);
+   EOS, at its length limit and at the first token a stopping criterion stops at; finished rows leave the batch
+   (they cost nothing afterwards);
 4. both caches drop what was rejected (rows re-aligned when they accepted different numbers).
 
-Host synchronisations: one per drafted token (the stop decision) and two per round (the round's outcome, the
-stopping criteria), whatever the batch size.
+Host synchronisations: one per drafted token (the stop decision) and one per round (the round's outcome),
+whatever the batch size, plus one per accepted token when the call has stopping criteria beyond its length and
+EOS limits (each accepted token is offered to them in order, `criteria.py`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from .criteria import criteria_to_offer, first_stop
 from .drafting import DraftRound, DraftSession, notify_round, notify_rows
 from .model_session import ModelSession, last_logits
-from .processing import process_positions
+from .processing import RowPrefix, process_positions, processors_for_row
 from .stats import SpeculationStats
 from .verification import verify_greedy, verify_sampling
 
@@ -108,13 +111,15 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
     target = ModelSession(ctx.target, "target", batch, given_cache=target_cache)
     draft = DraftSession(ctx.draft, ctx.logits_processor, ctx.vocab, ctx.do_sample, ctx.eos_token_ids, batch)
     rule = spec.new_rule()
-    active = list(range(batch))
-    scores_out, logits_out = [], []  # per new token, when output_scores / output_logits
+    offered = criteria_to_offer(stopping_criteria, ctx.max_length, ctx.eos_token_ids)
+    row_processors = [processors_for_row(ctx.logits_processor, b) for b in range(batch)]
+    active, scores_out, logits_out = list(range(batch)), [], []  # scores/logits per new token, when returned
     if ctx.streamer is not None:
         ctx.streamer.put(input_ids.cpu())
     while active:
         budget = [ctx.max_length - input_ids.shape[1] - rows.counts[b] for b in active]
-        prefixes = [rows.generate_view(b) for b in active] if ctx.processors_read_ids else None
+        prefixes = [RowPrefix(rows.generate_view(b), row_processors[b]) for b in active] \
+            if ctx.processors_read_ids else None
         lengths = [rows.real[b].shape[0] for b in active]
         layout = rows.layout(active, ctx.pad_token_id)
         drafted = _draft(draft, layout, lengths, budget, rule, spec, prefixes)
@@ -126,10 +131,11 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
         drafted_list, accepted_list, eos_list = torch.stack([candidate_lengths, accepted, eos_at]).tolist()
         counts, finished = [], []
         for i, b in enumerate(active):
-            count = min(accepted_list[i] + 1, budget[i], eos_list[i] + 1)
+            count, stop = _kept(offered, rows, b, new_tokens[i], scores[i], budget[i], accepted_list[i] + 1,
+                                eos_list[i] + 1, scores_out if ctx.output_scores else None)
             rows.add(b, new_tokens[i, :count])
             counts.append(count)
-            if count == eos_list[i] + 1 or count >= budget[i]:
+            if stop:
                 finished.append(i)
             if ctx.output_scores or ctx.output_logits:
                 scores_out.extend(scores[i, :count].unbind(0))
@@ -141,10 +147,8 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
         notify_round(rule, drafted_list, kept)
         draft.finish_round(kept)
         target.cached = [length + c - 1 for length, c in zip(lengths, counts)]
-        stopped = _criteria_stop(stopping_criteria, rows, active, scores_out)
-        done = [i for i in range(len(active)) if i in finished or stopped[i]]
-        if done:
-            keep = [i for i in range(len(active)) if i not in done]
+        if finished:
+            keep = [i for i in range(len(active)) if i not in finished]
             if keep:
                 target.select_rows(keep)
                 draft.select_rows(keep)
@@ -154,15 +158,14 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
         ctx.streamer.end()
     stats.target_forwards, stats.draft_forwards = target.forwards, draft.forwards
     stats.set_new_tokens(rows.counts)
-    keep_scores = ctx.output_scores or ctx.output_logits
     return DecodeResult(rows.sequences(ctx.pad_token_id), stats,
                         tuple(s[None] for s in scores_out) if ctx.output_scores else None,
-                        tuple(s[None] for s in logits_out) if ctx.output_logits and keep_scores else None,
-                        target.cache, draft.cache)
+                        tuple(s[None] for s in logits_out) if ctx.output_logits else None,
+                        target.final_cache(), draft.cache)
 
 
 def _draft(draft: DraftSession, layout: torch.LongTensor, lengths: list[int], budget: list[int], rule: StopRule,
-           spec: ChainSpec, prefixes) -> DraftRound:
+           spec: ChainSpec, prefixes: list[RowPrefix] | None) -> DraftRound:
     """This round's candidates; none when no row has room for a candidate plus the target's own token."""
     max_new = [min(spec.max_candidates, left - 1) for left in budget]
     if max(max_new) < 1:
@@ -171,7 +174,7 @@ def _draft(draft: DraftSession, layout: torch.LongTensor, lengths: list[int], bu
 
 
 def _verify_pass(ctx: CallContext, target: ModelSession, layout: torch.LongTensor, lengths: list[int],
-                 drafted: DraftRound, prefixes) -> tuple[torch.Tensor, torch.Tensor]:
+                 drafted: DraftRound, prefixes: list[RowPrefix] | None) -> tuple[torch.Tensor, torch.Tensor]:
     """One target pass over each row's uncached tokens and all candidates: (raw logits, processed scores), each
     `(B, S + 1, V)` for the S + 1 positions the candidates are verified at."""
     feed = target.align(lengths, layout.shape[1])
@@ -209,11 +212,19 @@ def _first_eos(tokens: torch.LongTensor, accepted: torch.LongTensor, eos: torch.
     return torch.where(hits, columns, past_end[:, None]).min(dim=1).values
 
 
-def _criteria_stop(stopping_criteria: StoppingCriteriaList, rows: Rows, active: list[int],
-                   scores: list[torch.Tensor]) -> list[bool]:
-    """generate()'s stopping criteria for every active row, each asked with its own ids (one host sync)."""
-    if not stopping_criteria:
-        return [False] * len(active)
-    last = scores[-1][None] if scores else None
-    flags = [stopping_criteria(rows.generate_view(b)[None], last).reshape(-1)[:1] for b in active]
-    return [bool(x) for x in torch.cat(flags).tolist()]
+def _kept(criteria: StoppingCriteriaList, rows: Rows, row: int, tokens: torch.LongTensor, scores: torch.Tensor,
+          budget: int, accepted: int, eos_end: int, history: list[torch.Tensor] | None) -> tuple[int, bool]:
+    """(How many of the round's new `tokens` row `row` keeps, whether the row is finished): its accepted
+    candidates plus the target's token, cut at its length limit (`budget`), after its first EOS (`eos_end`
+    tokens) and after the first token the stopping criteria stop it at, each token offered to them in order as
+    the target alone would (`criteria.first_stop`; `history`: the row's earlier processed scores, if kept)."""
+    count = min(accepted, budget, eos_end)
+    finished = count == eos_end or count >= budget
+    if criteria:
+        before = rows.generate_view(row)
+        sequence = torch.cat([before, tokens[:count].to(before.device)])
+        seen = history + list(scores[:count].unbind(0)) if history is not None else None
+        stop = first_stop(criteria, sequence, before.shape[0], seen, rows.prompt.shape[1])
+        if stop is not None:
+            count, finished = stop - before.shape[0], True
+    return count, finished

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from .model_session import ModelSession, last_logits
-from .processing import process_next
+from .processing import RowPrefix, process_next
 
 if TYPE_CHECKING:
     from transformers import LogitsProcessorList, PreTrainedModel
@@ -95,15 +95,16 @@ class DraftSession(ModelSession):
 
     @torch.no_grad()
     def draft_round(self, sequences: torch.LongTensor, lengths: list[int], max_new: list[int], rule: StopRule,
-                    min_candidates: int = 1, prefixes: list[torch.LongTensor] | None = None) -> DraftRound:
+                    min_candidates: int = 1, prefixes: list[RowPrefix] | None = None) -> DraftRound:
         """Draft for every row until its rule stops it, it reaches `max_new[b]` (>= 1) candidates or drafts EOS.
 
         `sequences` `(B, T)` holds row b's real tokens in its last `lengths[b]` columns; `prefixes` are the rows
-        as generate() shows them to logits processors (read only when a processor reads token ids).
+        as generate() shows them to logits processors, with each row's processors (read only when a processor reads
+        token ids).
         """
         batch = len(lengths)
         feed = self.align(lengths, sequences.shape[1])
-        fed_ids = sequences[:, -feed:].to(self.device)
+        fed_ids = self.vocab.ids_for_draft(sequences[:, -feed:].to(self.device))
         attention, positions = self.feed_layout(feed, lengths)
         steps_cap = max(max_new)
         cap = torch.tensor(max_new, device=self.device)

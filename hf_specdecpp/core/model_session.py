@@ -88,6 +88,13 @@ class ModelSession:
             self.columns = self.pads[0] + keep[0]
         self.cached = keep
 
+    def final_cache(self) -> Any:
+        """The cache at the end of a call: for one sequence, holding exactly its valid tokens (as generate()
+        returns it: every token but the last), without the verified positions of a round cut short."""
+        if not self.batched and self.columns:
+            self.truncate(self.cached)
+        return self.cache
+
     def feed_layout(self, feed: int, lengths: list[int]) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(2D attention mask over the cache and `feed` new columns, or None when nothing is padded;
         position ids `(B, feed)` of the new columns), for rows whose last `feed` tokens are fed now."""

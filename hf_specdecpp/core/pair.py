@@ -4,7 +4,10 @@ Speculative decoding compares the draft's and the target's distributions token b
 must share one tokenizer. Their output layers may still differ in size: checkpoints pad the embedding matrix
 to a multiple of 64 or 128 (Qwen2.5-0.5B has 151,936 rows, Qwen2.5-7B and larger 152,064, with one tokenizer
 of 151,665 tokens). The padded rows are never produced, so the pair works: the draft proposes tokens within
-the target's vocabulary (`VocabMap.draft_scores_for_target`) and the target verifies over its own.
+the target's vocabulary (`VocabMap.draft_scores_for_target`) and the target verifies over its own. Should the
+target still produce a token the draft has no row for (or the prompt hold one), the draft reads a stand-in token
+in its place (`VocabMap.ids_for_draft`, with a warning): its proposals get worse there, the output stays the
+target's.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+
+from ..utils.warnings import warn_once
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -38,6 +43,7 @@ class VocabMap:
 
     target_size: int
     draft_size: int
+    stand_in: int = 0  # the token the draft reads in place of a target token it has no row for
 
     @property
     def shared_size(self) -> int:
@@ -58,6 +64,33 @@ class VocabMap:
         return torch.cat([scores, pad], dim=-1)
 
 
+    def ids_for_draft(self, ids: torch.LongTensor) -> torch.LongTensor:
+        """Token ids of the target's vocabulary as the draft can read them: ids past the draft's rows become
+        `stand_in` (a warning says so once; one host synchronisation, only when the draft has fewer rows)."""
+        if self.draft_size >= self.target_size:
+            return ids
+        outside = ids >= self.draft_size
+        if bool(outside.any()):
+            warn_once(f"draft-vocab-{self.draft_size}-{self.target_size}",
+                      f"Token id {int(ids[outside][0])} is outside the draft's vocabulary ({self.draft_size} rows; the "
+                      f"target has {self.target_size}): the draft reads token {self.stand_in} in its place. The output "
+                      "stays the target's; speculation is weaker around such tokens.")
+            return torch.where(outside, torch.full_like(ids, self.stand_in), ids)
+        return ids
+
+
+def stand_in_token(draft: PreTrainedModel, tokenizer=None) -> int:
+    """The token the draft reads in place of target tokens it lacks: the tokenizer's unknown token, else the
+    draft's padding or EOS token, else 0."""
+    candidates = [getattr(tokenizer, "unk_token_id", None), draft.generation_config.pad_token_id,
+                  draft.generation_config.eos_token_id, draft.config.get_text_config().pad_token_id]
+    for token in candidates:
+        token = token[0] if isinstance(token, (list, tuple)) and token else token
+        if isinstance(token, int) and 0 <= token < output_vocab_size(draft):
+            return token
+    return 0
+
+
 def check_pair(target: PreTrainedModel, draft: PreTrainedModel, tokenizer=None, assistant_tokenizer=None) -> VocabMap:
     """Raise ValueError when draft and target cannot be used together; return their vocabulary map.
 
@@ -68,7 +101,7 @@ def check_pair(target: PreTrainedModel, draft: PreTrainedModel, tokenizer=None, 
         if getattr(model.config, "is_encoder_decoder", False):
             raise ValueError(f"hf_specdecpp supports decoder-only models; the {role} ({type(model).__name__}) is an "
                              "encoder-decoder model.")
-    vocab = VocabMap(output_vocab_size(target), output_vocab_size(draft))
+    vocab = VocabMap(output_vocab_size(target), output_vocab_size(draft), stand_in_token(draft, assistant_tokenizer))
     if tokenizer is not None and assistant_tokenizer is not None:
         check_tokenizers(tokenizer, assistant_tokenizer)
         if len(tokenizer) > vocab.shared_size:

@@ -1,7 +1,8 @@
 """Argument checks in one place: every error names the argument and says what was expected.
 
 The `check_*` functions validate single values (used by method configs, training and the CLI alike);
-`check_generation_inputs` turns inputs our decoding loops cannot honour into clear errors before any work.
+`check_generation_inputs` turns inputs our decoding loops cannot honour into clear errors before any work;
+`check_empty_cache` refuses a pre-filled cache on every route.
 """
 
 from __future__ import annotations
@@ -139,3 +140,21 @@ def check_left_padding(mask: torch.Tensor) -> None:
     if bool((binary[:, :-1] & ~binary[:, 1:]).any()):
         raise ValueError("attention_mask shows right or inner padding; speculative decoding needs left padding "
                          "(tokenizer(..., padding=True, padding_side='left')).")
+
+
+def check_empty_cache(argument: str, cache: Any, route: str) -> None:
+    """Refuse a pre-filled KV cache: speculative decoding reads the whole prompt into both models' caches.
+
+    Args:
+        argument: the generate() argument that holds the cache, as the message names it (`past_key_values=`).
+        cache: its value (None, an empty cache and a filled one are told apart).
+        route: how the method was called, for the message.
+    """
+    if cache is None:
+        return
+    filled = cache.get_seq_length() if hasattr(cache, "get_seq_length") else len(cache)
+    if filled:
+        raise ValueError(
+            f"{argument} holds a pre-filled cache ({int(filled)} tokens), but hf_specdecpp ({route}) starts from "
+            "an empty cache: the draft and the target both read the whole prompt. Pass the whole text as input_ids "
+            "with no cache (or an empty one), or continue from this cache with plain generate().")

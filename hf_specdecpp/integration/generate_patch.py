@@ -7,9 +7,12 @@ hard-coded branches. `install()` wraps both, once:
 - `generate(..., candidate_generator=method)` resolves the draft (`assistant_model=` or the method's own) and
   checks the call. A chain method decoding one sequence runs inside transformers' own assisted decoding: the
   call's state sits in a context variable (per thread and task) for the duration of that call only, and the
-  wrapped `_get_candidate_generator` returns a fresh per-call candidate generator built from it. Everything
-  else (draft trees, batches, several return sequences) runs the method's own loop as generate()'s
-  `custom_generate=` decoding method, with the draft and the streamer handed to it.
+  wrapped `_get_candidate_generator` returns a fresh per-call candidate generator built from it. transformers
+  asks the stopping criteria once per round; the generator offers each token to them in order, and the call's
+  criteria, streamer and output are wrapped so that a round a criterion stops mid-way ends there
+  (`core/assisted.py`). Everything else (draft trees, batches, several return sequences) runs the method's own
+  loop as generate()'s `custom_generate=` decoding method, with the draft and the streamer handed to it.
+- A pre-filled `past_key_values=`/`cache=` is refused on every route (the draft never read that prefix).
 - Without `candidate_generator=` both wrappers call transformers' originals unchanged.
 
 The call's statistics come back on the output object (`return_dict_in_generate=True`) and in
@@ -33,12 +36,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import transformers
-
-from transformers import GenerationConfig, LogitsProcessorList
+from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 from transformers.generation.utils import GenerationMixin
 
+from ..core.assisted import CutStreamer, StopAfterCut, cut_output
 from ..core.call import CallContext
-from ..core.compat import TESTED_RANGE, UpstreamChangedError, is_tested_transformers, static_cache_croppable
+from ..core.compat import CACHE_KEYS, TESTED_RANGE, UpstreamChangedError, is_tested_transformers, \
+    static_cache_croppable
+from ..core.validation import check_empty_cache
 from ..methods import registry
 from ..methods.base import DecodingMethod, with_stats
 from ..utils.warnings import warn_once
@@ -57,6 +62,7 @@ class CallState:
     draft: Any
     tokenizer: Any = None
     assistant_tokenizer: Any = None
+    stopping_criteria: Any = None  # the user's, as given to generate()
     generator: Any = None
 
 
@@ -106,7 +112,12 @@ def _install_locked() -> None:
                                                     logits_processor, model_kwargs, *args, **kwargs)
         ctx = CallContext.create(self, state.draft, generation_config, LogitsProcessorList(logits_processor),
                                  tokenizer=state.tokenizer, assistant_tokenizer=state.assistant_tokenizer)
-        state.generator = state.method.new_candidate_generator(ctx, input_ids, model_kwargs.get("attention_mask"))
+        # the call's criteria as generate() built them (stop strings, max_time, the user's), to offer token by token
+        criteria = self._get_stopping_criteria(generation_config=generation_config,
+                                               stopping_criteria=StoppingCriteriaList(state.stopping_criteria or []),
+                                               tokenizer=state.tokenizer)
+        state.generator = state.method.new_candidate_generator(ctx, input_ids, model_kwargs.get("attention_mask"),
+                                                               criteria)
         return state.generator
 
     setattr(generate, _PATCH_ATTRIBUTE, original_generate)
@@ -191,6 +202,8 @@ def _generate_with_method(original_generate, signature: inspect.Signature, model
         if extra.get(name) is not None:
             raise ValueError(f"{name}= selects one of transformers' own candidate generators; it cannot be combined "
                              f"with candidate_generator={type(method).__name__}(...). Remove one of them.")
+    for key in CACHE_KEYS:  # transformers' assisted decoding would continue from it with a draft that did not
+        check_empty_cache(f"{key}=", extra.get(key), "candidate_generator=")
     tokenizer, assistant_tokenizer = extra.get("tokenizer"), extra.get("assistant_tokenizer")
     method.check_models(model, draft, tokenizer, assistant_tokenizer)
     config = _effective_config(model, arguments)
@@ -205,6 +218,9 @@ def _generate_with_method(original_generate, signature: inspect.Signature, model
     # vocab_size (padded embeddings) for different tokenizers (upstream issue #45307): those use our own loop
     same_vocab = model.config.get_text_config().vocab_size == draft.config.get_text_config().vocab_size
     assisted = method.kind == "chain" and batch == 1 and (config.num_return_sequences or 1) == 1 and same_vocab
+    if assisted and arguments.get("streamer") is not None and config.output_scores \
+            and (arguments.get("stopping_criteria") or getattr(config, "stop_strings", None)):
+        assisted = False  # criteria reading scores see them only after verification: the own loop streams exactly
     usable = routes()
     if assisted and usable.assisted is not None:
         assisted = False  # transformers changed its assisted decoding: the own loop gives the same output
@@ -215,26 +231,38 @@ def _generate_with_method(original_generate, signature: inspect.Signature, model
                          "assisted decoding crops static caches (and compiles the verify pass on GPUs). Remove "
                          "cache_implementation, or upgrade transformers.")
     if assisted:
-        arguments["assistant_model"] = draft
         extra.pop("assistant_tokenizer", None)  # checked above; transformers refuses it for one tokenizer
-        state = CallState(method, draft, tokenizer, assistant_tokenizer)
-        token = _ACTIVE.set(state)
-        try:
-            output = original_generate(*bound.args, **bound.kwargs)
-        finally:
-            _ACTIVE.reset(token)
-        if state.generator is None:
-            raise UpstreamChangedError("transformers did not ask hf_specdecpp for a candidate generator: its "
-                                       "assisted decoding changed. Use custom_generate= with this transformers "
-                                       "release.")
-        method.record_stats(state.generator.stats)
-        return with_stats(output, state.generator.stats)
+        return _generate_assisted(original_generate, bound, CallState(method, draft, tokenizer, assistant_tokenizer))
     arguments.pop("assistant_model", None)
     streamer = arguments.pop("streamer", None)
     arguments["custom_generate"] = functools.partial(
         method.decode, draft_model=draft, streamer=streamer, route="candidate_generator=", tokenizer=tokenizer,
         assistant_tokenizer=assistant_tokenizer)
     return original_generate(*bound.args, **bound.kwargs)
+
+
+def _generate_assisted(original_generate, bound: inspect.BoundArguments, state: CallState):
+    """Run the call in transformers' assisted decoding with the call's candidate generator (see the module
+    docstring): criteria, streamer and output wrapped so that a round a criterion stops mid-way ends there."""
+    arguments = bound.arguments
+    arguments["assistant_model"] = state.draft
+    state.stopping_criteria = arguments.get("stopping_criteria")
+    arguments["stopping_criteria"] = StoppingCriteriaList([*(state.stopping_criteria or []), StopAfterCut(state)])
+    if arguments.get("streamer") is not None:
+        arguments["streamer"] = CutStreamer(arguments["streamer"], state)
+    token = _ACTIVE.set(state)
+    try:
+        output = original_generate(*bound.args, **bound.kwargs)
+    finally:
+        _ACTIVE.reset(token)
+    generator = state.generator
+    if generator is None:
+        raise UpstreamChangedError("transformers did not ask hf_specdecpp for a candidate generator: its "
+                                   "assisted decoding changed. Use custom_generate= with this transformers release.")
+    if generator.stop_length is not None:
+        output = cut_output(output, generator.stop_length, generator.prompt_length)
+    state.method.record_stats(generator.stats)
+    return with_stats(output, generator.stats)
 
 
 def _resolve_draft(assistant_model, method: DecodingMethod):

@@ -26,7 +26,7 @@ from ..core.chain import ChainSpec, DecodeResult, chain_decode
 from ..core.compat import model_kwargs_cache
 from ..core.pair import check_pair
 from ..core.stats import SpeculationStats
-from ..core.validation import check_generation_inputs
+from ..core.validation import check_empty_cache, check_generation_inputs
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel, StoppingCriteriaList
@@ -136,10 +136,8 @@ class DecodingMethod:
         if input_ids.shape[0] > 1 and (ctx.output_scores or ctx.output_logits):
             raise ValueError("output_scores/output_logits are supported for one sequence per call; the rows of a "
                              "batch advance by different numbers of tokens per round.")
-        _, cache = model_kwargs_cache(model_kwargs)
-        if cache is not None and cache.get_seq_length() > 0:
-            raise ValueError("hf_specdecpp starts from an empty cache: a pre-filled past_key_values/cache is not "
-                             "supported.")
+        _, cache = model_kwargs_cache(model_kwargs)  # generate() may have renamed past_key_values= to cache=
+        check_empty_cache("past_key_values=/cache=", cache, route)
         for name in ("prompt_lookup_num_tokens", "assistant_early_exit"):
             if getattr(generation_config, name, None) is not None:
                 raise ValueError(f"{name}= selects one of transformers' own candidate generators; it cannot be "
@@ -175,8 +173,10 @@ class ChainMethod(DecodingMethod):
         return chain_decode(ctx, self.chain_spec(ctx), input_ids, attention_mask, stopping_criteria, cache)
 
     def new_candidate_generator(self, ctx: CallContext, input_ids: torch.LongTensor,
-                                attention_mask: torch.Tensor | None) -> ChainCandidateGenerator:
-        """The per-call candidate generator for transformers' own assisted decoding (one sequence)."""
+                                attention_mask: torch.Tensor | None,
+                                stopping_criteria: StoppingCriteriaList | None = None) -> ChainCandidateGenerator:
+        """The per-call candidate generator for transformers' own assisted decoding (one sequence); it offers
+        each token to `stopping_criteria` (the call's) as the target alone would."""
         from ..core.assisted import ChainCandidateGenerator
 
-        return ChainCandidateGenerator(ctx, self.chain_spec(ctx), input_ids, attention_mask)
+        return ChainCandidateGenerator(ctx, self.chain_spec(ctx), input_ids, attention_mask, stopping_criteria)

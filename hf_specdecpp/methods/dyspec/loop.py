@@ -6,7 +6,8 @@ assisted decoding verifies chains only. One sequence per call.
 Caches: both models use plain full-attention caches. Between rounds the target's cache holds every token of the
 sequence but the last, the draft's a prefix of the sequence; after a round both keep the prefix and the
 accepted path only (`core.cache.compact`). Host synchronisations per round: one per tree level (the frontier)
-and two for verification (the selected tree, the outcome).
+and two for verification (the selected tree, the outcome), plus one per accepted token when the call has stopping
+criteria beyond its length and EOS limits (`core.criteria`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from ...core.attention import additive_mask, causal_allowed, tree_allowed
 from ...core.cache import compact
 from ...core.chain import DecodeResult, Rows
+from ...core.criteria import criteria_to_offer, first_stop
 from ...core.model_session import ModelSession, last_logits
 from ...core.stats import SpeculationStats
 from .growth import GrowthSettings, grow_tree
@@ -72,7 +74,8 @@ class TreeRound:
             if nodes == [ROOT]:  # the uncached prefix, ending with the root token
                 feed = session.align([length], layout.shape[1])
                 attention, positions = session.feed_layout(feed, [length])
-                out = session.forward(layout[:, -feed:], positions, attention, 1, hidden=head is not None)
+                out = session.forward(self.ctx.vocab.ids_for_draft(layout[:, -feed:].to(session.device)),
+                                      positions, attention, 1, hidden=head is not None)
                 state.update(prefix=session.columns, root_position=positions[0, -1],
                              visible=torch.arange(session.columns, device=session.device) >= session.pads[0])
                 tree.slots[ROOT] = session.columns - 1
@@ -177,6 +180,7 @@ def tree_decode(ctx: CallContext, config: DySpecConfig, head: AcceptanceHead | N
     scores_out: list[torch.Tensor] = []
     logits_out: list[torch.Tensor] = []
     eos = set(ctx.eos_token_ids.reshape(-1).tolist()) if ctx.eos_token_ids is not None else set()
+    offered = criteria_to_offer(stopping_criteria, ctx.max_length, ctx.eos_token_ids)
     if ctx.streamer is not None:
         ctx.streamer.put(input_ids.cpu())
     while True:
@@ -190,8 +194,15 @@ def tree_decode(ctx: CallContext, config: DySpecConfig, head: AcceptanceHead | N
         hit = next((i for i, t in enumerate(tokens[:count]) if t in eos), None)
         if hit is not None:
             count = hit + 1
-        accepted = path[: count - 1]
-        rows.add(0, torch.tensor(tokens[:count], dtype=torch.long, device=input_ids.device))
+        visited = [0] + path[: count - 1]  # the nodes whose processed scores chose the kept tokens
+        new = torch.tensor(tokens[:count], dtype=torch.long, device=view.device)
+        cut = first_stop(offered, torch.cat([view, new]), view.shape[0],
+                         scores_out + list(scores[visited].unbind(0)) if ctx.output_scores else None,
+                         input_ids.shape[1])
+        if cut is not None:
+            count = cut - view.shape[0]
+        accepted, visited = path[: count - 1], visited[:count]
+        rows.add(0, new[:count])
         keep = torch.cat([torch.arange(target.columns - grown.host.num_drafted),
                           target.columns - grown.host.num_drafted - 1 + torch.tensor(accepted, dtype=torch.long)])
         compact(target.cache, keep)
@@ -202,13 +213,11 @@ def tree_decode(ctx: CallContext, config: DySpecConfig, head: AcceptanceHead | N
         stats.tree_sizes.append(grown.host.num_drafted)
         stats.accepted_child_ranks.append([grown.host.ranks[i] for i in accepted])
         if ctx.output_scores or ctx.output_logits:
-            visited = [0] + accepted
             scores_out.extend(scores[visited].unbind(0))
             logits_out.extend(raw[visited].unbind(0))
         if ctx.streamer is not None:
             ctx.streamer.put(torch.tensor(tokens[:count]))
-        if hit is not None or count >= budget or bool(stopping_criteria(rows.generate_view(0)[None],
-                                                                        scores[:1]).reshape(-1)[0]):
+        if hit is not None or count >= budget or cut is not None:
             break
     if ctx.streamer is not None:
         ctx.streamer.end()
