@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import threading
 import weakref
@@ -11,10 +12,11 @@ from typing import Any
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..utils.folders import local_folder
 from ..utils.io import FileFormatError, read_json_object, write_json
 from .card import CARD_TEMPLATE, describe_decoding, is_unedited_package_card, policy_section, sign, training_section
 from .checkpoint import (
@@ -25,6 +27,7 @@ from .checkpoint import (
     expected_shapes,
     is_head_config,
     load_reference_state_dict,
+    read_traces,
     safetensors_shapes,
     split_legacy_config,
     validate_architecture,
@@ -246,14 +249,24 @@ class AcceptanceHead(
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "AcceptanceHead":
         """`PyTorchModelHubMixin.from_pretrained` (a local folder or a Hub repo id), loading strictly: see
-        `_from_pretrained`. A config.json that is not valid JSON is reported with its name."""
-        import json
+        `_from_pretrained`.
 
+        A path to a missing folder or to a file is refused before the Hub is asked, and a local `config.json`
+        that is not a UTF-8 JSON object is reported with its name (the mixin would fail on it with a bare
+        `AttributeError` or `UnicodeDecodeError`).
+        """
+        name = os.fspath(pretrained_model_name_or_path)
+        folder = local_folder(name, "acceptance head")
+        if folder is not None and os.path.isfile(os.path.join(folder, constants.CONFIG_NAME)):
+            read_json_object(os.path.join(folder, constants.CONFIG_NAME), "head config")
         try:
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        except json.JSONDecodeError as err:
-            raise FileFormatError(f"config.json of {pretrained_model_name_or_path} is not valid JSON: {err.msg} "
-                                  f"(line {err.lineno}, column {err.colno})") from None
+        except LocalEntryNotFoundError as err:  # offline, or the Hub unreachable
+            raise LocalEntryNotFoundError(f"{err} (there is no local folder named {name!r} either; "
+                                          "HF_HUB_OFFLINE=1 skips the Hub's retries)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+            _raise_config_error(name, kwargs, err)
+            raise
 
     @classmethod
     def _from_pretrained(
@@ -307,7 +320,7 @@ class AcceptanceHead(
         info_path = resolve(TRAINING_INFO_FILE)
         head.training_info = read_json_object(info_path, "head training info") if info_path else legacy_info
         traces_path = resolve(TRACES_FILE)
-        head.traces = load_file(traces_path) if traces_path else None
+        head.traces = read_traces(traces_path) if traces_path else None
         head.to(map_location)
         head.eval()
         return head
@@ -332,6 +345,17 @@ def _read_weights(resolve, model_id: str, architecture: dict, strict: bool) -> d
     state = load_reference_state_dict(path, architecture["num_layers"])
     check_shapes({k: tuple(v.shape) for k, v in state.items()}, expected, path, strict)
     return state
+
+
+def _raise_config_error(repo_id: str, kwargs: dict, err: Exception) -> None:
+    """Name the downloaded config.json of a Hub repo and its problem when reading it failed inside the mixin;
+    return when the config itself is fine (so `err` came from elsewhere)."""
+    try:
+        path = hf_hub_download(repo_id=repo_id, filename=constants.CONFIG_NAME, revision=kwargs.get("revision"),
+                               cache_dir=kwargs.get("cache_dir"), local_files_only=True)
+    except Exception:  # not in the cache: nothing more to say than the original error
+        return
+    read_json_object(path, f"head config of {repo_id!r}")
 
 
 def _numel(shape: tuple[int, ...]) -> int:
