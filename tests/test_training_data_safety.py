@@ -172,16 +172,18 @@ def test_calibrate_refuses_to_overwrite_a_users_plot(ws, tmp_path):
 # ---------------------------------------------------------------------------------------------- checkpoints
 def _fail_second_optimizer_save(monkeypatch):
     """Make the second epoch's checkpoint save fail after the model weights were written (a kill mid-save)."""
-    real_save, calls = torch.save, []
+    from hf_specdecpp.training import checkpoint
 
-    def save(obj, f, *args, **kwargs):
-        if str(f).endswith("optimizer.bin"):
-            calls.append(f)
+    real_save, calls = checkpoint.save_file, []
+
+    def save(tensors, filename, *args, **kwargs):
+        if str(filename).endswith("optimizer.safetensors"):
+            calls.append(filename)
             if len(calls) == 2:
                 raise RuntimeError("killed inside the checkpoint save")
-        return real_save(obj, f, *args, **kwargs)
+        return real_save(tensors, filename, *args, **kwargs)
 
-    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(checkpoint, "save_file", save)
 
 
 def test_a_run_killed_inside_the_checkpoint_save_resumes_from_the_last_complete_epoch(ws, tmp_path, monkeypatch):
@@ -209,7 +211,8 @@ def _interrupted_run(ws, out: Path) -> None:
         train_head(ws["data"], out, on_epoch_end=stop, **_train_kw())
 
 
-@pytest.mark.parametrize("victim", ["optimizer.bin", "model.safetensors", "trainer_state.json"])
+@pytest.mark.parametrize("victim", ["optimizer.safetensors", "optimizer.json", "scheduler.json", "model.safetensors",
+                                    "trainer_state.json"])
 def test_resume_refuses_a_damaged_checkpoint(ws, tmp_path, victim):
     out = tmp_path / "head"
     _interrupted_run(ws, out)
@@ -229,6 +232,69 @@ def test_resume_names_a_corrupt_checkpoint_manifest(ws, tmp_path):
     (out / "checkpoint" / "manifest.json").write_text("{not json")
     with pytest.raises(TrainingError, match="manifest.json"):
         train_head(ws["data"], out, resume=True, **_train_kw())
+
+
+def test_an_interrupted_train_leaves_no_head_that_looks_finished(ws, tmp_path):
+    out = tmp_path / "head"
+    _interrupted_run(ws, out)
+    assert not (out / "config.json").exists() and not (out / "model.safetensors").exists()
+    with pytest.raises(OSError, match="unfinished `train` run.*--resume"):
+        AcceptanceHead.from_pretrained(out)
+    state = train_head(ws["data"], out, resume=True, **_train_kw())
+    head = AcceptanceHead.from_pretrained(out)
+    assert len(head.training_info["history"]) == 3 == len(state["history"])
+    assert head.training_info["best_epoch"] == state["best"]["epoch"]
+
+
+def test_resume_without_the_manifest_refuses_and_deletes_nothing(ws, tmp_path):
+    out = tmp_path / "head"
+    _interrupted_run(ws, out)
+    (out / "checkpoint" / "manifest.json").unlink()
+    before = _snapshot(out)
+    with pytest.raises(TrainingError, match="epoch-00001.*no manifest.json") as err:
+        train_head(ws["data"], out, resume=True, **_train_kw())
+    assert "nothing in it is deleted" in str(err.value)
+    with pytest.raises(TrainingError, match="already holds a training run"):
+        train_head(ws["data"], out, **_train_kw())
+    assert _snapshot(out) == before
+
+
+def test_temporary_manifests_of_killed_saves_are_cleaned_up(ws, tmp_path):
+    out = tmp_path / "head"
+    _interrupted_run(ws, out)
+    stale = out / "checkpoint" / ".manifest.json.99999.tmp"
+    stale.write_text("{")
+    train_head(ws["data"], out, resume=True, **_train_kw())
+    assert not stale.exists()
+    assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["epoch-00003", "manifest.json"]
+
+
+class _Marker:
+    """Unpickling this creates the file `path`: a stand-in for code run by a crafted pickle."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_resume_never_unpickles_a_crafted_checkpoint(ws, tmp_path, version):
+    out = tmp_path / "head"
+    _interrupted_run(ws, out)
+    manifest_path = out / "checkpoint" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    folder = out / "checkpoint" / manifest["folder"]
+    marker = tmp_path / "code-ran"
+    name = "custom_checkpoint_0.pkl"  # where accelerate kept the scheduler, loaded with weights_only=False
+    torch.save(_Marker(marker), folder / name)
+    manifest["files"][name] = sha256_file(folder / name)
+    manifest["version"] = version
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(TrainingError, match="custom_checkpoint_0.pkl|pickle"):
+        train_head(ws["data"], out, resume=True, **_train_kw())
+    assert not marker.exists()
 
 
 # ---------------------------------------------------------------------------------------------- corrupt data

@@ -301,6 +301,9 @@ class AcceptanceHead(
             path = resolve(constants.CONFIG_NAME)
             config = read_json_object(path, "head config") if path else None
         source = f"{model_id}/{constants.CONFIG_NAME}"
+        if config is None and os.path.isdir(os.path.join(model_id, "checkpoint")):
+            raise OSError(f"{model_id} holds an unfinished `train` run (its checkpoint folder) and no head yet: "
+                          "finish it with `hf-specdecpp train ... --resume`.")
         if not isinstance(config, dict) or "hidden_size" not in config:
             raise OSError(f"No usable config.json for an acceptance head in {model_id!r}: it must record "
                           "`hidden_size` (and `num_layers`).")
