@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..utils.folders import local_folder
-from ..utils.io import FileFormatError, read_json_object, write_json
+from ..utils.io import FileFormatError, read_json_object, readable_by_others, write_json
 from .card import CARD_TEMPLATE, describe_decoding, is_unedited_package_card, policy_section, sign, training_section
 from .checkpoint import (
     ARCHITECTURE_KEYS,
@@ -201,6 +201,7 @@ class AcceptanceHead(
     def _save_pretrained(self, save_directory: Path) -> None:
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(save_directory / constants.SAFETENSORS_SINGLE_FILE), metadata={"format": "pt"})
+        readable_by_others(save_directory / constants.SAFETENSORS_SINGLE_FILE)
         write_json(save_directory / constants.CONFIG_NAME,
                    {"model_type": HEAD_MODEL_TYPE, "format_version": FORMAT_VERSION, **self.architecture})
         _write_or_remove(save_directory / POLICY_FILE, self.policy.to_dict() if self.policy else None)
@@ -208,6 +209,7 @@ class AcceptanceHead(
         traces_path = save_directory / TRACES_FILE
         if self.traces:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.traces.items()}, str(traces_path))
+            readable_by_others(traces_path)
         else:
             traces_path.unlink(missing_ok=True)
         card = save_directory / "README.md"

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -49,12 +50,46 @@ def local_model_id(model_id: str | os.PathLike) -> str:
 
 
 def same_model_id(a: str | None, b: str | None) -> bool:
-    """Whether two recorded ids name the same model: equal, or one local folder spelled two ways."""
+    """Whether two recorded ids name the same model: equal, one local folder spelled two ways, or a local copy
+    of a Hub repo and that repo's id (see `hub_repo_id`)."""
     if a is None or b is None:
         return a == b
     if a == b:
         return True
-    return os.path.isdir(a) and os.path.isdir(b) and os.path.realpath(a) == os.path.realpath(b)
+    if os.path.isdir(a) and os.path.isdir(b):
+        return os.path.realpath(a) == os.path.realpath(b)
+    return hub_repo_id(a) == b or hub_repo_id(b) == a
+
+
+def hub_repo_id(model_id: str | os.PathLike | None) -> str | None:
+    """The Hub repo id a local model folder is a copy of, where that is known, so that heads and their model
+    cards name `org/name` rather than a folder that exists only on this machine.
+
+    Known copies: a huggingface_hub cache snapshot (`.../models--org--name/snapshots/<commit>`) and a model that
+    `hf-specdecpp fetch-models` fetched (its completion marker names the repo or the model). Returns None for
+    anything else, a Hub id included.
+
+    Args:
+        model_id: a recorded model id (a Hub id or an absolute local path).
+    """
+    if model_id is None or not os.path.isdir(model_id):
+        return None
+    parts = Path(os.path.realpath(model_id)).parts
+    for i, part in enumerate(parts[:-2]):
+        if part.startswith("models--") and parts[i + 1] == "snapshots" and "--" in part[len("models--"):]:
+            return part[len("models--"):].replace("--", "/", 1)
+    from ..assets.pair import COMPLETE_MARKER, MODELS
+
+    marker = Path(model_id) / COMPLETE_MARKER
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    by_name = {spec.short_name: spec.repo_id for spec in MODELS.values()}
+    repo = info.get("repo_id") or by_name.get(info.get("short_name"))
+    return repo if isinstance(repo, str) else None
 
 
 def check_declared_ids(meta: dict, declared: dict[str, str | None], where: str) -> None:
