@@ -7,6 +7,8 @@ import contextlib
 import hashlib
 import json
 import os
+import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +17,12 @@ from typing import Any
 import torch
 
 from ..utils.extras import require
+from ..utils.folders import local_folder
+
+
+MIN_DEV_RESPONSES = 16
+"""Fewer dev responses than this cannot support calibration: the best epoch, the AUROC and the chosen threshold
+then rest on a handful of tokens (8 prompts made a 1-prompt, 7-token dev split and a head slower than the target)."""
 
 
 class TrainingError(Exception):
@@ -128,9 +136,18 @@ def model_id_of(model) -> str:
     return local_model_id(name) if name else "<in-memory model>"
 
 
+def check_model_ids(*models: Any) -> None:
+    """Refuse, before any model is loaded, a model id that names a missing local folder or a file (instead of
+    sending it to the Hub as a repo id, after the other model was loaded). Loaded models pass."""
+    for model in models:
+        if isinstance(model, (str, os.PathLike)):
+            local_folder(model, "model")
+
+
 def load_model(model_id: str, device: torch.device, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM
 
+    check_model_ids(model_id)
     model_id = local_model_id(model_id)
     try:
         model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype)
@@ -186,6 +203,42 @@ def progress(iterable=None, total=None, desc: str = "", disable: bool = False, u
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, disable=disable, unit=unit, dynamic_ncols=True, leave=False)
+
+
+@contextlib.contextmanager
+def step(description: str, show: bool = True):
+    """Say on stderr what a long step without a progress bar of its own is doing (loading a model, simulating):
+    a spinner on a terminal, one line in a log, and how long it took."""
+    if not show:
+        yield
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console, started = Console(stderr=True, soft_wrap=True), time.perf_counter()
+    if console.is_terminal:
+        with console.status(escape(description) + " ..."):
+            yield
+    else:
+        console.print(escape(description) + " ...", highlight=False)
+        yield
+    console.print(f"{escape(description)}: done in {time.perf_counter() - started:.1f} s", highlight=False)
+
+
+def warn_small_dev_split(num_dev: int, where: str) -> None:
+    """Warn when a dev split is too small to choose the best epoch or calibrate the threshold.
+
+    Args:
+        num_dev: the responses (prompts) in the dev split.
+        where: the data set or the step, for the message.
+    """
+    if num_dev >= MIN_DEV_RESPONSES:
+        return
+    what = "no dev split" if num_dev == 0 else f"a dev split of only {num_dev} response{'s' * (num_dev != 1)}"
+    warnings.warn(f"{where} has {what}: train picks the best epoch and calibrate the threshold on it, so with fewer "
+                  f"than {MIN_DEV_RESPONSES} the metrics (AUROC) and the threshold are noise and the head may make "
+                  "generation slower than the target alone. Use more prompts or a larger --dev-fraction.",
+                  UserWarning, stacklevel=3)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from ..core.validation import check_choice, check_int, check_number
 from ..head import DRAFTED_TOKEN, INPUT_STATES, PRODUCING_STATE, AcceptanceHead
 from ..utils.io import diff_settings
 from .checkpoint import Checkpoint, has_checkpoint, load_checkpoint, save_checkpoint
-from .common import TrainingError, checked, progress, require_train_extras, train_extra
+from .common import TrainingError, checked, progress, require_train_extras, step, train_extra, warn_small_dev_split
 from .data_folder import comparable
 from .head_files import check_head_folder, save_head, trained_head_info
 from .metrics import evaluate_predictions, rejection_auroc, weighted_bce_from_logits
@@ -104,8 +104,11 @@ def train_head(
                      max_grad_norm, seed, input_state, use_confidence_features, feature_lr).check()
     output_dir = Path(output_dir)
     check_head_folder(output_dir)  # before any work: refuse a folder holding files we did not write
-    data = load_training_data(Path(data_dir), input_state, use_confidence_features,
-                              {"draft": draft_model_id, "target": target_model_id})
+    with step(f"train: reading the data set {data_dir}", show_progress):
+        data = load_training_data(Path(data_dir), input_state, use_confidence_features,
+                                  {"draft": draft_model_id, "target": target_model_id})
+    warn_small_dev_split(len(data.dev_labels) and int(data.manifest.get("totals", {}).get("dev", 0)),
+                         f"The data set in {data_dir}")
     state, checkpoint = start_or_resume(output_dir, data, args, resume)
     trainer = Trainer(args, data, cpu, checkpoint)
     for epoch in range(state["epochs_done"], args.epochs):
