@@ -137,3 +137,13 @@ def test_bad_arguments_are_reported_before_torch_is_imported(tmp_path, args):
     assert out.returncode == 0, out.stderr
     assert "TORCH False" in out.stdout, out.stdout
     assert "EXIT 0" not in out.stdout
+
+
+def test_push_to_an_unreachable_endpoint_is_one_clear_error(tmp_path):
+    from hf_specdecpp.training import TrainingError, push_head
+
+    AcceptanceHead(hidden_size=8, num_layers=1).save_pretrained(tmp_path / "head")
+    with pytest.raises(TrainingError, match=r"Could not push to 'me/head' at http://127\.0\.0\.1:9.*--local-dir"):
+        push_head(tmp_path / "head", "me/head", endpoint="http://127.0.0.1:9", token="hf_dummy")
+    r = _invoke("push", tmp_path / "head", "me/head", "--endpoint", "http://127.0.0.1:9", "--token", "hf_dummy")
+    assert r.exit_code == 1 and "Could not push" in r.output

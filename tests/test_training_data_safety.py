@@ -488,8 +488,37 @@ def test_prompts_longer_than_the_context_are_cut_with_a_warning(ws, tmp_path):
     with pytest.raises(TrainingError, match="leaves no room for a prompt"):
         make_data(tmp_path / "d2", **{**kw, "max_new_tokens": MAX_NEW + 6})
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the full context: nothing cut, no warning
+        warnings.filterwarnings("error", message=".*were cut")  # the full context: nothing cut, no warning
+        warnings.filterwarnings("ignore", message=".*dev split")  # 8 prompts: the small-dev warning is expected
         make_data(tmp_path / "d3", **_kw(ws, max_prompts=8))
+
+
+# ---------------------------------------------------------------------------------------------- tiny data, summaries
+def test_a_dev_split_too_small_for_calibration_is_warned_about(ws, tmp_path):
+    with pytest.warns(UserWarning, match="dev split of only 2 responses.*--dev-fraction"):
+        make_data(tmp_path / "d", **_kw(ws, max_prompts=8))
+    with pytest.warns(UserWarning, match="dev split of only 6 responses"):
+        calibrate_head(ws["head"], ws["data"], output_dir=tmp_path / "c", cost_ratio=0.1, plot=False,
+                       show_progress=False)
+    with pytest.warns(UserWarning, match="no dev split"):
+        make_data(tmp_path / "nodev", **_kw(ws, max_prompts=8, dev_fraction=0.0))
+
+
+def test_cli_prints_a_short_summary_with_warnings_and_json_on_request(ws, tmp_path):
+    args = ["make-data", tmp_path / "d", "--draft", ws["draft"], "--target", ws["target"], "--prompts", ws["prompts"],
+            "--max-new-tokens", MAX_NEW, "--max-prompts", 8, "--shard-size", 8, "--dev-fraction", 0.25]
+    r = _invoke(*args)
+    assert r.exit_code == 0, r.output
+    assert "Warning: The data set in" in r.output and "dev split of only 2 responses" in r.output
+    assert "Data set written to" in r.output and "6 train and 2 dev responses" in r.output
+    assert "{" not in r.output  # no JSON blob
+    r = _invoke(*args, "--json")
+    assert r.exit_code == 0, r.output
+    blob = r.output[r.output.index("{"):]
+    assert json.loads(blob)["dev"] == 2
+    r = _invoke("calibrate", ws["head"], ws["data"], "--output-dir", tmp_path / "c", "--cost-ratio", "0.1")
+    assert r.exit_code == 0, r.output
+    assert "Calibrated head written to" in r.output and "Simulated on 6 dev responses" in r.output
 
 
 # ---------------------------------------------------------------------------------------------- the [train] extra
