@@ -190,7 +190,8 @@ def calibrate_command(
     report([f"Calibrated head written to {output_dir or head_dir}: threshold h = {r['threshold']:g}, at most "
             f"{r['max_candidates']} candidates per round.",
             f"Simulated on {r['dev_responses']} dev responses: {r['speedup']:.2f}x faster than the target alone "
-            f"(best fixed K = {r['best_fixed_k']}: {r['fixed_k_speedup']:.2f}x), cost ratio c = {r['cost_ratio']:.3g}."],
+            f"(best fixed K = {r['best_fixed_k']}: {r['fixed_k_speedup']:.2f}x), "
+            f"cost ratio c = {r['cost_ratio']:.3g}."],
            {k: r[k] for k in ("threshold", "max_candidates", "time_per_token", "speedup", "best_fixed_k",
                               "fixed_k_time_per_token", "fixed_k_speedup", "oracle_speedup", "cost_ratio",
                               "dev_responses")}, as_json)
