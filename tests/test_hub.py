@@ -160,6 +160,15 @@ def test_offline_pull_of_uncached_repo_is_an_error(offline):
     assert "no local folder named 'org/not-cached'" in str(info.value)
 
 
+@pytest.mark.parametrize("config, problem", [(b"[1, 2]", "must hold a JSON object"), (b"\xff\xfe", "not UTF-8")])
+def test_offline_cache_with_a_bad_config_names_the_file(offline, tmp_path, config, problem):
+    make_head().save_pretrained(tmp_path)
+    _populate_cache(offline, "org/badcfg", {"config.json": config,
+                                            "model.safetensors": (tmp_path / "model.safetensors").read_bytes()})
+    with pytest.raises(ValueError, match=rf"models--org--badcfg.*config\.json.*{problem}"):
+        AcceptanceHead.from_pretrained("org/badcfg")
+
+
 def test_offline_cache_with_corrupt_weights_names_the_file(offline, tmp_path):
     make_head().save_pretrained(tmp_path)
     _populate_cache(offline, "org/bad", {"config.json": (tmp_path / "config.json").read_bytes(),

@@ -107,8 +107,7 @@ def train_head(
     with step(f"train: reading the data set {data_dir}", show_progress):
         data = load_training_data(Path(data_dir), input_state, use_confidence_features,
                                   {"draft": draft_model_id, "target": target_model_id})
-    warn_small_dev_split(len(data.dev_labels) and int(data.manifest.get("totals", {}).get("dev", 0)),
-                         f"The data set in {data_dir}")
+    warn_small_dev_split(int(data.manifest.get("totals", {}).get("dev", 0)), f"The data set in {data_dir}")
     state, checkpoint = start_or_resume(output_dir, data, args, resume)
     trainer = Trainer(args, data, cpu, checkpoint)
     for epoch in range(state["epochs_done"], args.epochs):
