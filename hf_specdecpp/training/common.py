@@ -86,18 +86,9 @@ def hub_repo_id(model_id: str | os.PathLike | None) -> str | None:
     for i, part in enumerate(parts[:-2]):
         if part.startswith("models--") and parts[i + 1] == "snapshots" and "--" in part[len("models--"):]:
             return part[len("models--"):].replace("--", "/", 1)
-    from ..assets.pair import COMPLETE_MARKER, MODELS
+    from ..assets import fetched_repo_id
 
-    marker = Path(model_id) / COMPLETE_MARKER
-    try:
-        info = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
-    except (OSError, ValueError):
-        return None
-    if not isinstance(info, dict):
-        return None
-    by_name = {spec.short_name: spec.repo_id for spec in MODELS.values()}
-    repo = info.get("repo_id") or by_name.get(info.get("short_name"))
-    return repo if isinstance(repo, str) else None
+    return fetched_repo_id(model_id)
 
 
 def check_declared_ids(meta: dict, declared: dict[str, str | None], where: str) -> None:

@@ -159,8 +159,7 @@ def make_data(
     recs, source = read_prompt_source(prompts_file, dataset, records, dataset_config=dataset_config,
                                       dataset_split=dataset_split, prompt_column=prompt_column,
                                       response_column=response_column, max_prompts=max_prompts)
-    items = assign_splits(len(recs), opts.dev_fraction, opts.seed)
-    warn_small_dev_split(sum(split == "dev" for _, split in items), f"The data set in {output_dir}")
+    items = assign_splits(len(recs), opts.dev_fraction, opts.seed, f"The data set in {output_dir}")
     pair = load_data_pair(draft, target, tokenizer, draft_tokenizer, device, dtype, opts, show_progress)
     output_dir = Path(output_dir)
     manifest = open_output(output_dir, data_metadata(pair, opts, source), overwrite,
@@ -256,11 +255,14 @@ def data_metadata(pair: DataPair, opts: DataOptions, source: dict) -> dict:
     }
 
 
-def assign_splits(num_prompts: int, dev_fraction: float, seed: int) -> list[tuple[int, str]]:
-    """(prompt index, split) in processing order: a seeded permutation, the first `dev_fraction` to dev."""
+def assign_splits(num_prompts: int, dev_fraction: float, seed: int, where: str = "The data set"
+                  ) -> list[tuple[int, str]]:
+    """(prompt index, split) in processing order: a seeded permutation, the first `dev_fraction` to dev. Warns
+    when the dev split is too small to calibrate on (`where` names the data set)."""
     num_dev = int(round(dev_fraction * num_prompts))
     if dev_fraction > 0 and num_prompts > 1:
         num_dev = min(max(num_dev, 1), num_prompts - 1)
+    warn_small_dev_split(num_dev, where)
     order = np.random.default_rng(seed).permutation(num_prompts).tolist()
     return [(idx, "dev" if rank < num_dev else "train") for rank, idx in enumerate(order)]
 
