@@ -538,3 +538,19 @@ def test_a_missing_train_extra_names_the_pip_command(ws, tmp_path, monkeypatch, 
     with pytest.raises(MissingExtraError, match=r'pip install "hf-specdecpp\[train\]"'):
         call(ws, tmp_path)
     assert not any((tmp_path / name).exists() for name in ("h", "d", "c"))
+
+
+def test_an_interrupted_cli_train_says_how_to_resume_and_leaves_no_head(ws, tmp_path, monkeypatch):
+    from hf_specdecpp.training import train as train_module
+
+    real_print_epoch = train_module.print_epoch
+
+    def interrupt_after_the_first_epoch(metrics):
+        real_print_epoch(metrics)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "print_epoch", interrupt_after_the_first_epoch)
+    r = _invoke("train", ws["data"], tmp_path / "head", "--epochs", "200", "--batch-size", "4", "--num-layers", "1")
+    assert r.exit_code == 130
+    assert "Interrupted; no head was written yet; add --resume" in r.output
+    assert not (tmp_path / "head" / "config.json").exists() and (tmp_path / "head" / "checkpoint").is_dir()

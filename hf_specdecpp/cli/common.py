@@ -20,8 +20,12 @@ EXPECTED_ERRORS = ("TrainingError", "FileFormatError", "FetchError", "ResumeErro
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-def friendly(func):
-    """Expected failures print one red line and exit with status 1, without a traceback."""
+def friendly(func=None, *, on_interrupt: str = "run the same command again to resume."):
+    """Expected failures print one red line and exit with status 1, without a traceback; Ctrl-C prints
+    "Interrupted; " + `on_interrupt` and exits with status 130. Use as `@friendly` or `friendly(f, on_interrupt=...)`.
+    """
+    if func is None:
+        return functools.partial(friendly, on_interrupt=on_interrupt)
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -34,7 +38,7 @@ def friendly(func):
         except KeyboardInterrupt:
             from rich.console import Console
 
-            Console(stderr=True).print("[yellow]Interrupted; run the same command again to resume.[/]")
+            Console(stderr=True).print(f"[yellow]Interrupted; {on_interrupt}[/]", highlight=False)
             raise typer.Exit(code=130) from None
         except Exception as err:
             if type(err).__name__ in EXPECTED_ERRORS or any(c.__name__ in EXPECTED_ERRORS for c in type(err).__mro__):

@@ -16,7 +16,9 @@ def register(app: typer.Typer) -> None:
     """Add `make-data`, `train`, `calibrate` and `push` to the typer `app`."""
     for name, command in (("make-data", make_data_command), ("train", train_command),
                           ("calibrate", calibrate_command), ("push", push_command)):
-        app.command(name)(friendly(command))
+        hint = ("no head was written yet; add --resume to the same command to continue from the last epoch."
+                if name == "train" else "run the same command again to resume.")
+        app.command(name)(friendly(command, on_interrupt=hint))
 
 
 def _number(low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False):
