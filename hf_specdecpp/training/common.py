@@ -216,12 +216,14 @@ def step(description: str, show: bool = True):
     console.print(f"{escape(description)}: done in {time.perf_counter() - started:.1f} s", highlight=False)
 
 
-def warn_small_dev_split(num_dev: int, where: str) -> None:
+def warn_small_dev_split(num_dev: int, where: str, stacklevel: int = 3) -> None:
     """Warn when a dev split is too small to choose the best epoch or calibrate the threshold.
 
     Args:
         num_dev: the responses (prompts) in the dev split.
         where: the data set or the step, for the message.
+        stacklevel: as for `warnings.warn`, counted from the caller of this function plus one (the default
+            points at the caller's caller: the user's call of make_data, train_head or calibrate_head).
     """
     if num_dev >= MIN_DEV_RESPONSES:
         return
@@ -229,7 +231,7 @@ def warn_small_dev_split(num_dev: int, where: str) -> None:
     warnings.warn(f"{where} has {what}: train picks the best epoch and calibrate the threshold on it, so with fewer "
                   f"than {MIN_DEV_RESPONSES} the metrics (AUROC) and the threshold are noise and the head may make "
                   "generation slower than the target alone. Use more prompts or a larger --dev-fraction.",
-                  UserWarning, stacklevel=3)
+                  UserWarning, stacklevel=stacklevel)
 
 
 @contextlib.contextmanager

@@ -262,7 +262,7 @@ def assign_splits(num_prompts: int, dev_fraction: float, seed: int, where: str =
     num_dev = int(round(dev_fraction * num_prompts))
     if dev_fraction > 0 and num_prompts > 1:
         num_dev = min(max(num_dev, 1), num_prompts - 1)
-    warn_small_dev_split(num_dev, where)
+    warn_small_dev_split(num_dev, where, stacklevel=4)  # points at make_data's caller
     order = np.random.default_rng(seed).permutation(num_prompts).tolist()
     return [(idx, "dev" if rank < num_dev else "train") for rank, idx in enumerate(order)]
 
