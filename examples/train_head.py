@@ -1,7 +1,10 @@
-"""Train an acceptance head for your own draft/target pair, end to end, and use it from the Hub.
+"""Train an acceptance head for your own draft/target pair, end to end, and use it from the Hub or a folder.
 
-    python examples/train_head.py --workdir runs/my-head --endpoint http://127.0.0.1:8080 [--repo-id me/my-head]
-    python examples/train_head.py --workdir runs/my-head --draft ORG/DRAFT --target ORG/TARGET --prompts p.jsonl
+    python examples/train_head.py --workdir runs/my-head --local-dir runs/my-head/upload    # offline, seconds
+    python examples/train_head.py --workdir runs/my-head --repo-id me/my-head               # huggingface.co
+    python examples/train_head.py --workdir runs/my-head --endpoint http://127.0.0.1:8080 --repo-id me/my-head
+    python examples/train_head.py --workdir runs/my-head --draft ORG/DRAFT --target ORG/TARGET --prompts p.jsonl \
+        --local-dir runs/my-head/upload
 
 The steps are the package's training commands as Python calls (each is also a CLI command):
 
@@ -10,8 +13,11 @@ The steps are the package's training commands as Python calls (each is also a CL
 2. train: fit the head on the cached states (the models are not run).
 3. calibrate: time the draft and the target here and choose the stopping threshold by simulating rounds.
 4. push: upload the head (weights, config, policy, dev traces, model card) to a Hub repo at `--endpoint`
-   (any Hub-compatible server; default: HF_ENDPOINT or huggingface.co).
-5. load it back with `AcceptanceHead.from_pretrained(repo_id)` and generate with
+   (default: HF_ENDPOINT or huggingface.co; pushing there needs `huggingface-cli login` or --token). Any
+   Hub-compatible server you run works as an endpoint; there is none to start here (the test suite's
+   `tests/hub_server.py` is an in-process fake). With `--local-dir` nothing goes online: the folder receives
+   exactly what push would upload (`hf-specdecpp push HEAD REPO --local-dir DIR`).
+5. load it back with `AcceptanceHead.from_pretrained(repo_id or folder)` and generate with
    `candidate_generator=SpecDecPPCandidateGenerator(head=head)`: greedy output equal to the target's own.
 
 Without --draft/--target the pair is a tiny Llama built from configs (`hf_specdecpp.testing.save_tiny_pair`)
@@ -31,6 +37,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True, type=Path, help="folder for the models, data and head")
     parser.add_argument("--endpoint", default=None, help="Hub endpoint to push to and load from")
+    parser.add_argument("--local-dir", default=None, type=Path,
+                        help="write what push would upload to this folder and load the head from it (offline)")
     parser.add_argument("--repo-id", default="me/acceptance-head-tiny", help="Hub repo of the head")
     parser.add_argument("--token", default=None, help="Hub token (default: the logged-in one or HF_TOKEN)")
     parser.add_argument("--draft", default=None, help="draft model id or folder (default: a tiny pair)")
@@ -78,14 +86,24 @@ def train(args, target: str, draft: str, records: list) -> Path:
 
 
 def publish_and_load(args, head_dir: Path):
-    """Push the head to the Hub repo and load it back by its repo id."""
+    """Push the head to the Hub repo and load it back by its repo id (or, with --local-dir, write the upload to a
+    folder and load it from there)."""
     from hf_specdecpp import AcceptanceHead
-    from hf_specdecpp.training import push_head
+    from hf_specdecpp.training import TrainingError, export_head, push_head
 
-    print(f"== push: {args.repo_id} at {args.endpoint or 'the default Hub endpoint'}")
-    print("   " + push_head(head_dir, args.repo_id, token=args.token, endpoint=args.endpoint))
-    head = AcceptanceHead.from_pretrained(args.repo_id)
-    print(f"== loaded {args.repo_id}: policy {json.dumps(head.policy.to_dict() if head.policy else None)[:100]}...")
+    if args.local_dir is not None:
+        print(f"== push --local-dir: what would be uploaded to {args.repo_id}, written to {args.local_dir}")
+        source = str(export_head(head_dir, args.local_dir, repo_id=args.repo_id))
+    else:
+        print(f"== push: {args.repo_id} at {args.endpoint or os.environ.get('HF_ENDPOINT') or 'huggingface.co'}")
+        try:
+            print("   " + push_head(head_dir, args.repo_id, token=args.token, endpoint=args.endpoint))
+        except TrainingError as err:
+            sys.exit(f"{err}\nThe head is trained and calibrated in {head_dir}. To finish offline, run again "
+                     "with --local-dir DIR (the trained head is reused).")
+        source = args.repo_id
+    head = AcceptanceHead.from_pretrained(source)
+    print(f"== loaded {source}: policy {json.dumps(head.policy.to_dict() if head.policy else None)[:100]}...")
     return head
 
 

@@ -393,6 +393,46 @@ def test_directory_without_config_is_a_clear_error(tmp_path):
         AcceptanceHead.from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize("content, problem", [
+    (b"[1, 2]", "must hold a JSON object, got list"),
+    (b'{"hidden_size": 8, "name": "\xff\xfe"}', "is not UTF-8 text"),
+])
+def test_config_that_is_not_a_utf8_json_object_names_the_file(tmp_path, content, problem):
+    _saved_head(tmp_path)
+    (tmp_path / "config.json").write_bytes(content)
+    with pytest.raises(ValueError, match=problem) as info:
+        AcceptanceHead.from_pretrained(tmp_path)
+    assert str(tmp_path / "config.json") in str(info.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", b"\xff" * 64])
+def test_corrupt_traces_name_the_file(tmp_path, content):
+    head = make_head()
+    head.traces = {"probabilities": torch.rand(5)}
+    head.save_pretrained(tmp_path)
+    (tmp_path / "traces.safetensors").write_bytes(content)
+    with pytest.raises(ValueError, match="dev traces") as info:
+        AcceptanceHead.from_pretrained(tmp_path)
+    assert str(tmp_path / "traces.safetensors") in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["missing", "./typo", "nested/a/b"])
+def test_a_missing_local_folder_says_so_without_asking_the_hub(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nested").mkdir()
+    path = str(tmp_path / name) if name == "missing" else name
+    with pytest.raises(FileNotFoundError, match="No such acceptance head folder") as info:
+        AcceptanceHead.from_pretrained(path)
+    assert name.lstrip("./") in str(info.value) and "Repo id" not in str(info.value)
+
+
+def test_a_file_path_is_not_taken_for_a_repo_id(tmp_path):
+    path, _ = _saved_head(tmp_path)
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder") as info:
+        AcceptanceHead.from_pretrained(path)
+    assert str(path) in str(info.value)
+
+
 # -------------------------------------------------------------------------------------------------- model card
 def _front_matter(card: str) -> dict:
     match = re.match(r"^---\n(.*?)\n---\n", card, re.DOTALL)

@@ -155,8 +155,18 @@ def test_offline_pull_of_reference_format_from_cache(offline, tmp_path):
 
 def test_offline_pull_of_uncached_repo_is_an_error(offline):
     # raised by huggingface_hub itself (the mixin only swallows HTTP errors): a FileNotFoundError
-    with pytest.raises(LocalEntryNotFoundError, match="cannot find the requested files in the local cache"):
+    with pytest.raises(LocalEntryNotFoundError, match="cannot find the requested files in the local cache") as info:
         AcceptanceHead.from_pretrained("org/not-cached")
+    assert "no local folder named 'org/not-cached'" in str(info.value)
+
+
+@pytest.mark.parametrize("config, problem", [(b"[1, 2]", "must hold a JSON object"), (b"\xff\xfe", "not UTF-8")])
+def test_offline_cache_with_a_bad_config_names_the_file(offline, tmp_path, config, problem):
+    make_head().save_pretrained(tmp_path)
+    _populate_cache(offline, "org/badcfg", {"config.json": config,
+                                            "model.safetensors": (tmp_path / "model.safetensors").read_bytes()})
+    with pytest.raises(ValueError, match=rf"models--org--badcfg.*config\.json.*{problem}"):
+        AcceptanceHead.from_pretrained("org/badcfg")
 
 
 def test_offline_cache_with_corrupt_weights_names_the_file(offline, tmp_path):

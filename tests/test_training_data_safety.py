@@ -172,16 +172,18 @@ def test_calibrate_refuses_to_overwrite_a_users_plot(ws, tmp_path):
 # ---------------------------------------------------------------------------------------------- checkpoints
 def _fail_second_optimizer_save(monkeypatch):
     """Make the second epoch's checkpoint save fail after the model weights were written (a kill mid-save)."""
-    real_save, calls = torch.save, []
+    from hf_specdecpp.training import checkpoint
 
-    def save(obj, f, *args, **kwargs):
-        if str(f).endswith("optimizer.bin"):
-            calls.append(f)
+    real_save, calls = checkpoint.save_file, []
+
+    def save(tensors, filename, *args, **kwargs):
+        if str(filename).endswith("optimizer.safetensors"):
+            calls.append(filename)
             if len(calls) == 2:
                 raise RuntimeError("killed inside the checkpoint save")
-        return real_save(obj, f, *args, **kwargs)
+        return real_save(tensors, filename, *args, **kwargs)
 
-    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(checkpoint, "save_file", save)
 
 
 def test_a_run_killed_inside_the_checkpoint_save_resumes_from_the_last_complete_epoch(ws, tmp_path, monkeypatch):
@@ -209,7 +211,8 @@ def _interrupted_run(ws, out: Path) -> None:
         train_head(ws["data"], out, on_epoch_end=stop, **_train_kw())
 
 
-@pytest.mark.parametrize("victim", ["optimizer.bin", "model.safetensors", "trainer_state.json"])
+@pytest.mark.parametrize("victim", ["optimizer.safetensors", "optimizer.json", "scheduler.json", "model.safetensors",
+                                    "trainer_state.json"])
 def test_resume_refuses_a_damaged_checkpoint(ws, tmp_path, victim):
     out = tmp_path / "head"
     _interrupted_run(ws, out)
@@ -229,6 +232,69 @@ def test_resume_names_a_corrupt_checkpoint_manifest(ws, tmp_path):
     (out / "checkpoint" / "manifest.json").write_text("{not json")
     with pytest.raises(TrainingError, match="manifest.json"):
         train_head(ws["data"], out, resume=True, **_train_kw())
+
+
+def test_an_interrupted_train_leaves_no_head_that_looks_finished(ws, tmp_path):
+    out = tmp_path / "head"
+    _interrupted_run(ws, out)
+    assert not (out / "config.json").exists() and not (out / "model.safetensors").exists()
+    with pytest.raises(OSError, match="unfinished `train` run.*--resume"):
+        AcceptanceHead.from_pretrained(out)
+    state = train_head(ws["data"], out, resume=True, **_train_kw())
+    head = AcceptanceHead.from_pretrained(out)
+    assert len(head.training_info["history"]) == 3 == len(state["history"])
+    assert head.training_info["best_epoch"] == state["best"]["epoch"]
+
+
+def test_resume_without_the_manifest_refuses_and_deletes_nothing(ws, tmp_path):
+    out = tmp_path / "head"
+    _interrupted_run(ws, out)
+    (out / "checkpoint" / "manifest.json").unlink()
+    before = _snapshot(out)
+    with pytest.raises(TrainingError, match="epoch-00001.*no manifest.json") as err:
+        train_head(ws["data"], out, resume=True, **_train_kw())
+    assert "nothing in it is deleted" in str(err.value)
+    with pytest.raises(TrainingError, match="already holds a training run"):
+        train_head(ws["data"], out, **_train_kw())
+    assert _snapshot(out) == before
+
+
+def test_temporary_manifests_of_killed_saves_are_cleaned_up(ws, tmp_path):
+    out = tmp_path / "head"
+    _interrupted_run(ws, out)
+    stale = out / "checkpoint" / ".manifest.json.99999.tmp"
+    stale.write_text("{")
+    train_head(ws["data"], out, resume=True, **_train_kw())
+    assert not stale.exists()
+    assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["epoch-00003", "manifest.json"]
+
+
+class _Marker:
+    """Unpickling this creates the file `path`: a stand-in for code run by a crafted pickle."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_resume_never_unpickles_a_crafted_checkpoint(ws, tmp_path, version):
+    out = tmp_path / "head"
+    _interrupted_run(ws, out)
+    manifest_path = out / "checkpoint" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    folder = out / "checkpoint" / manifest["folder"]
+    marker = tmp_path / "code-ran"
+    name = "custom_checkpoint_0.pkl"  # where accelerate kept the scheduler, loaded with weights_only=False
+    torch.save(_Marker(marker), folder / name)
+    manifest["files"][name] = sha256_file(folder / name)
+    manifest["version"] = version
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(TrainingError, match="custom_checkpoint_0.pkl|pickle"):
+        train_head(ws["data"], out, resume=True, **_train_kw())
+    assert not marker.exists()
 
 
 # ---------------------------------------------------------------------------------------------- corrupt data
@@ -422,8 +488,37 @@ def test_prompts_longer_than_the_context_are_cut_with_a_warning(ws, tmp_path):
     with pytest.raises(TrainingError, match="leaves no room for a prompt"):
         make_data(tmp_path / "d2", **{**kw, "max_new_tokens": MAX_NEW + 6})
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the full context: nothing cut, no warning
+        warnings.filterwarnings("error", message=".*were cut")  # the full context: nothing cut, no warning
+        warnings.filterwarnings("ignore", message=".*dev split")  # 8 prompts: the small-dev warning is expected
         make_data(tmp_path / "d3", **_kw(ws, max_prompts=8))
+
+
+# ---------------------------------------------------------------------------------------------- tiny data, summaries
+def test_a_dev_split_too_small_for_calibration_is_warned_about(ws, tmp_path):
+    with pytest.warns(UserWarning, match="dev split of only 2 responses.*--dev-fraction"):
+        make_data(tmp_path / "d", **_kw(ws, max_prompts=8))
+    with pytest.warns(UserWarning, match="dev split of only 6 responses"):
+        calibrate_head(ws["head"], ws["data"], output_dir=tmp_path / "c", cost_ratio=0.1, plot=False,
+                       show_progress=False)
+    with pytest.warns(UserWarning, match="no dev split"):
+        make_data(tmp_path / "nodev", **_kw(ws, max_prompts=8, dev_fraction=0.0))
+
+
+def test_cli_prints_a_short_summary_with_warnings_and_json_on_request(ws, tmp_path):
+    args = ["make-data", tmp_path / "d", "--draft", ws["draft"], "--target", ws["target"], "--prompts", ws["prompts"],
+            "--max-new-tokens", MAX_NEW, "--max-prompts", 8, "--shard-size", 8, "--dev-fraction", 0.25]
+    r = _invoke(*args)
+    assert r.exit_code == 0, r.output
+    assert "Warning: The data set in" in r.output and "dev split of only 2 responses" in r.output
+    assert "Data set written to" in r.output and "6 train and 2 dev responses" in r.output
+    assert "{" not in r.output  # no JSON blob
+    r = _invoke(*args, "--json")
+    assert r.exit_code == 0, r.output
+    blob = r.output[r.output.index("{"):]
+    assert json.loads(blob)["dev"] == 2
+    r = _invoke("calibrate", ws["head"], ws["data"], "--output-dir", tmp_path / "c", "--cost-ratio", "0.1")
+    assert r.exit_code == 0, r.output
+    assert "Calibrated head written to" in r.output and "Simulated on 6 dev responses" in r.output
 
 
 # ---------------------------------------------------------------------------------------------- the [train] extra
@@ -443,3 +538,19 @@ def test_a_missing_train_extra_names_the_pip_command(ws, tmp_path, monkeypatch, 
     with pytest.raises(MissingExtraError, match=r'pip install "hf-specdecpp\[train\]"'):
         call(ws, tmp_path)
     assert not any((tmp_path / name).exists() for name in ("h", "d", "c"))
+
+
+def test_an_interrupted_cli_train_says_how_to_resume_and_leaves_no_head(ws, tmp_path, monkeypatch):
+    from hf_specdecpp.training import train as train_module
+
+    real_print_epoch = train_module.print_epoch
+
+    def interrupt_after_the_first_epoch(metrics):
+        real_print_epoch(metrics)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "print_epoch", interrupt_after_the_first_epoch)
+    r = _invoke("train", ws["data"], tmp_path / "head", "--epochs", "200", "--batch-size", "4", "--num-layers", "1")
+    assert r.exit_code == 130
+    assert "Interrupted; no head was written yet; add --resume" in r.output
+    assert not (tmp_path / "head" / "config.json").exists() and (tmp_path / "head" / "checkpoint").is_dir()

@@ -38,6 +38,21 @@ def is_complete(model_dir: Path) -> bool:
     return (Path(model_dir) / COMPLETE_MARKER).is_file()
 
 
+def fetched_repo_id(model_dir: str | os.PathLike) -> str | None:
+    """The Hub repo a model folder fetched by `fetch_model` is (a copy or a conversion of); None for any other
+    folder."""
+    marker = Path(model_dir) / COMPLETE_MARKER
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    by_name = {spec.short_name: spec.repo_id for spec in MODELS.values()}
+    repo = info.get("repo_id") or by_name.get(info.get("short_name"))
+    return repo if isinstance(repo, str) else None
+
+
 def hub_reachable(repo_id: str, timeout: float = 5.0) -> bool:
     """False when `HF_HUB_OFFLINE` is set or the Hub does not answer for `repo_id` within `timeout` seconds."""
     from huggingface_hub import HfApi, constants

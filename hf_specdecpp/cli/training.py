@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import friendly, print_json
+from .common import check_inputs, flag, friendly, json_flag, report
 
 MAX_CANDIDATES = 64  # the largest cap calibrate considers (hf_specdecpp.training.calibrate.MAX_CANDIDATES_LIMIT)
 
@@ -16,7 +16,9 @@ def register(app: typer.Typer) -> None:
     """Add `make-data`, `train`, `calibrate` and `push` to the typer `app`."""
     for name, command in (("make-data", make_data_command), ("train", train_command),
                           ("calibrate", calibrate_command), ("push", push_command)):
-        app.command(name)(friendly(command))
+        hint = ("no head was written yet; add --resume to the same command to continue from the last epoch."
+                if name == "train" else "run the same command again to resume.")
+        app.command(name)(friendly(command, on_interrupt=hint))
 
 
 def _number(low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False):
@@ -38,7 +40,8 @@ def _number(low: float | None = None, high: float | None = None, low_open: bool 
 
 
 def make_data_command(
-    output_dir: Path = typer.Argument(..., help="Folder of the data set (created; resumed if it exists)."),
+    output_dir: Path = typer.Argument(..., help="Folder of the data set (created; resumed if it exists).",
+                                      metavar="OUTPUT_DIR"),
     draft: str = typer.Option(..., "--draft", help="Draft model id or path."),
     target: str = typer.Option(..., "--target", help="Target model id or path."),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="JSONL file: `prompt` or chat `messages` per line."),
@@ -48,7 +51,7 @@ def make_data_command(
     prompt_column: str = typer.Option("prompt", "--prompt-column", help="Column/field with the prompt or messages."),
     response_column: Optional[str] = typer.Option(None, "--response-column",
                                                   help="Column/field with the answer (JSONL default: response)."),
-    chat: bool = typer.Option(False, "--chat", help="Wrap plain prompts in the TARGET's chat template."),
+    chat: bool = flag(False, "--chat", help="Wrap plain prompts in the TARGET's chat template."),
     responses: str = typer.Option("target", "--responses",
                                   help="target: generate with the target (the served distribution); dataset: use "
                                        "the data set's answers (forward passes only, cheaper, off-distribution)."),
@@ -73,10 +76,12 @@ def make_data_command(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cuda if any)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on a GPU or a CPU with native bf16, else fp32), "
                                                       "float32, bfloat16, float16."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the data set make-data wrote in OUTPUT_DIR "
-                                                              "first (only its own files; others stay)."),
+    overwrite: bool = flag(False, "--overwrite", help="Delete the data set make-data wrote in OUTPUT_DIR first "
+                                                      "(only its own files; others stay)."),
+    as_json: bool = json_flag(),
 ) -> None:
     """Build the head's training set: labels + cached draft hidden states (resumable, sharded Arrow)."""
+    check_inputs(files={"Prompt file": prompts}, models=(draft, target), dtype=dtype)
     from ..training.data import make_data
     from ..utils.io import read_json
 
@@ -88,12 +93,18 @@ def make_data_command(
         top_p=top_p, top_k=top_k, mix_ratio=mix_ratio, dev_fraction=dev_fraction, shard_size=shard_size,
         batch_size=batch_size, seed=seed, head_inputs=head_inputs, device=device, dtype=dtype, overwrite=overwrite,
     )
-    print_json({"output_dir": str(out), **read_json(out / "progress.json").get("totals", {})})
+    totals = read_json(out / "progress.json").get("totals", {})
+    report([f"Data set written to {out}: {totals.get('train', 0)} train and {totals.get('dev', 0)} dev responses "
+            f"({totals.get('train_tokens', 0)} and {totals.get('dev_tokens', 0)} response tokens)"
+            + (f"; {totals['skipped']} prompts skipped (empty)" if totals.get("skipped") else "") + ".",
+            f"Next: hf-specdecpp train {out} HEAD_DIR"],
+           {"output_dir": str(out), **totals}, as_json)
 
 
 def train_command(
-    data_dir: Path = typer.Argument(..., help="A make-data folder."),
-    output_dir: Path = typer.Argument(..., help="Where the best head (save_pretrained) and checkpoint go."),
+    data_dir: Path = typer.Argument(..., help="A make-data folder.", metavar="DATA_DIR"),
+    output_dir: Path = typer.Argument(..., help="Where the best head (save_pretrained, once the last epoch is done) "
+                                                "and the checkpoint go.", metavar="OUTPUT_DIR"),
     num_layers: int = typer.Option(3, "--num-layers", min=0, help="Residual blocks of the head."),
     epochs: int = typer.Option(3, "--epochs", min=1),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Responses per optimizer step."),
@@ -105,7 +116,7 @@ def train_command(
     w_accept: float = typer.Option(1.0, "--w-accept", callback=_number(0.0, low_open=True),
                                    help="Loss weight of accepted tokens."),
     seed: int = typer.Option(0, "--seed", min=0),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run saved in OUTPUT_DIR/checkpoint."),
+    resume: bool = flag(False, "--resume", help="Continue the run saved in OUTPUT_DIR/checkpoint."),
     draft_id: Optional[str] = typer.Option(None, "--draft-id",
                                            help="Draft id the head declares (must match the data)."),
     target_id: Optional[str] = typer.Option(None, "--target-id", help="Target id the head declares (must match)."),
@@ -116,9 +127,11 @@ def train_command(
                                              help="Also read the draft distribution's confidence (producing_state)."),
     feature_lr: float = typer.Option(1e-2, "--feature-lr", callback=_number(0.0, low_open=True),
                                      help="Learning rate of the confidence-feature weights."),
-    cpu: bool = typer.Option(False, "--cpu", help="Train on CPU even when a GPU is present."),
+    cpu: bool = flag(False, "--cpu", help="Train on CPU even when a GPU is present."),
+    as_json: bool = json_flag(),
 ) -> None:
     """Train the acceptance head on cached features (the draft stays frozen and is not run)."""
+    check_inputs(folders={"data set": data_dir})
     from ..training.train import train_head
 
     state = train_head(data_dir, output_dir, num_layers=num_layers, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -126,12 +139,21 @@ def train_command(
                        seed=seed, resume=resume, draft_model_id=draft_id, target_model_id=target_id,
                        input_state=input_state, use_confidence_features=confidence_features,
                        feature_lr=feature_lr, cpu=cpu)
-    print_json({"output_dir": str(output_dir), "best": state["best"]})
+    best = state["best"] or {}
+    metrics = best.get("metrics", {})
+    shown = ", ".join(f"{name} {metrics[key]:.4f}" for key, name in (("weighted_bce", "dev wBCE"),
+                                                                   ("auroc_reject", "AUROC(rej)"))
+                      if key in metrics)
+    report([f"Head written to {output_dir}: best epoch {best.get('epoch')} of {epochs}" + (f" ({shown})" if shown
+                                                                                        else "") + ".",
+            f"Next: hf-specdecpp calibrate {output_dir} {data_dir}"],
+           {"output_dir": str(output_dir), "best": state["best"]}, as_json)
 
 
 def calibrate_command(
-    head_dir: Path = typer.Argument(..., help="A trained head folder."),
-    data_dir: Path = typer.Argument(..., help="The make-data folder (its dev split is simulated)."),
+    head_dir: Path = typer.Argument(..., help="A trained head folder.", metavar="HEAD_DIR"),
+    data_dir: Path = typer.Argument(..., help="The make-data folder (its dev split is simulated).",
+                                    metavar="DATA_DIR"),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir",
                                               help="Save the calibrated head here (default: in place)."),
     draft: Optional[str] = typer.Option(None, "--draft", help="Draft for timing (default: the data set's)."),
@@ -157,32 +179,45 @@ def calibrate_command(
     seed: int = typer.Option(0, "--seed", min=0),
     device: Optional[str] = typer.Option(None, "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
+    as_json: bool = json_flag(),
 ) -> None:
     """Measure the cost ratio and choose the threshold by simulating rounds on the dev split."""
+    check_inputs(folders={"acceptance head": head_dir, "data set": data_dir}, models=(draft, target), dtype=dtype)
     from ..training.calibrate import calibrate_head
 
     r = calibrate_head(head_dir, data_dir, output_dir=output_dir, draft=draft, target=target, cost_ratio=cost_ratio,
                        verify_slope=verify_slope, costs_from=costs_from, min_candidates=min_candidates,
                        max_candidates=max_candidates, search_cap=search_cap, cap_tolerance=cap_tolerance,
                        num_draws=num_draws, repeats=repeats, seed=seed, device=device, dtype=dtype)
-    print_json({k: r[k] for k in ("threshold", "max_candidates", "time_per_token", "speedup", "best_fixed_k",
-                                  "fixed_k_time_per_token", "fixed_k_speedup", "oracle_speedup", "cost_ratio")})
+    report([f"Calibrated head written to {output_dir or head_dir}: threshold h = {r['threshold']:g}, at most "
+            f"{r['max_candidates']} candidates per round.",
+            f"Simulated on {r['dev_responses']} dev responses: {r['speedup']:.2f}x faster than the target alone "
+            f"(best fixed K = {r['best_fixed_k']}: {r['fixed_k_speedup']:.2f}x), "
+            f"cost ratio c = {r['cost_ratio']:.3g}."],
+           {k: r[k] for k in ("threshold", "max_candidates", "time_per_token", "speedup", "best_fixed_k",
+                              "fixed_k_time_per_token", "fixed_k_speedup", "oracle_speedup", "cost_ratio",
+                              "dev_responses")}, as_json)
 
 
 def push_command(
-    head_dir: Path = typer.Argument(..., help="A trained (and calibrated) head folder."),
-    repo_id: str = typer.Argument(..., help="Hub repo id, e.g. user/acchead-qwen2.5-coder-0.5b-1.5b."),
-    private: bool = typer.Option(False, "--private"),
+    head_dir: Path = typer.Argument(..., help="A trained (and calibrated) head folder.", metavar="HEAD_DIR"),
+    repo_id: str = typer.Argument(..., help="Hub repo id, e.g. user/acchead-qwen2.5-coder-0.5b-1.5b.",
+                                  metavar="REPO_ID"),
+    private: bool = flag(False, "--private", help="Create the repo as private (an existing repo keeps its "
+                                                  "visibility)."),
     token: Optional[str] = typer.Option(None, "--token", help="Hub token (default: the logged-in one)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Branch to push to."),
     local_dir: Optional[Path] = typer.Option(None, "--local-dir", help="Write the upload to this folder instead."),
     endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Hub endpoint (default: HF_ENDPOINT or the Hub)."),
+    as_json: bool = json_flag(),
 ) -> None:
     """Upload safetensors + config + model card (ids, data, decoding, metrics, threshold) to the Hub."""
+    check_inputs(folders={"acceptance head": head_dir})
     from ..training.publish import export_head, push_head
 
     if local_dir is not None:
-        print_json({"exported": str(export_head(head_dir, local_dir, repo_id=repo_id))})
+        exported = str(export_head(head_dir, local_dir, repo_id=repo_id))
+        report([f"Wrote what push would upload to {exported}."], {"exported": exported}, as_json)
         return
-    print_json({"commit": push_head(head_dir, repo_id, token=token, private=private or None, revision=revision,
-                                    endpoint=endpoint)})
+    commit = push_head(head_dir, repo_id, token=token, private=private or None, revision=revision, endpoint=endpoint)
+    report([f"Pushed {head_dir} to {repo_id}: {commit}"], {"commit": commit}, as_json)

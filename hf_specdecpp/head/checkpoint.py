@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
 
 from ..utils.io import FileFormatError
 from .features import CONFIDENCE_FEATURES, INPUT_STATES, PRODUCING_STATE
@@ -76,6 +77,14 @@ def safetensors_shapes(path: str) -> dict[str, tuple[int, ...]]:
             return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         raise OSError(f"Could not read acceptance-head weights {path}: {err}") from None
+
+
+def read_traces(path: str) -> dict[str, torch.Tensor]:
+    """The dev traces a head ships (`traces.safetensors`); a damaged file is reported with its path."""
+    try:
+        return load_file(path, device="cpu")
+    except Exception as err:  # safetensors raises several types for corrupt headers and payloads
+        raise FileFormatError(f"Could not read the head's dev traces {path}: {err}") from None
 
 
 def check_shapes(found: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], source: str,

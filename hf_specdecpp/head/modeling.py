@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import threading
 import weakref
@@ -11,11 +12,12 @@ from typing import Any
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..utils.io import FileFormatError, read_json_object, write_json
+from ..utils.folders import local_folder
+from ..utils.io import FileFormatError, read_json_object, readable_by_others, write_json
 from .card import CARD_TEMPLATE, describe_decoding, is_unedited_package_card, policy_section, sign, training_section
 from .checkpoint import (
     ARCHITECTURE_KEYS,
@@ -25,6 +27,7 @@ from .checkpoint import (
     expected_shapes,
     is_head_config,
     load_reference_state_dict,
+    read_traces,
     safetensors_shapes,
     split_legacy_config,
     validate_architecture,
@@ -198,6 +201,7 @@ class AcceptanceHead(
     def _save_pretrained(self, save_directory: Path) -> None:
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(save_directory / constants.SAFETENSORS_SINGLE_FILE), metadata={"format": "pt"})
+        readable_by_others(save_directory / constants.SAFETENSORS_SINGLE_FILE)
         write_json(save_directory / constants.CONFIG_NAME,
                    {"model_type": HEAD_MODEL_TYPE, "format_version": FORMAT_VERSION, **self.architecture})
         _write_or_remove(save_directory / POLICY_FILE, self.policy.to_dict() if self.policy else None)
@@ -205,6 +209,7 @@ class AcceptanceHead(
         traces_path = save_directory / TRACES_FILE
         if self.traces:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.traces.items()}, str(traces_path))
+            readable_by_others(traces_path)
         else:
             traces_path.unlink(missing_ok=True)
         card = save_directory / "README.md"
@@ -289,14 +294,24 @@ class AcceptanceHead(
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "AcceptanceHead":
         """`PyTorchModelHubMixin.from_pretrained` (a local folder or a Hub repo id), loading strictly: see
-        `_from_pretrained`. A config.json that is not valid JSON is reported with its name."""
-        import json
+        `_from_pretrained`.
 
+        A path to a missing folder or to a file is refused before the Hub is asked, and a local `config.json`
+        that is not a UTF-8 JSON object is reported with its name (the mixin would fail on it with a bare
+        `AttributeError` or `UnicodeDecodeError`).
+        """
+        name = os.fspath(pretrained_model_name_or_path)
+        folder = local_folder(name, "acceptance head")
+        if folder is not None and os.path.isfile(os.path.join(folder, constants.CONFIG_NAME)):
+            read_json_object(os.path.join(folder, constants.CONFIG_NAME), "head config")
         try:
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        except json.JSONDecodeError as err:
-            raise FileFormatError(f"config.json of {pretrained_model_name_or_path} is not valid JSON: {err.msg} "
-                                  f"(line {err.lineno}, column {err.colno})") from None
+        except LocalEntryNotFoundError as err:  # offline, or the Hub unreachable
+            raise LocalEntryNotFoundError(f"{err} (there is no local folder named {name!r} either; "
+                                          "HF_HUB_OFFLINE=1 skips the Hub's retries)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+            _raise_config_error(name, kwargs, err)
+            raise
 
     @classmethod
     def _from_pretrained(
@@ -331,6 +346,9 @@ class AcceptanceHead(
             path = resolve(constants.CONFIG_NAME)
             config = read_json_object(path, "head config") if path else None
         source = f"{model_id}/{constants.CONFIG_NAME}"
+        if config is None and os.path.isdir(os.path.join(model_id, "checkpoint")):
+            raise OSError(f"{model_id} holds an unfinished `train` run (its checkpoint folder) and no head yet: "
+                          "finish it with `hf-specdecpp train ... --resume`.")
         if not isinstance(config, dict) or "hidden_size" not in config:
             raise OSError(f"No usable config.json for an acceptance head in {model_id!r}: it must record "
                           "`hidden_size` (and `num_layers`).")
@@ -350,7 +368,7 @@ class AcceptanceHead(
         info_path = resolve(TRAINING_INFO_FILE)
         head.training_info = read_json_object(info_path, "head training info") if info_path else legacy_info
         traces_path = resolve(TRACES_FILE)
-        head.traces = load_file(traces_path) if traces_path else None
+        head.traces = read_traces(traces_path) if traces_path else None
         head.to(map_location)
         head.eval()
         return head
@@ -375,6 +393,17 @@ def _read_weights(resolve, model_id: str, architecture: dict, strict: bool) -> d
     state = load_reference_state_dict(path, architecture["num_layers"])
     check_shapes({k: tuple(v.shape) for k, v in state.items()}, expected, path, strict)
     return state
+
+
+def _raise_config_error(repo_id: str, kwargs: dict, err: Exception) -> None:
+    """Name the downloaded config.json of a Hub repo and its problem when reading it failed inside the mixin;
+    return when the config itself is fine (so `err` came from elsewhere)."""
+    try:
+        path = hf_hub_download(repo_id=repo_id, filename=constants.CONFIG_NAME, revision=kwargs.get("revision"),
+                               cache_dir=kwargs.get("cache_dir"), local_files_only=True)
+    except Exception:  # not in the cache: nothing more to say than the original error
+        return
+    read_json_object(path, f"head config of {repo_id!r}")
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -9,6 +9,7 @@ own hardware (`traces.safetensors`), the calibration record (in `training_info.j
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,8 @@ from ..core.device import DeviceKind
 from ..core.validation import check_candidate_bounds, check_int, check_number
 from ..head import AcceptanceHead, HeadPolicy
 from ..methods.specdecpp.calibration import acceptance_outcomes, choose_threshold, pack_traces
-from .common import TrainingError, check_declared_ids, checked, load_model, pick_device, pick_dtype, progress, \
-    require_train_extras, train_extra
+from .common import (TrainingError, check_declared_ids, check_model_ids, checked, load_model, pick_device,
+                     pick_dtype, progress, require_train_extras, step, train_extra, warn_small_dev_split)
 from .data_folder import read_metadata
 from .head_files import PLOT_FILE, check_head_folder, save_head
 from .shards import head_input_columns, load_head_inputs
@@ -86,10 +87,14 @@ def _costs(meta: dict, draft, target, costs_from, cost_ratio, verify_slope, max_
     if costs_from is not None:
         costs = reused_costs(costs_from, meta)
     elif cost_ratio is None:
+        draft, target = (m if hasattr(m, "config") else m or meta[role]["id"]
+                         for m, role in ((draft, "draft"), (target, "target")))
+        check_model_ids(draft, target)
         dev = pick_device(device)
         dt = pick_dtype(dtype, dev)
-        draft_model = load_model(draft or meta["draft"]["id"], dev, dt) if not hasattr(draft, "config") else draft
-        target_model = load_model(target or meta["target"]["id"], dev, dt) if not hasattr(target, "config") else target
+        with step("calibrate: loading the draft and the target for timing", show_progress):
+            draft_model = load_model(draft, dev, dt) if not hasattr(draft, "config") else draft
+            target_model = load_model(target, dev, dt) if not hasattr(target, "config") else target
         ks = tuple(k for k in VERIFY_KS if k <= max_candidates)
         bar = progress(total=2 + repeats, desc="calibrate: timing", disable=not show_progress, unit="repeat")
         costs = measure_costs(draft_model, target_model, prompt_length=prompt_length, ks=ks, repeats=repeats,
@@ -102,7 +107,8 @@ def _costs(meta: dict, draft, target, costs_from, cost_ratio, verify_slope, max_
     return costs, costs.c_draft, costs.table(max_candidates)
 
 
-def _dev_traces(head: AcceptanceHead, data_dir) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray] | None]:
+def _dev_traces(head: AcceptanceHead, data_dir, show_progress: bool = False
+                ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray] | None]:
     """The head's predictions, the labels (and the confidence features) at every dev position, per response."""
     columns = head_input_columns(head.input_state, head.use_confidence_features, calibration=True)
     hidden_col, feature_col, label_col = columns
@@ -112,7 +118,8 @@ def _dev_traces(head: AcceptanceHead, data_dir) -> tuple[list[np.ndarray], list[
     head.eval()
     preds, labels, features = [], [], []
     with torch.no_grad():
-        for row in dev_ds:
+        for row in progress(dev_ds, desc="calibrate: scoring the dev split", disable=not show_progress,
+                            unit="response"):
             hidden = torch.as_tensor(np.asarray(row[hidden_col], dtype=np.float32))
             feats = None if feature_col is None else torch.as_tensor(np.asarray(row[feature_col], dtype=np.float32))
             preds.append(head(hidden, feats).numpy().astype(np.float64))
@@ -161,12 +168,17 @@ def calibrate_head(
     check_head_folder(output_dir, plot=plot)
     costs, c_draft, table = _costs(meta, draft, target, costs_from, cost_ratio, verify_slope, max_candidates, repeats,
                                    prompt_length, seed, device, dtype, show_progress)
-    preds, labels, features = _dev_traces(head, data_dir)
+    preds, labels, features = _dev_traces(head, data_dir, show_progress)
+    warn_small_dev_split(len(labels), f"The data set in {data_dir}")
     greedy = not meta["decoding"]["do_sample"]
     outcomes = acceptance_outcomes(labels, greedy, num_draws=num_draws, seed=seed)
-    result = choose_threshold(preds, outcomes, c_draft=c_draft, verify_costs=table, min_candidates=min_candidates,
-                              max_candidates=max_candidates, search_cap=search_cap, cap_tolerance=cap_tolerance,
-                              lagged=not head.scores_without_lag)
+    with step(f"calibrate: simulating drafting rounds on {len(labels)} dev responses", show_progress):
+        result = choose_threshold(preds, outcomes, c_draft=c_draft, verify_costs=table, min_candidates=min_candidates,
+                                  max_candidates=max_candidates, search_cap=search_cap, cap_tolerance=cap_tolerance,
+                                  lagged=not head.scores_without_lag)
+    if result["speedup"] <= 1.0:
+        warnings.warn(f"The calibrated head's simulated speedup is {result['speedup']:.2f}x: with these costs "
+                      "it would make generation slower than the target alone.", UserWarning, stacklevel=2)
     result.update(_record(costs, c_draft, costs_from, min_candidates, max_candidates, labels, greedy, num_draws))
     apply_calibration(head, result, costs, c_draft, meta, preds, labels, greedy, features)
     save_head(head, output_dir)

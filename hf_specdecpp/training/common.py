@@ -7,13 +7,22 @@ import contextlib
 import hashlib
 import json
 import os
+import time
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
 
 from ..utils.extras import require
+from ..utils.folders import local_folder
+
+
+MIN_DEV_RESPONSES = 16
+"""Fewer dev responses than this cannot support calibration: the best epoch, the AUROC and the chosen threshold
+then rest on a handful of tokens (8 prompts made a 1-prompt, 7-token dev split and a head slower than the target)."""
 
 
 class TrainingError(Exception):
@@ -49,12 +58,37 @@ def local_model_id(model_id: str | os.PathLike) -> str:
 
 
 def same_model_id(a: str | None, b: str | None) -> bool:
-    """Whether two recorded ids name the same model: equal, or one local folder spelled two ways."""
+    """Whether two recorded ids name the same model: equal, one local folder spelled two ways, or a local copy
+    of a Hub repo and that repo's id (see `hub_repo_id`)."""
     if a is None or b is None:
         return a == b
     if a == b:
         return True
-    return os.path.isdir(a) and os.path.isdir(b) and os.path.realpath(a) == os.path.realpath(b)
+    if os.path.isdir(a) and os.path.isdir(b):
+        return os.path.realpath(a) == os.path.realpath(b)
+    return hub_repo_id(a) == b or hub_repo_id(b) == a
+
+
+def hub_repo_id(model_id: str | os.PathLike | None) -> str | None:
+    """The Hub repo id a local model folder is a copy of, where that is known, so that heads and their model
+    cards name `org/name` rather than a folder that exists only on this machine.
+
+    Known copies: a huggingface_hub cache snapshot (`.../models--org--name/snapshots/<commit>`) and a model that
+    `hf-specdecpp fetch-models` fetched (its completion marker names the repo or the model). Returns None for
+    anything else, a Hub id included.
+
+    Args:
+        model_id: a recorded model id (a Hub id or an absolute local path).
+    """
+    if model_id is None or not os.path.isdir(model_id):
+        return None
+    parts = Path(os.path.realpath(model_id)).parts
+    for i, part in enumerate(parts[:-2]):
+        if part.startswith("models--") and parts[i + 1] == "snapshots" and "--" in part[len("models--"):]:
+            return part[len("models--"):].replace("--", "/", 1)
+    from ..assets import fetched_repo_id
+
+    return fetched_repo_id(model_id)
 
 
 def check_declared_ids(meta: dict, declared: dict[str, str | None], where: str) -> None:
@@ -93,9 +127,18 @@ def model_id_of(model) -> str:
     return local_model_id(name) if name else "<in-memory model>"
 
 
+def check_model_ids(*models: Any) -> None:
+    """Refuse, before any model is loaded, a model id that names a missing local folder or a file (instead of
+    sending it to the Hub as a repo id, after the other model was loaded). Loaded models pass."""
+    for model in models:
+        if isinstance(model, (str, os.PathLike)):
+            local_folder(model, "model")
+
+
 def load_model(model_id: str, device: torch.device, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM
 
+    check_model_ids(model_id)
     model_id = local_model_id(model_id)
     try:
         model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype)
@@ -151,6 +194,44 @@ def progress(iterable=None, total=None, desc: str = "", disable: bool = False, u
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, disable=disable, unit=unit, dynamic_ncols=True, leave=False)
+
+
+@contextlib.contextmanager
+def step(description: str, show: bool = True):
+    """Say on stderr what a long step without a progress bar of its own is doing (loading a model, simulating):
+    a spinner on a terminal, one line in a log, and how long it took."""
+    if not show:
+        yield
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console, started = Console(stderr=True, soft_wrap=True), time.perf_counter()
+    if console.is_terminal:
+        with console.status(escape(description) + " ..."):
+            yield
+    else:
+        console.print(escape(description) + " ...", highlight=False)
+        yield
+    console.print(f"{escape(description)}: done in {time.perf_counter() - started:.1f} s", highlight=False)
+
+
+def warn_small_dev_split(num_dev: int, where: str, stacklevel: int = 3) -> None:
+    """Warn when a dev split is too small to choose the best epoch or calibrate the threshold.
+
+    Args:
+        num_dev: the responses (prompts) in the dev split.
+        where: the data set or the step, for the message.
+        stacklevel: as for `warnings.warn`, counted from the caller of this function plus one (the default
+            points at the caller's caller: the user's call of make_data, train_head or calibrate_head).
+    """
+    if num_dev >= MIN_DEV_RESPONSES:
+        return
+    what = "no dev split" if num_dev == 0 else f"a dev split of only {num_dev} response{'s' * (num_dev != 1)}"
+    warnings.warn(f"{where} has {what}: train picks the best epoch and calibrate the threshold on it, so with fewer "
+                  f"than {MIN_DEV_RESPONSES} the metrics (AUROC) and the threshold are noise and the head may make "
+                  "generation slower than the target alone. Use more prompts or a larger --dev-fraction.",
+                  UserWarning, stacklevel=stacklevel)
 
 
 @contextlib.contextmanager

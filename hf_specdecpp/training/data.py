@@ -48,6 +48,7 @@ from ..utils.io import write_json
 from .batch_features import generate_responses, process_batch
 from .common import (
     TrainingError,
+    check_model_ids,
     checked,
     load_model,
     load_tokenizer,
@@ -57,6 +58,8 @@ from .common import (
     pick_dtype,
     progress,
     require_train_extras,
+    step,
+    warn_small_dev_split,
 )
 from .data_folder import FORMAT_VERSION, PROGRESS_FILE, SHARD_COUNTS, SPLITS, open_output, read_metadata
 from .labels import DecodingSettings
@@ -156,8 +159,8 @@ def make_data(
     recs, source = read_prompt_source(prompts_file, dataset, records, dataset_config=dataset_config,
                                       dataset_split=dataset_split, prompt_column=prompt_column,
                                       response_column=response_column, max_prompts=max_prompts)
-    pair = load_data_pair(draft, target, tokenizer, draft_tokenizer, device, dtype, opts)
-    items = assign_splits(len(recs), opts.dev_fraction, opts.seed)
+    items = assign_splits(len(recs), opts.dev_fraction, opts.seed, f"The data set in {output_dir}")
+    pair = load_data_pair(draft, target, tokenizer, draft_tokenizer, device, dtype, opts, show_progress)
     output_dir = Path(output_dir)
     manifest = open_output(output_dir, data_metadata(pair, opts, source), overwrite,
                            num_shards=(len(items) + opts.shard_size - 1) // opts.shard_size)
@@ -185,12 +188,18 @@ def data_options(*, temperature, top_p, top_k, responses, chat, max_prompt_token
                        float(dev_fraction), shard_size, batch_size, seed, head_inputs)
 
 
-def load_data_pair(draft, target, tokenizer, draft_tokenizer, device, dtype, opts: DataOptions) -> DataPair:
-    """Load (or take) the models and tokenizers and check that they form a pair."""
+def load_data_pair(draft, target, tokenizer, draft_tokenizer, device, dtype, opts: DataOptions,
+                   show_progress: bool = False) -> DataPair:
+    """Load (or take) the models and tokenizers and check that they form a pair (both ids are checked before
+    either model is loaded: a mistyped folder fails at once)."""
+    check_model_ids(target, draft)
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
-    target_model = load_model(target, dev, dt) if isinstance(target, (str, os.PathLike)) else target
-    draft_model = load_model(draft, dev, dt) if isinstance(draft, (str, os.PathLike)) else draft
+    names = [f"the {role} {os.fspath(m)}" for role, m in (("target", target), ("draft", draft))
+             if isinstance(m, (str, os.PathLike))]
+    with step("make-data: loading " + " and ".join(names), show_progress and bool(names)):
+        target_model = load_model(target, dev, dt) if isinstance(target, (str, os.PathLike)) else target
+        draft_model = load_model(draft, dev, dt) if isinstance(draft, (str, os.PathLike)) else draft
     if tokenizer is None:
         tokenizer = load_tokenizer(str(target) if isinstance(target, (str, os.PathLike)) else model_id_of(target_model))
     if draft_tokenizer is None and isinstance(draft, (str, os.PathLike)):
@@ -246,11 +255,14 @@ def data_metadata(pair: DataPair, opts: DataOptions, source: dict) -> dict:
     }
 
 
-def assign_splits(num_prompts: int, dev_fraction: float, seed: int) -> list[tuple[int, str]]:
-    """(prompt index, split) in processing order: a seeded permutation, the first `dev_fraction` to dev."""
+def assign_splits(num_prompts: int, dev_fraction: float, seed: int, where: str = "The data set"
+                  ) -> list[tuple[int, str]]:
+    """(prompt index, split) in processing order: a seeded permutation, the first `dev_fraction` to dev. Warns
+    when the dev split is too small to calibrate on (`where` names the data set)."""
     num_dev = int(round(dev_fraction * num_prompts))
     if dev_fraction > 0 and num_prompts > 1:
         num_dev = min(max(num_dev, 1), num_prompts - 1)
+    warn_small_dev_split(num_dev, where, stacklevel=4)  # points at make_data's caller
     order = np.random.default_rng(seed).permutation(num_prompts).tolist()
     return [(idx, "dev" if rank < num_dev else "train") for rank, idx in enumerate(order)]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..head import AcceptanceHead
 from ..head import check_owned_folder
-from .common import TrainingError
+from .common import TrainingError, hub_repo_id
 
 PLOT_FILE = "calibration.png"
 
@@ -73,5 +73,7 @@ def trained_head_info(head: AcceptanceHead, meta: dict, manifest: dict, data_dir
         "dev_metrics": state["best"]["metrics"] if state["best"] else None,
         "history": state["history"],
     })
-    info.update(draft_model_id=meta["draft"]["id"], target_model_id=meta["target"]["id"])
+    # a Hub id where the local folder is known to be a copy of one: the card names what others can download
+    info.update(draft_model_id=hub_repo_id(meta["draft"]["id"]) or meta["draft"]["id"],
+                target_model_id=hub_repo_id(meta["target"]["id"]) or meta["target"]["id"])
     return info

@@ -128,7 +128,10 @@ def read_prompt_source(prompts_file, dataset, records, *, dataset_config, datase
     """The prompts of exactly one source, cut to `max_prompts`, and the source's description for the metadata
     (with a digest of the prompts, so a resumed run is known to read the same ones)."""
     if sum(x is not None for x in (prompts_file, dataset, records)) != 1:
-        raise TrainingError("Give exactly one prompt source: a JSONL file, a dataset, or records")
+        given = [name for name, x in (("--prompts / prompts_file", prompts_file), ("--dataset / dataset", dataset),
+                                      ("records (Python only)", records)) if x is not None]
+        raise TrainingError("Give exactly one prompt source: --prompts FILE.jsonl or --dataset NAME (from Python: "
+                            f"prompts_file, dataset or records); got {' and '.join(given) if given else 'none'}")
     if prompts_file is not None:
         recs = read_jsonl_prompts(prompts_file, prompt_field=prompt_column,
                                   response_field=response_column or "response")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
@@ -35,6 +36,18 @@ def export_head(head_dir: str | os.PathLike, output_dir: str | os.PathLike, repo
     return output_dir
 
 
+def _http_client_errors() -> tuple[type[Exception], ...]:
+    """The errors of huggingface_hub's HTTP client when an endpoint cannot be reached (a refused connection, a
+    timeout): `httpx2` or `httpx`, depending on its version."""
+    errors = []
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(name).HTTPError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
 def push_head(head_dir: str | os.PathLike, repo_id: str, *, token: str | None = None, private: bool | None = None,
               endpoint: str | None = None, revision: str | None = None,
               commit_message: str = "Upload SpecDec++ acceptance head") -> str:
@@ -51,6 +64,8 @@ def push_head(head_dir: str | os.PathLike, repo_id: str, *, token: str | None = 
             repo = api.create_repo(repo_id=repo_id, private=private, exist_ok=True)
             commit = api.upload_folder(repo_id=repo.repo_id, folder_path=str(folder), commit_message=commit_message,
                                        revision=revision)
-        except (HfHubHTTPError, OSError, ValueError) as err:
-            raise TrainingError(f"Could not push to {repo_id!r}: {err}") from err
+        except (HfHubHTTPError, OSError, ValueError, *_http_client_errors()) as err:
+            where = endpoint or os.environ.get("HF_ENDPOINT") or "the Hub"
+            raise TrainingError(f"Could not push to {repo_id!r} at {where}: {type(err).__name__}: {err}. "
+                                "`push --local-dir DIR` writes the same files to a folder instead.") from err
     return str(getattr(commit, "commit_url", commit))

@@ -5,8 +5,9 @@ Loss: soft-label weighted BCE `-(w_acc*P*log P̂ + w_rej*(1-P)*log(1-P̂))` norm
 `accelerate` runs the same code on CPU, one GPU or several (`accelerate launch -m hf_specdecpp.cli train ...`):
 each process takes every n-th batch of responses. After every epoch the dev split is scored (weighted BCE,
 plain BCE, binary KL to the soft labels, AUROC of predicting rejection, ECE); the best head by dev weighted BCE
-is saved with `save_pretrained` in `output_dir`, and the full training state in `output_dir/checkpoint`
-(atomically, see `training.checkpoint`) so an interrupted run resumes at the next epoch (`resume=True`).
+is written with `save_pretrained` to `output_dir` once the last epoch is done (an interrupted run leaves no head
+that looks finished), and the full training state after every epoch to `output_dir/checkpoint` (atomically, in
+safetensors and JSON, see `training.checkpoint`) so an interrupted run resumes at the next epoch (`resume=True`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import torch
 from ..core.validation import check_choice, check_int, check_number
 from ..head import DRAFTED_TOKEN, INPUT_STATES, PRODUCING_STATE, AcceptanceHead
 from ..utils.io import diff_settings
-from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from .common import TrainingError, checked, progress, require_train_extras, train_extra
+from .checkpoint import Checkpoint, has_checkpoint, load_checkpoint, save_checkpoint
+from .common import TrainingError, checked, progress, require_train_extras, step, train_extra, warn_small_dev_split
 from .data_folder import comparable
 from .head_files import check_head_folder, save_head, trained_head_info
 from .metrics import evaluate_predictions, rejection_auroc, weighted_bce_from_logits
@@ -103,8 +104,10 @@ def train_head(
                      max_grad_norm, seed, input_state, use_confidence_features, feature_lr).check()
     output_dir = Path(output_dir)
     check_head_folder(output_dir)  # before any work: refuse a folder holding files we did not write
-    data = load_training_data(Path(data_dir), input_state, use_confidence_features,
-                              {"draft": draft_model_id, "target": target_model_id})
+    with step(f"train: reading the data set {data_dir}", show_progress):
+        data = load_training_data(Path(data_dir), input_state, use_confidence_features,
+                                  {"draft": draft_model_id, "target": target_model_id})
+    warn_small_dev_split(int(data.manifest.get("totals", {}).get("dev", 0)), f"The data set in {data_dir}")
     state, checkpoint = start_or_resume(output_dir, data, args, resume)
     trainer = Trainer(args, data, cpu, checkpoint)
     for epoch in range(state["epochs_done"], args.epochs):
@@ -130,7 +133,7 @@ def start_or_resume(output_dir: Path, data: TrainingData, args: TrainArgs, resum
     checkpoint = load_checkpoint(output_dir)
     if checkpoint is None:
         return start_or_resume(output_dir, data, args, resume=False)
-    state = checkpoint[0]
+    state = checkpoint.state
     diffs = diff_settings(comparable(state["data"]), comparable(data_identity(data.meta))) \
         + diff_settings(state["args"], asdict(args))
     if diffs:
@@ -166,11 +169,12 @@ class Trainer:
         total = max(1, len(epoch_batches(len(data.train), args.batch_size, args.seed, 0, world)) // world * args.epochs)
         self.scheduler = get_cosine_schedule_with_warmup(optimizer, int(round(args.warmup_ratio * total)), total)
         self.model, self.optimizer = self.accelerator.prepare(_Logits(head), optimizer)
-        self.accelerator.register_for_checkpointing(self.scheduler)
         self.best_state = None
         if checkpoint is not None:
-            _, folder, self.best_state = checkpoint
-            self.accelerator.load_state(str(folder))
+            self.head.load_state_dict(checkpoint.model)
+            self.optimizer.load_state_dict(checkpoint.optimizer)
+            self.scheduler.load_state_dict(checkpoint.scheduler)
+            self.best_state = checkpoint.best_head
 
     @property
     def head(self) -> AcceptanceHead:
@@ -209,17 +213,19 @@ class Trainer:
         return evaluate_predictions(logits, data.dev_labels, self.args.w_accept, self.args.w_reject, data.base_rate)
 
     def save(self, output_dir: Path, state: dict, improved: bool) -> None:
-        """Save the head when it improved, then the checkpoint of this epoch (main process)."""
+        """Keep the head's weights when it improved, then save the checkpoint of this epoch (main process). The
+        head folder itself is written only at the end (`save_best`)."""
         if improved:
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()}
         if self.accelerator.is_main_process:
-            if improved:
-                self.write_head(self.head, output_dir, state)
-            save_checkpoint(self.accelerator, output_dir, state, self.best_state)
+            save_checkpoint(output_dir, Checkpoint(state=state, model=self.head.state_dict(),
+                                                   optimizer=self.optimizer.state_dict(),
+                                                   scheduler=self.scheduler.state_dict(), best_head=self.best_state))
         self.accelerator.wait_for_everyone()
 
     def save_best(self, output_dir: Path, state: dict) -> None:
-        """Write the best head (from the checkpointed best weights) with the whole history."""
+        """Write the best head (from the checkpointed best weights) with the whole history: the only time the
+        head folder is written, so a head there is always a finished run's."""
         if self.accelerator.is_main_process and self.best_state is not None:
             best = new_head(self.args, self.data.meta["hidden_size"])
             best.load_state_dict(self.best_state)

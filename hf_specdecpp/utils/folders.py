@@ -77,3 +77,31 @@ def remove_entries(folder: str | os.PathLike, names: Iterable[str]) -> None:
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
+
+
+def local_folder(name: str | os.PathLike, what: str) -> str | None:
+    """`name` when it is a local folder, None when it can only be a Hub repo id; raise when it names a file or a
+    missing folder (a typo), instead of sending a path to the Hub as a repo id.
+
+    A name counts as a path when it is absolute, starts with `.` or `~`, holds a backslash or more than one `/`,
+    or its first component is a local folder (`models/typo` next to `models/`).
+
+    Args:
+        name: a local folder or a Hub repo id (`name` or `namespace/name`).
+        what: what the folder should hold, for the error message ("acceptance head", "model").
+
+    Returns:
+        The folder as given, or None for a Hub repo id.
+    """
+    text = os.fspath(name)
+    if os.path.isdir(text):
+        return text
+    if os.path.exists(text):
+        raise NotADirectoryError(f"{text} is a file, not a folder: pass the {what} folder that holds its "
+                                 "config.json (or a Hub repo id)")
+    first, sep, _ = text.partition("/")
+    if (os.path.isabs(text) or text.startswith((".", "~")) or "\\" in text or text.count("/") > 1
+            or text.endswith("/") or (sep and os.path.isdir(first))):
+        where = os.path.abspath(os.path.expanduser(text))
+        raise FileNotFoundError(f"No such {what} folder: {text}" + (f" (looked in {where})" if where != text else ""))
+    return None

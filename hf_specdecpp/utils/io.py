@@ -24,6 +24,23 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def readable_by_others(path: str | os.PathLike) -> None:
+    """Give a file the mode an ordinary `open()` would (0644 under the usual umask 022): safetensors writes its
+    files with mode 0600, which other users, and a pushed or shared head folder, could not read."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)  # read the umask (set and restored at once; done once per process)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+_UMASK: int | None = None
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write JSON atomically (sorted keys, indented)."""
     text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
