@@ -61,8 +61,19 @@ from .common import (
     step,
     warn_small_dev_split,
 )
-from .data_folder import FORMAT_VERSION, PROGRESS_FILE, SHARD_COUNTS, SPLITS, open_output, read_metadata
+from .data_folder import (
+    FORMAT_VERSION,
+    PROGRESS_FILE,
+    SHARD_COUNTS,
+    SPLITS,
+    merge_process_progress,
+    open_output,
+    read_manifest,
+    read_metadata,
+    record_shard,
+)
 from .labels import DecodingSettings
+from .processes import Processes, current_processes
 from .prompts import PromptRecord, read_jsonl_prompts, read_prompt_source
 from .shards import load_features, write_shard
 from .tokens import context_size, encode_record, prompt_budget
@@ -160,13 +171,23 @@ def make_data(
                                       dataset_split=dataset_split, prompt_column=prompt_column,
                                       response_column=response_column, max_prompts=max_prompts)
     items = assign_splits(len(recs), opts.dev_fraction, opts.seed, f"The data set in {output_dir}")
-    pair = load_data_pair(draft, target, tokenizer, draft_tokenizer, device, dtype, opts, show_progress)
+    procs = current_processes()
+    pair = load_data_pair(draft, target, tokenizer, draft_tokenizer, device or procs.device, dtype, opts,
+                          show_progress and procs.is_main)
     output_dir = Path(output_dir)
-    manifest = open_output(output_dir, data_metadata(pair, opts, source), overwrite,
-                           num_shards=(len(items) + opts.shard_size - 1) // opts.shard_size)
+    manifest = prepare_output(output_dir, data_metadata(pair, opts, source), overwrite,
+                              (len(items) + opts.shard_size - 1) // opts.shard_size, procs)
     if not manifest.get("complete"):
-        make_shards(output_dir, manifest, recs, items, pair, opts, show_progress, on_shard_done)
+        make_shards(output_dir, manifest, recs, items, pair, opts, show_progress, on_shard_done, procs)
     return output_dir
+
+
+def prepare_output(output_dir: Path, metadata: dict, overwrite: bool, num_shards: int, procs: Processes) -> dict:
+    """The manifest to continue from: the main process creates, resumes or empties the folder (`open_output`)
+    while the other processes wait, then they read the manifest it prepared."""
+    manifest = open_output(output_dir, metadata, overwrite, num_shards) if procs.is_main else None
+    procs.wait()
+    return manifest if manifest is not None else read_manifest(output_dir)
 
 
 def data_options(*, temperature, top_p, top_k, responses, chat, max_prompt_tokens, max_new_tokens, mix_ratio,
@@ -268,28 +289,40 @@ def assign_splits(num_prompts: int, dev_fraction: float, seed: int, where: str =
 
 
 def make_shards(output_dir: Path, manifest: dict, recs, items, pair: DataPair, opts: DataOptions,
-                show_progress: bool, on_shard_done: Callable[[int], None] | None) -> None:
-    """Make every shard the manifest does not list yet, recording each (with its files' checksums) when done."""
-    bar = progress(total=len(items), desc="make-data (prompts)", disable=not show_progress, unit="prompt")
-    bar.update(sum(s["prompts"] for s in manifest["shards"].values()))
-    for shard in range(manifest["num_shards"]):
+                show_progress: bool, on_shard_done: Callable[[int], None] | None,
+                procs: Processes | None = None) -> None:
+    """Make this process's shards that the manifest does not list yet, recording each (with its files'
+    checksums) when done; then the main process completes the manifest (`finish_manifest`)."""
+    procs = procs or Processes()
+    size = opts.shard_size
+    mine = [shard for shard in range(manifest["num_shards"]) if procs.owns(shard)]
+    bar = progress(total=sum(len(items[s * size:(s + 1) * size]) for s in mine), unit="prompt",
+                   desc="make-data (prompts)" + procs.describe(), disable=not show_progress)
+    bar.update(sum(manifest["shards"][str(s)]["prompts"] for s in mine if str(s) in manifest["shards"]))
+    for shard in mine:
         if str(shard) in manifest["shards"]:
             continue
-        rows, counts = make_shard(recs, items[shard * opts.shard_size:(shard + 1) * opts.shard_size], shard, pair,
-                                  opts, bar)
-        manifest["shards"][str(shard)] = {**counts, "files": write_shard(output_dir, shard, rows, pair.hidden_size,
-                                                                         opts.drafted_token)}
-        write_json(output_dir / PROGRESS_FILE, manifest)
+        rows, counts = make_shard(recs, items[shard * size:(shard + 1) * size], shard, pair, opts, bar)
+        entry = {**counts, "files": write_shard(output_dir, shard, rows, pair.hidden_size, opts.drafted_token)}
+        record_shard(output_dir, manifest, shard, entry, procs.rank, procs.count)
         if on_shard_done is not None:
             on_shard_done(shard)
     bar.close()
+    procs.wait()
+    if procs.is_main:
+        finish_manifest(output_dir, merge_process_progress(output_dir, manifest), pair, opts)
+    procs.wait()  # every process returns a complete folder
+
+
+def finish_manifest(output_dir: Path, manifest: dict, pair: DataPair, opts: DataOptions) -> None:
+    """Mark the manifest complete with the data set's totals; warn about prompts cut to fit the context."""
     manifest["complete"] = True
     manifest["totals"] = {key: int(sum(s.get(key, 0) for s in manifest["shards"].values())) for key in SHARD_COUNTS}
     write_json(output_dir / PROGRESS_FILE, manifest)
     if manifest["totals"]["context_cut"]:
         warnings.warn(f"{manifest['totals']['context_cut']} prompts were cut to their last {pair.prompt_limit} tokens "
                       f"so that prompt + {opts.max_new_tokens} new tokens fit the models' context "
-                      "(config.max_position_embeddings).", UserWarning, stacklevel=3)
+                      "(config.max_position_embeddings).", UserWarning, stacklevel=4)
 
 
 def make_shard(recs, shard_items, shard: int, pair: DataPair, opts: DataOptions, bar) -> tuple[dict, dict]:

@@ -23,6 +23,9 @@ MARKER_FILE = ".hf_specdecpp_data.json"
 MARKER = {"format": "hf-specdecpp make-data", "version": FORMAT_VERSION}
 METADATA_FILE = "metadata.json"
 PROGRESS_FILE = "progress.json"
+PROCESS_PROGRESS = "progress.rank{rank}.json"
+"""What each of several make-data processes has finished, merged into `PROGRESS_FILE` by the main process."""
+_PROCESS_PROGRESS_ENTRY = re.compile(r"^progress\.rank\d+\.json$")
 SHARDS_DIR = "shards"
 SPLITS = ("train", "dev")
 SHARD_COUNTS = ("prompts", "skipped", "context_cut", "train", "dev", "train_tokens", "dev_tokens",
@@ -82,7 +85,7 @@ def remove_own_files(output_dir: Path) -> None:
     shards = output_dir / SHARDS_DIR
     if shards.is_dir() and not any(shards.iterdir()):
         shards.rmdir()
-    remove_entries(output_dir, [PROGRESS_FILE, METADATA_FILE, MARKER_FILE])
+    remove_entries(output_dir, [*process_progress_files(output_dir), PROGRESS_FILE, METADATA_FILE, MARKER_FILE])
 
 
 def remove_stale_shards(output_dir: Path, keep: set[str]) -> None:
@@ -102,12 +105,46 @@ def resume_manifest(output_dir: Path, metadata: dict) -> dict:
     if diffs:
         raise TrainingError(f"{output_dir} holds data made with other models or settings; nothing was changed. "
                             "Differences: " + "; ".join(diffs) + ". Use a new folder or --overwrite.")
-    manifest = read_manifest(output_dir)
+    manifest = merge_process_progress(output_dir, read_manifest(output_dir))  # an interrupted multi-process run
     for shard, entry in sorted(manifest["shards"].items(), key=lambda kv: int(kv[0])):
         for split in SPLITS:
             verify_shard_files(output_dir, split, int(shard), entry)
     # Shard folders not in the manifest are leftovers of an interrupted shard: remove them.
     remove_stale_shards(output_dir, keep={shard_name(s, k) for k in manifest["shards"] for s in SPLITS})
+    return manifest
+
+
+def process_progress_files(output_dir: Path) -> list[str]:
+    """The names of the per-process progress files in `output_dir`."""
+    return sorted(p.name for p in Path(output_dir).glob("progress.rank*.json") if _PROCESS_PROGRESS_ENTRY.match(p.name))
+
+
+def record_shard(output_dir: Path, manifest: dict, shard: int, entry: dict, rank: int, processes: int) -> None:
+    """Add a finished shard to the manifest (one process) or to this process's progress file (several: no
+    process writes another's file)."""
+    manifest["shards"][str(shard)] = entry
+    if processes == 1:
+        write_json(output_dir / PROGRESS_FILE, manifest)
+    else:
+        mine = {k: v for k, v in manifest["shards"].items() if int(k) % processes == rank}
+        write_json(output_dir / PROCESS_PROGRESS.format(rank=rank), {"num_shards": manifest["num_shards"],
+                                                                      "shards": mine, "complete": False})
+
+
+def merge_process_progress(output_dir: Path, manifest: dict) -> dict:
+    """The manifest with the shards every per-process progress file lists (their checksums are checked when the
+    shards are), written back, the progress files then removed (the main process only)."""
+    names = process_progress_files(output_dir)
+    if not names:
+        return manifest
+    for name in names:
+        part = read_manifest(output_dir, name)
+        if part["num_shards"] != manifest["num_shards"]:
+            raise FileFormatError(f"{output_dir / name} lists {part['num_shards']} shards, the manifest "
+                                  f"{manifest['num_shards']}: it belongs to another run")
+        manifest["shards"].update(part["shards"])
+    write_json(output_dir / PROGRESS_FILE, manifest)
+    remove_entries(output_dir, names)
     return manifest
 
 
@@ -144,9 +181,10 @@ def read_metadata(data_dir: str | os.PathLike) -> dict:
     return meta
 
 
-def read_manifest(data_dir: str | os.PathLike) -> dict:
-    """`progress.json` (the manifest of finished shards), its types checked; errors name the file."""
-    path = Path(data_dir) / PROGRESS_FILE
+def read_manifest(data_dir: str | os.PathLike, name: str = PROGRESS_FILE) -> dict:
+    """`progress.json` (the manifest of finished shards, or a per-process part of it), its types checked; errors
+    name the file."""
+    path = Path(data_dir) / name
     manifest = read_json_object(path, "make-data manifest")
     _check_types(manifest, {"shards": dict, "complete": bool, "num_shards": int}, path)
     for shard, entry in manifest["shards"].items():
