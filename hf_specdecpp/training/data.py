@@ -158,9 +158,8 @@ def make_data(
     of `prompts_file` (JSONL), `dataset` (a `datasets` name or path, `prompt_column`/`response_column`) or
     `records`. `responses` is "target" (generate with the served decoding) or "dataset" (use the given answers).
     `temperature=0` is greedy; otherwise labels and generation use temperature/top-p/top-k (0 = off).
-    `head_inputs="producing_state"` stores only what producing-state heads (the shipped kind) train on, skipping
-    the drafted-token passes. `overwrite` empties a folder make-data wrote (its own files only) instead of resuming it.
-    """
+    `head_inputs="producing_state"` keeps only what producing-state heads train on. `overwrite` empties a folder
+    make-data wrote (its own files only) instead of resuming it. Several processes split the shards (`processes`)."""
     require_train_extras("make-data", "datasets", "tqdm")
     opts = data_options(temperature=temperature, top_p=top_p, top_k=top_k, responses=responses, chat=chat,
                         max_prompt_tokens=max_prompt_tokens, max_new_tokens=max_new_tokens, mix_ratio=mix_ratio,
@@ -174,12 +173,11 @@ def make_data(
     procs = current_processes()
     pair = load_data_pair(draft, target, tokenizer, draft_tokenizer, device or procs.device, dtype, opts,
                           show_progress and procs.is_main)
-    output_dir = Path(output_dir)
-    manifest = prepare_output(output_dir, data_metadata(pair, opts, source), overwrite,
+    manifest = prepare_output(Path(output_dir), data_metadata(pair, opts, source), overwrite,
                               (len(items) + opts.shard_size - 1) // opts.shard_size, procs)
     if not manifest.get("complete"):
-        make_shards(output_dir, manifest, recs, items, pair, opts, show_progress, on_shard_done, procs)
-    return output_dir
+        make_shards(Path(output_dir), manifest, recs, items, pair, opts, show_progress, on_shard_done, procs)
+    return Path(output_dir)
 
 
 def prepare_output(output_dir: Path, metadata: dict, overwrite: bool, num_shards: int, procs: Processes) -> dict:
