@@ -105,3 +105,15 @@ def scripted_head(input_state: str = "drafted_token") -> AcceptanceHead:
 def scripted_state(*probabilities: float) -> torch.Tensor:
     """Hidden states `(rows, 2)` for which `scripted_head` predicts `probabilities`."""
     return torch.tensor([[math.log(p / (1 - p)), 0.0] for p in probabilities])
+
+
+def training_workspace(root, num_prompts: int = 24) -> tuple:
+    """(target folder, draft folder, prompts.jsonl) of a tiny pair saved under `root`, for the training commands."""
+    import json
+
+    from hf_specdecpp.testing import save_tiny_pair, tiny_prompts
+
+    target, draft = save_tiny_pair(root / "models", noise=0.3, seed=0)
+    prompts = root / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in tiny_prompts(num_prompts, seed=0)))
+    return target, draft, prompts

@@ -3,7 +3,6 @@ shards as one process, and a run killed mid-way resumes to the same data set."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from hf_specdecpp.testing import save_tiny_pair, tiny_prompts
 from hf_specdecpp.training import load_features
 from hf_specdecpp.training.data_folder import read_manifest
+
+from helpers import training_workspace
 
 pytest.importorskip("accelerate")
 pytestmark = pytest.mark.slow  # two processes loading torch: tens of seconds
@@ -26,9 +26,7 @@ OPTIONS = dict(max_new_tokens=12, shard_size=4, batch_size=4, dev_fraction=0.25,
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     root = tmp_path_factory.mktemp("processes")
-    target, draft = save_tiny_pair(root / "models", noise=0.3, seed=0)
-    prompts = root / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps(r) + "\n" for r in tiny_prompts(24, seed=0)))
+    target, draft, prompts = training_workspace(root)
     ws = {"root": root, "target": target, "draft": draft, "prompts": prompts, "reference": root / "one-process"}
     run = launch(ws, ws["reference"], processes=1)  # the same command in one process, the same thread count
     output, _ = run.communicate(timeout=900)

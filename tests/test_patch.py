@@ -18,7 +18,7 @@ from hf_specdecpp.integration.upstream import verify_upstream
 from hf_specdecpp.utils.warnings import reset_warnings
 from hf_specdecpp.testing import tiny_pair
 
-from helpers import CollectingStreamer, constant_head, random_head
+from helpers import CollectingStreamer, random_head
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +71,15 @@ def test_cache_layout_check_cannot_pass_silently(monkeypatch, broken):
     problem = upstream.check_cache_layout()
     assert problem is not None and re.search(expected, problem), problem
     assert upstream.check_own_loop() == problem
+
+
+def run_threads(work, count: int, timeout: float = 300) -> None:
+    """Run `work(i)` for i < count in threads at once and wait for all of them."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
 
 
 class NoLayersCache:
@@ -164,11 +173,7 @@ def test_install_and_uninstall_from_threads_leave_one_consistent_patch():
         except Exception as err:  # surfaced below
             errors.append(err)
 
-    threads = [threading.Thread(target=flip, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_threads(flip, 4, timeout=60)
     generate_patch.install()
     assert not errors, errors
     original = GenerationMixin.generate.__hf_specdecpp_original__
@@ -307,11 +312,7 @@ def test_one_method_object_serves_concurrent_calls(pair):
         except Exception as err:  # surfaced below
             errors.append(err)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
+    run_threads(work, 2)
     assert not errors, errors
     for i in range(2):
         for out in results[i]:

@@ -16,10 +16,11 @@ from typer.testing import CliRunner
 
 from hf_specdecpp.cli import app
 from hf_specdecpp.head import AcceptanceHead
-from hf_specdecpp.testing import save_tiny_pair, tiny_prompts
 from hf_specdecpp.training import TrainingError, calibrate_head, export_head, load_features, make_data, train_head
 from hf_specdecpp.utils.extras import MissingExtraError
 from hf_specdecpp.utils.io import FileFormatError, sha256_file
+
+from helpers import training_workspace
 
 MAX_NEW = 16
 
@@ -27,9 +28,7 @@ MAX_NEW = 16
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     root = tmp_path_factory.mktemp("safety")
-    target, draft = save_tiny_pair(root / "models", noise=0.3, seed=0)
-    prompts = root / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps(r) + "\n" for r in tiny_prompts(24, seed=0)))
+    target, draft, prompts = training_workspace(root)
     data = root / "data"
     make_data(data, **_kw({"target": target, "draft": draft, "prompts": prompts}))
     head = root / "head"
