@@ -107,7 +107,8 @@ def compare_with_target(setup: Setup, reference: torch.Tensor, output: torch.Ten
     ref, out = reference[0].tolist(), output[0].tolist()
     first = next((i for i, (a, b) in enumerate(zip(ref, out)) if a != b), min(len(ref), len(out)))
     if first >= min(len(ref), len(out)):
-        return f"False: the same tokens, but one output is longer ({len(ref) - prompt_length} vs {len(out) - prompt_length})"
+        lengths = (len(ref) - prompt_length, len(out) - prompt_length)
+        return f"False: the same tokens, but one output is longer ({lengths[0]} vs {lengths[1]} new tokens)"
     with torch.no_grad():
         logits = setup.target(torch.tensor([ref[:first]], device=setup.target.device)).logits[0, -1].float()
     chosen, other = ref[first], out[first]
