@@ -195,6 +195,7 @@ def test_recalibrate_cli_writes_a_device_tagged_policy_and_keeps_the_original(tm
             "--dtype", "float32", "--repeats", "1", "--max-candidates", "8", "--output-dir", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert '"seconds":' in result.output and '"measurements": 1' in result.output  # how long it took
     assert {p.name: p.read_bytes() for p in original.iterdir()} == before
     new = AcceptanceHead.from_pretrained(out)
     assert new.policy.measured_on.device_type == "cpu" and new.policy.measured_on.dtype == "float32"
