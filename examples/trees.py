@@ -31,9 +31,9 @@ def main() -> None:
         out = setup.target.generate(**inputs, candidate_generator=method, **kwargs)
         stats = method.stats
         same = compare_with_target(setup, reference, out, inputs["input_ids"].shape[1], name)
-        print(f"== {name}: same as the target alone: {same}; {stats.rounds} rounds, "
-              f"{stats.accepted_tokens / max(stats.rounds, 1):.2f} accepted per round, {stats.draft_forwards} draft "
-              f"passes, {stats.target_forwards} target passes")
+        print(f"== {name}: {stats.rounds} rounds, {stats.accepted_tokens / max(stats.rounds, 1):.2f} accepted per "
+              f"round, {stats.draft_forwards} draft passes, {stats.target_forwards} target passes; same as the "
+              f"target alone: {same}")
 
 
 if __name__ == "__main__":
