@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 
 import torch
+
+
+TINY_ENV = "HF_SPECDECPP_DEMO_TINY"
+"""Set to 1 to run every example on tiny models without --tiny: CI runs the README's first command as written."""
+
+
+def tiny_from_environment() -> bool:
+    """Whether `HF_SPECDECPP_DEMO_TINY` asks for tiny models (1, true, yes; 0, false, no or unset do not)."""
+    value = os.environ.get(TINY_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise SystemExit(f"{TINY_ENV}={os.environ[TINY_ENV]!r}: use 1 (tiny models) or 0 (the real pair)")
 
 
 @dataclass
@@ -20,8 +35,9 @@ class Setup:
 def arguments(description: str, **defaults) -> argparse.ArgumentParser:
     """The options every example takes: --tiny, --device, --dtype, --max-new-tokens."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--tiny", action="store_true", help="tiny random models (offline, seconds) instead of the "
-                                                            "real Qwen2.5-Coder 0.5B -> 1.5B pair")
+    parser.add_argument("--tiny", action="store_true", default=tiny_from_environment(),
+                        help=f"tiny random models (offline, seconds) instead of the real Qwen2.5-Coder 0.5B -> 1.5B "
+                             f"pair; also with {TINY_ENV}=1")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
                         help="default: bfloat16 on a GPU and on CPUs with native bf16 (AVX512-BF16, AMX), else "
@@ -62,3 +78,50 @@ def chat_inputs(setup: Setup, messages: list[dict]):
 
 def default_prompt(setup: Setup, real: str) -> str:
     return "w12 w40 w41 w77 w30" if setup.tiny else real
+
+
+def compare_with_target(setup: Setup, reference: torch.Tensor, output: torch.Tensor, prompt_length: int,
+                        label: str = "speculative decoding") -> str:
+    """"True", or where the output first leaves the target's own greedy output and whether that is a near-tie.
+
+    Speculative decoding verifies several tokens in one target pass; the target alone decodes one token per
+    pass. In float32 both readings agree to about 1e-4 and the outputs are identical token for token. In bfloat16
+    the logits themselves are rounded (to 0.125 near 16), so where the target's two best tokens lie within that
+    rounding (`logit_rounding_tolerance`), the two readings may pick different ones and the texts go separate
+    ways from there: both are the target's greedy output up to rounding.
+
+    Args:
+        setup: The loaded pair (the target's logits at the first difference are read again).
+        reference: The target alone's sequences `(1, length)`.
+        output: The speculative call's sequences `(1, length)`.
+        prompt_length: Tokens of the prompt in both.
+        label: What produced `output`, for the message.
+
+    Returns:
+        One line for the user.
+    """
+    from hf_specdecpp.methods.dyspec.probe import logit_rounding_tolerance
+
+    if torch.equal(reference, output):
+        return "True"
+    ref, out = reference[0].tolist(), output[0].tolist()
+    first = next((i for i, (a, b) in enumerate(zip(ref, out)) if a != b), min(len(ref), len(out)))
+    if first >= min(len(ref), len(out)):
+        lengths = (len(ref) - prompt_length, len(out) - prompt_length)
+        return f"False: the same tokens, but one output is longer ({lengths[0]} vs {lengths[1]} new tokens)"
+    with torch.no_grad():
+        logits = setup.target(torch.tensor([ref[:first]], device=setup.target.device)).logits[0, -1].float()
+    chosen, other = ref[first], out[first]
+    gap = float(logits[chosen] - logits[other])
+    dtype = next(setup.target.parameters()).dtype
+    tolerance = logit_rounding_tolerance(dtype, float(logits.abs().max()))
+    words = [repr(setup.tokenizer.decode([t])) for t in (chosen, other)]
+    where = (f"False: first difference at new token {first - prompt_length + 1}: the target alone chose {words[0]}, "
+             f"{label} {words[1]}; the target's own logits put them {abs(gap):.3g} apart")
+    name = str(dtype).removeprefix("torch.")
+    if abs(gap) <= tolerance:
+        return (f"{where}, within {name} rounding ({tolerance:.3g} at this logit scale): a near-tie that a "
+                "verification pass and the target's one-token steps round differently; the rest follows from it. "
+                "With --dtype float32 the outputs are identical token for token.")
+    return (f"{where}, more than {name} rounding ({tolerance:.3g}): not a near-tie. Please report this with the "
+            "prompt and the command.")

@@ -72,3 +72,53 @@ def test_find_head_on_the_hub(hub_server):
 def test_examples_document_how_to_run_them(name):
     text = (EXAMPLES / name).read_text()
     assert f"python examples/{name}" in text and "--tiny" in text
+
+
+def test_the_readme_first_command_runs_on_tiny_models_from_the_environment():
+    """Issue 25.1: CI runs `python examples/demo.py` as the README writes it, with HF_SPECDECPP_DEMO_TINY=1: the
+    same loading, head, streaming and comparison on tiny models, no download."""
+    import os
+
+    env = dict(os.environ, HF_SPECDECPP_DEMO_TINY="1", HF_HUB_OFFLINE="1")
+    out = subprocess.run([sys.executable, str(EXAMPLES / "demo.py"), "--max-new-tokens", "16"], capture_output=True,
+                         text=True, timeout=600, cwd=EXAMPLES.parent, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "== target alone:" in out.stdout and "== SpecDec++:" in out.stdout
+    assert "identical to the target's own greedy output: True" in out.stdout
+    env["HF_SPECDECPP_DEMO_TINY"] = "maybe"
+    out = subprocess.run([sys.executable, str(EXAMPLES / "demo.py")], capture_output=True, text=True, timeout=600,
+                         cwd=EXAMPLES.parent, env=env)
+    assert out.returncode != 0 and "HF_SPECDECPP_DEMO_TINY='maybe'" in out.stderr
+
+
+def test_a_different_output_says_where_and_whether_it_is_a_near_tie(monkeypatch):
+    """Issue 25.3: in bf16 the examples print where the output first leaves the target's own and whether the
+    target's logits hold a near-tie there, instead of a bare False."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    from common import Setup, compare_with_target
+
+    from hf_specdecpp.testing import tiny_pair, tiny_tokenizer
+
+    target, draft = tiny_pair("llama")
+    setup = Setup(target, draft, tiny_tokenizer(), None, True)
+    prompt = torch.tensor([[2, 5, 6, 7]])
+    reference = target.generate(prompt, max_new_tokens=6, do_sample=False)
+    assert compare_with_target(setup, reference, reference.clone(), 4) == "True"
+    with torch.no_grad():
+        logits = target(reference[:, :6]).logits[0, -1]
+    chosen = int(reference[0, 6])
+    runner_up = int(logits.topk(2).indices[1])
+    near = reference.clone()
+    near[0, 6] = runner_up
+    with torch.no_grad():  # make the target's two best tokens at new token 3 a tie
+        bias = torch.zeros(target.config.vocab_size)
+        bias[runner_up] = float(logits[chosen] - logits[runner_up])
+        target.lm_head.bias = torch.nn.Parameter(bias)
+        message = compare_with_target(setup, reference, near, 4, "the tree")
+        assert message.startswith("False: first difference at new token 3") and "the tree" in message
+        assert "within float32 rounding" in message and "near-tie" in message and "--dtype float32" in message
+        far = reference.clone()
+        far[0, 6] = int(logits.argmin())
+        assert "not a near-tie" in compare_with_target(setup, reference, far, 4)

@@ -48,6 +48,33 @@ def curve(verify_costs: dict[int, float], c: float = 0.3, device: DeviceKind | N
                      device=vars(device) if device else {}, prompt_length=16, repeats=1)
 
 
+def cpu_curve(draft, c: float = 0.3, slope: float = 0.1) -> CostCurve:
+    """A plausible curve for the device `draft` runs on, under which the synthetic traces pay."""
+    return curve({k: 1.0 + slope * k for k in (0, 1, 2, 3, 4, 6, 8, 12, 16, 20)}, c=c, device=DeviceKind.of(draft))
+
+
+NOISY = {0: 1.0, 1: 1.3, 2: 1.6, 3: 2.0, 4: 2.2, 6: 2.69, 8: 1.9, 12: 1.20, 16: 1.18, 20: 1.15}
+"""The busy machine's curve of issue 23/25: v(6) 2.69, v(12) 1.20, v(20) 1.15."""
+
+
+@pytest.fixture
+def timings(monkeypatch):
+    """Replace the timing of the two models with given curves (the last one repeats); record every call.
+
+    Real timings of tiny models on a shared CPU are noise: the tests decide what was measured."""
+    calls: list[CostCurve] = []
+    queue: list = []
+
+    def fake(draft, target, **kwargs):
+        made = queue[min(len(calls), len(queue) - 1)]
+        calls.append(made(draft) if callable(made) else made)
+        return calls[-1]
+
+    monkeypatch.setattr(calibration, "measure_costs", fake)
+    queue.append(cpu_curve)
+    return queue, calls
+
+
 @pytest.fixture(autouse=True)
 def fresh_state(tmp_path, monkeypatch):
     """Each test starts with no issued warnings and an empty policy cache of its own."""
@@ -110,12 +137,10 @@ def test_recalibration_needs_traces():
         SpecDecPPCandidateGenerator(head=head_with(None), recalibrate="auto")
 
 
-def test_policy_for_device_measures_once_then_reads_its_cache(tmp_path, monkeypatch):
+def test_policy_for_device_measures_once_then_reads_its_cache(tmp_path, timings):
     target, draft = tiny_pair()
     head = head_with(None, synthetic_traces())
-    measured = []
-    real = calibration.measure_costs
-    monkeypatch.setattr(calibration, "measure_costs", lambda *a, **k: measured.append(1) or real(*a, **k))
+    _, measured = timings
 
     first = policy_for_device(head, draft, target, repeats=1)
     assert len(measured) == 1 and first.measured_on == DeviceKind.of(draft)
@@ -129,7 +154,8 @@ def test_policy_for_device_measures_once_then_reads_its_cache(tmp_path, monkeypa
 
     files[0].write_text("{not json")  # a damaged cache entry is measured again, not trusted
     calibration._MEMORY.clear()
-    again = policy_for_device(head, draft, target, repeats=1)
+    with pytest.warns(UserWarning, match="Ignoring the cached policy .*not valid JSON"):
+        again = policy_for_device(head, draft, target, repeats=1)
     assert len(measured) == 2 and again.measured_on == first.measured_on
     assert json.loads(files[0].read_text())["threshold"] == pytest.approx(again.threshold)
 
@@ -138,7 +164,7 @@ def test_policy_for_device_measures_once_then_reads_its_cache(tmp_path, monkeypa
     assert len(measured) == 3 and len(list((tmp_path / "cache" / "policies").rglob("*.json"))) == 2
 
 
-def test_recalibrate_auto_in_generate_is_exact_and_uses_the_device_policy():
+def test_recalibrate_auto_in_generate_is_exact_and_uses_the_device_policy(timings):
     torch.manual_seed(0)
     target, draft = tiny_pair()
     policy = HeadPolicy(threshold=0.4, max_candidates=2, cost_ratio=0.3, measured_on=GPU_BF16)
@@ -158,7 +184,7 @@ def test_recalibrate_auto_in_generate_is_exact_and_uses_the_device_policy():
     assert head.policy is policy  # the user's head keeps its own policy
 
 
-def test_recalibrate_cli_writes_a_device_tagged_policy_and_keeps_the_original(tmp_path):
+def test_recalibrate_cli_writes_a_device_tagged_policy_and_keeps_the_original(tmp_path, timings):
     target, draft = save_tiny_pair(tmp_path / "models")
     original = tmp_path / "head"
     head_with(HeadPolicy(threshold=0.4, max_candidates=3, cost_ratio=0.3, measured_on=GPU_BF16),
@@ -169,6 +195,7 @@ def test_recalibrate_cli_writes_a_device_tagged_policy_and_keeps_the_original(tm
             "--dtype", "float32", "--repeats", "1", "--max-candidates", "8", "--output-dir", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert '"seconds":' in result.output and '"measurements": 1' in result.output  # how long it took
     assert {p.name: p.read_bytes() for p in original.iterdir()} == before
     new = AcceptanceHead.from_pretrained(out)
     assert new.policy.measured_on.device_type == "cpu" and new.policy.measured_on.dtype == "float32"
@@ -196,7 +223,7 @@ def test_recalibrate_cli_names_bad_input(tmp_path):
     assert result.exit_code != 0 and "--dtype" in result.output
 
 
-def test_the_benchmark_runs_the_head_as_users_get_it_and_replays_it_exactly():
+def test_the_benchmark_runs_the_head_as_users_get_it_and_replays_it_exactly(timings):
     """`specdec++-auto` (the shipped policy re-calibrated here) is benchmarked when the head has traces, and the
     exact mode's replay of it makes the real call's rounds and forward passes."""
     from hf_specdecpp.bench.calls import PassCounter, decoding_kwargs
@@ -248,3 +275,148 @@ def test_recalibrate_auto_keeps_a_policy_measured_on_this_kind_of_device(monkeyp
     head.policy = HeadPolicy(threshold=0.35, max_candidates=5, cost_ratio=0.3, measured_on=GPU_BF16)
     with pytest.raises(AssertionError, match="re-timed"):  # measured elsewhere: re-calibrated
         SpecDecPPCandidateGenerator(head=head, recalibrate="auto").resolve_policy(draft, target)
+
+
+# ------------------------------------------------------------------ a cache that cannot be written or trusted
+def _read_only(monkeypatch):
+    """A read-only mount: every rename into the cache fails with EROFS (root ignores chmod, so patch the call)."""
+    import errno
+    import os
+
+    from hf_specdecpp.utils import io
+
+    def refuse(src, dst):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dst))
+
+    monkeypatch.setattr(io.os, "replace", refuse)
+
+
+@pytest.mark.parametrize("obstacle", ["cache-is-a-file", "policies-is-a-file", "directory-in-the-way", "read-only"])
+def test_an_unwritable_policy_cache_warns_and_generate_goes_on(tmp_path, monkeypatch, timings, obstacle):
+    """Issue 23.5: NotADirectoryError, IsADirectoryError and EROFS cost a warning naming the path, never the call,
+    and leave no temporary file behind."""
+    torch.manual_seed(0)
+    target, draft = tiny_pair()
+    head = head_with(HeadPolicy(threshold=0.4, max_candidates=2, cost_ratio=0.3, measured_on=GPU_BF16),
+                     synthetic_traces())
+    cache = tmp_path / "cache"
+    entry = calibration.policy_cache_dir() / calibration.head_fingerprint(head) / (
+        f"{DeviceKind.of(draft).key()}__{DeviceKind.of(target).key()}.json")
+    if obstacle == "cache-is-a-file":
+        cache.write_text("not a folder")
+    elif obstacle == "policies-is-a-file":
+        cache.mkdir()
+        (cache / "policies").write_text("not a folder")
+    elif obstacle == "directory-in-the-way":
+        entry.mkdir(parents=True)
+    else:
+        _read_only(monkeypatch)
+    ids = torch.tensor([[1, 5, 9, 13, 2, 7]])
+    generator = SpecDecPPCandidateGenerator(head=head, recalibrate="auto")
+    with pytest.warns(UserWarning, match=r"Cannot write the policy cache .*policies.*kept in memory") as record:
+        out = target.generate(ids, attention_mask=torch.ones_like(ids), assistant_model=draft,
+                              candidate_generator=generator, max_new_tokens=12, do_sample=False)
+    assert str(entry) in str(record[0].message)
+    assert torch.equal(out, target.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
+                                            do_sample=False))
+    resolved = generator.resolve_policy(draft, target)  # the measured policy, from memory
+    assert resolved.calibrated_here and len(timings[1]) == 1
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("poison", [{"max_candidates": 10**9}, {"threshold": 1e-300},
+                                    {"verify_costs": [1.0, float("nan"), 1.2]},
+                                    {"verify_costs": [1.0, -1.1, 1.2]}, {"cost_ratio": float("inf")}])
+def test_a_poisoned_policy_cache_is_measured_again_with_a_warning(tmp_path, timings, poison):
+    target, draft = tiny_pair()
+    head = head_with(None, synthetic_traces())
+    first = policy_for_device(head, draft, target)
+    [path] = (tmp_path / "cache" / "policies").rglob("*.json")
+    data = json.loads(path.read_text()) | poison
+    path.write_text(json.dumps(data))  # NaN is written as the JSON extension NaN, which Python reads back
+    calibration._MEMORY.clear()
+    name = next(iter(poison))
+    with pytest.warns(UserWarning, match=rf"Ignoring the cached policy {path}: {name}"):
+        again = policy_for_device(head, draft, target)
+    assert again == first and len(timings[1]) == 2
+    assert json.loads(path.read_text())["max_candidates"] == first.max_candidates  # the cache is repaired
+
+
+def test_an_implausible_head_policy_is_not_used_silently():
+    target, draft = tiny_pair()
+    head = head_with(HeadPolicy(threshold=1e-300, max_candidates=10**9, cost_ratio=0.3, measured_on=None))
+    with pytest.warns(UserWarning, match=r"threshold 1e-300.*max_candidates 1000000000.*h=0.7 and cap 20"):
+        resolved = SpecDecPPCandidateGenerator(head=head).resolve_policy(draft, target)
+    assert (resolved.threshold, resolved.max_candidates) == (0.7, 20)
+
+
+# ------------------------------------------------------------------ noisy or losing re-calibrations
+def test_curve_problems_names_noise_and_impossible_timings():
+    assert calibration.curve_problems(curve({k: 1.0 + 0.1 * k for k in (0, 1, 2, 4, 8)})) == []
+    assert calibration.curve_problems(curve({0: 1.0, 1: 0.97, 2: 0.93, 4: 1.1})) == []  # flat within noise
+    [noisy] = calibration.curve_problems(curve(NOISY))
+    assert "v(12) = 1.20 below v(6) = 2.69" in noisy and "v(20) = 1.15" in noisy
+    assert "v(8) = 1.90" in noisy  # 1.9 < 0.85 * 2.69 as well
+    broken = CostCurve(float("nan"), 0.01, {0: 0.01, 1: -0.02})
+    assert "not positive numbers" in calibration.curve_problems(broken)[0]
+
+
+def test_a_noisy_recalibration_is_refused_and_the_shipped_policy_used(timings, capsys):
+    """Issue 25.4: a non-monotone curve is measured again, then refused; nothing is cached, the shipped policy
+    (threshold and cap) is used with a warning, and the time taken is said."""
+    queue, calls = timings
+    target, draft = tiny_pair()
+    queue[:] = [lambda d: curve(NOISY, device=DeviceKind.of(d))]
+    shipped = HeadPolicy(threshold=0.45, max_candidates=6, cost_ratio=0.2, measured_on=GPU_BF16)
+    head = head_with(shipped, synthetic_traces())
+    generator = SpecDecPPCandidateGenerator(head=head, recalibrate="auto")
+    with pytest.warns(UserWarning, match=r"re-calibration refused in \d+ s \(2 measurements\).*v\(12\) = 1.20.*"
+                                         r"Nothing was cached; using the head's shipped policy \(threshold 0.45, "
+                                         r"max_candidates 6\)"):
+        resolved = generator.resolve_policy(draft, target)
+    assert (resolved.threshold, resolved.max_candidates, resolved.calibrated_here) == (0.45, 6, False)
+    assert len(calls) == 2 and not (calibration.policy_cache_dir()).exists()
+    assert "re-calibration refused in" in capsys.readouterr().err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the refusal is remembered for the process: no second timing, one warning
+        assert generator.resolve_policy(draft, target) == resolved
+    assert len(calls) == 2
+
+
+def test_a_policy_predicted_slower_than_the_target_is_never_cached(timings):
+    """The busy Quickstart's policy: cost ratio 0.84 and steep verification costs, a predicted speed-up < 1."""
+    queue, calls = timings
+    target, draft = tiny_pair()
+    queue[:] = [lambda d: cpu_curve(d, c=0.84, slope=0.5)]
+    result = calibration.recalibrate(head_with(None, synthetic_traces()), draft, target, progress=False)
+    assert result.policy is None and result.attempts == 2 and len(calls) == 2
+    assert "predicted to run at 0." in result.problems[0] and "cost_ratio 0.84" in result.problems[0]
+    with pytest.warns(UserWarning, match="re-calibration refused.*the default policy"):
+        assert policy_for_device(head_with(None, synthetic_traces()), draft, target) is None
+    assert not calibration.policy_cache_dir().exists()
+
+
+def test_a_noisy_first_measurement_is_repeated_and_the_second_used(timings, capsys):
+    queue, calls = timings
+    target, draft = tiny_pair()
+    queue[:] = [lambda d: curve(NOISY, device=DeviceKind.of(d)), cpu_curve]
+    result = calibration.recalibrate(head_with(None, synthetic_traces()), draft, target)
+    assert result.policy is not None and result.attempts == 2 and result.problems == []
+    assert result.policy.simulation["speedup"] > 1.0
+    err = capsys.readouterr().err
+    assert "re-calibrated in" in err and "(2 measurements)" in err and "predicted speed-up" in err
+
+
+def test_recalibrate_cli_refuses_a_noisy_measurement_and_keeps_the_head(tmp_path, timings):
+    queue, _ = timings
+    queue[:] = [lambda d: curve(NOISY, device=DeviceKind.of(d))]
+    target, draft = save_tiny_pair(tmp_path / "models")
+    head_dir = tmp_path / "head"
+    head_with(HeadPolicy(threshold=0.4, max_candidates=3, cost_ratio=0.3, measured_on=GPU_BF16),
+              synthetic_traces()).save_pretrained(head_dir)
+    before = {p.name: p.read_bytes() for p in head_dir.iterdir()}
+    result = CliRunner().invoke(app, ["recalibrate", str(head_dir), "--draft", draft, "--target", target,
+                                      "--device", "cpu", "--dtype", "float32", "--repeats", "1"])
+    assert result.exit_code != 0 and "re-calibration refused" in result.output
+    assert "left as it is" in result.output
+    assert {p.name: p.read_bytes() for p in head_dir.iterdir()} == before

@@ -30,9 +30,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Time the draft and the target on this machine and re-simulate the head's shipped dev traces."""
         torch_dtype = parse_dtype_option(dtype)
-        from ..core.costs import VERIFY_KS, measure_costs
         from ..head import AcceptanceHead
-        from ..methods.specdecpp.calibration import policy_from_costs
+        from ..methods.specdecpp.calibration import recalibrate
         from ..training.common import TrainingError, load_model, pick_device
 
         if output_dir is None and not Path(head).is_dir():
@@ -40,17 +39,21 @@ def register(app: typer.Typer) -> None:
         acceptance_head = AcceptanceHead.from_pretrained(head)
         dev = pick_device(device)
         draft_model, target_model = load_model(draft, dev, torch_dtype), load_model(target, dev, torch_dtype)
-        costs = measure_costs(draft_model, target_model, ks=tuple(k for k in VERIFY_KS if k <= max_candidates),
-                              repeats=repeats, warmup=1)
         try:
-            acceptance_head.policy = policy_from_costs(acceptance_head, costs, max_candidates=max_candidates)
+            result = recalibrate(acceptance_head, draft_model, target_model, max_candidates=max_candidates,
+                                 repeats=repeats)
         except ValueError as err:
             raise TrainingError(str(err)) from None
+        if result.policy is None:  # noisy timings or a losing policy: keep the head as it is
+            raise TrainingError(f"{result.describe()}. {head} was left as it is; run again on a quiet machine "
+                                "(nothing else running) or with more --repeats.")
+        acceptance_head.policy = result.policy
         if output_dir is None:
             keep_previous_policy(Path(head))
         acceptance_head.save_pretrained(str(output_dir or head))
         print_json({"head": str(output_dir or head), "policy": acceptance_head.policy.to_dict(),
-                    "costs": costs.to_dict()})
+                    "costs": result.costs.to_dict(), "measurements": result.attempts,
+                    "seconds": round(result.seconds, 1)})
 
 
 def keep_previous_policy(head_dir: Path) -> None:

@@ -9,6 +9,7 @@ as transformers keeps `generation_config.json` apart from `config.json`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,10 @@ from ..core.device import DeviceKind
 from ..utils.io import FileFormatError, read_json_object, write_json
 
 POLICY_FILE = "policy.json"
+PLAUSIBLE_THRESHOLDS = (0.01, 0.99)
+"""The thresholds calibration can choose (its 0.05 grid refined by 0.01 steps)."""
+PLAUSIBLE_MAX_CANDIDATES = 64
+"""The largest cap calibration considers (`hf_specdecpp.training.calibrate.MAX_CANDIDATES_LIMIT`)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,28 @@ class HeadPolicy:
         if self.cost_ratio is not None and (isinstance(self.cost_ratio, bool)
                                             or not isinstance(self.cost_ratio, (int, float)) or not self.cost_ratio > 0):
             raise ValueError(f"policy cost_ratio must be a number > 0, got {self.cost_ratio!r}")
+
+    def implausible(self) -> list[str]:
+        """What in this policy no calibration could have chosen (a damaged or hand-edited file).
+
+        The constructor accepts any threshold in (0, 1) and any cap, as a user may set them on purpose; a policy
+        read from a cache or re-measured is checked here before it is used.
+
+        Returns:
+            One line per implausible value (empty when the policy is plausible).
+        """
+        problems = []
+        low, high = PLAUSIBLE_THRESHOLDS
+        if not low <= self.threshold <= high:
+            problems.append(f"threshold {self.threshold!r} outside [{low}, {high}]")
+        if self.max_candidates is not None and self.max_candidates > PLAUSIBLE_MAX_CANDIDATES:
+            problems.append(f"max_candidates {self.max_candidates!r} above {PLAUSIBLE_MAX_CANDIDATES}")
+        if self.cost_ratio is not None and not math.isfinite(self.cost_ratio):
+            problems.append(f"cost_ratio {self.cost_ratio!r}")
+        bad = [v for v in self.verify_costs or () if not (math.isfinite(v) and v > 0)]
+        if bad:
+            problems.append(f"verify_costs {bad[:3]!r} (NaN, infinite or not positive)")
+        return problems
 
     @property
     def greedy(self) -> bool | None:

@@ -12,14 +12,21 @@ round are chosen together: a cap matters where `v` steps up.
 
 A head can carry its dev traces (`head.traces`): then `policy_for_device` re-calibrates it for the machine at
 hand in seconds (timing the two models, no data generation), cached per device kind in memory and on disk.
+A re-calibration is checked before it is used or cached (`recalibrate`): timings on a busy machine can make a
+cost curve that no machine has (v(K) falling as K grows) or a policy predicted to be slower than the target
+alone; such a measurement is repeated once and then refused, and the head's shipped policy is used instead.
+A cache is an optimisation: an unwritable cache folder costs a warning, never the call.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 import os
+import sys
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,7 @@ from ...core.costs import VERIFY_KS, CostCurve, measure_costs, verify_cost_table
 from ...core.device import DeviceKind
 from ...head import AcceptanceHead, HeadPolicy
 from ...utils.io import FileFormatError, read_json_object, write_json
+from ...utils.warnings import warn_once
 
 DEFAULT_THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.05, 0.951, 0.05))
 TRACE_KEYS = ("pred", "label", "offsets")
@@ -234,17 +242,23 @@ def unpack_traces(traces: dict[str, torch.Tensor]) -> tuple[list[np.ndarray], li
     return [pred[a:b] for a, b in spans], [label[a:b] for a, b in spans], greedy
 
 
-def policy_from_costs(head: AcceptanceHead, costs: CostCurve, max_candidates: int = 20, min_candidates: int = 1,
-                      num_draws: int = 8, seed: int = 0) -> HeadPolicy:
-    """Re-simulate the head's shipped traces under `costs` and return the best policy for that machine."""
+def check_traces(head: AcceptanceHead) -> None:
+    """Re-calibration re-simulates the head's dev traces: a head without them is refused before any timing."""
     if not head.traces:
         raise ValueError("This head ships no dev traces (head.traces): re-calibrate it with `hf-specdecpp calibrate` "
                          "and its make-data folder instead.")
+
+
+def policy_from_costs(head: AcceptanceHead, costs: CostCurve, max_candidates: int = 20, min_candidates: int = 1,
+                      num_draws: int = 8, seed: int = 0, on_policy=None) -> HeadPolicy:
+    """Re-simulate the head's shipped traces under `costs` and return the best policy for that machine
+    (`on_policy` is called after every simulated policy: progress)."""
+    check_traces(head)
     preds, labels, greedy = unpack_traces(head.traces)
     outcomes = acceptance_outcomes(labels, greedy, num_draws=num_draws, seed=seed)
     result = choose_threshold(preds, outcomes, c_draft=costs.c_draft, verify_costs=costs.table(max_candidates),
                               min_candidates=min_candidates, max_candidates=max_candidates,
-                              lagged=not head.scores_without_lag)
+                              lagged=not head.scores_without_lag, on_policy=on_policy)
     decoding = head.policy.decoding if head.policy is not None else head.decoding
     return HeadPolicy(threshold=float(result["threshold"]), max_candidates=int(result["max_candidates"]),
                       cost_ratio=costs.c_draft, verify_costs=tuple(float(v) for v in result["verify_costs"]),
@@ -254,7 +268,142 @@ def policy_from_costs(head: AcceptanceHead, costs: CostCurve, max_candidates: in
                       | {"dev_responses": len(preds)})
 
 
-_MEMORY: dict[tuple[str, str, str], HeadPolicy] = {}
+MAX_VERIFY_DROP = 0.15
+"""How far (relative) v(K) may fall below a smaller K's v before a cost curve counts as noise.
+
+Verifying more candidates never takes less work: a measured v that falls as K grows (v(6) 2.69, v(12) 1.20,
+v(20) 1.15 on a busy 2-core machine) is load that came and went during the timing, not the machine's costs."""
+
+
+def curve_problems(costs: CostCurve) -> list[str]:
+    """Why a measured cost curve cannot describe this machine (empty when it can).
+
+    Args:
+        costs: The measured curve.
+
+    Returns:
+        One line per problem: a timing that is not a positive finite number, or v(K) falling more than
+        `MAX_VERIFY_DROP` below the largest v at a smaller K (v(0) = 1: one target step).
+    """
+    times = {"draft step": costs.draft_step_s, "target step": costs.target_step_s,
+             **{f"verify K={k}": t for k, t in costs.verify_s.items()}}
+    bad = [f"{name} {t!r} s" for name, t in times.items() if not (math.isfinite(t) and t > 0)]
+    if bad:
+        return [f"timings that are not positive numbers: {', '.join(bad)}"]
+    problems = []
+    peak_k, peak = 0, 1.0
+    for k, v in sorted(costs.verify_cost.items()):
+        if v < peak * (1.0 - MAX_VERIFY_DROP):
+            problems.append(f"v({k}) = {v:.2f} below v({peak_k}) = {peak:.2f}")
+        if v > peak:
+            peak_k, peak = k, v
+    if problems:
+        return [f"verification costs that fall as K grows ({'; '.join(problems)}): the machine was busy"]
+    return []
+
+
+@dataclass
+class Recalibration:
+    """The outcome of `recalibrate`: the policy (None when refused), the last curve measured, why it was refused,
+    how many measurements it took and how long."""
+
+    policy: HeadPolicy | None
+    costs: CostCurve
+    problems: list[str] = field(default_factory=list)
+    attempts: int = 1
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        """One line for the user: the chosen policy or why none was, and the time taken."""
+        took = f"in {self.seconds:.0f} s ({self.attempts} measurement{'s' if self.attempts > 1 else ''})"
+        if self.policy is None:
+            return f"re-calibration refused {took}: {'; '.join(self.problems)}"
+        p = self.policy
+        return (f"re-calibrated {took}: threshold {p.threshold:g}, max_candidates {p.max_candidates}, cost_ratio "
+                f"{p.cost_ratio:.2f}, predicted speed-up {p.simulation['speedup']:.2f}x over the target alone")
+
+
+class _Progress:
+    """A tqdm bar on stderr, or one plain line when tqdm is not installed."""
+
+    def __init__(self, total: int, desc: str, enabled: bool):
+        self.bar = None
+        if not enabled:
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            _say(f"hf-specdecpp: {desc} ({total} steps) ...")
+            return
+        self.bar = tqdm(total=total, desc=f"hf-specdecpp: {desc}", leave=False, dynamic_ncols=True, file=sys.stderr)
+
+    def update(self, *_) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def recalibrate(head: AcceptanceHead, draft: torch.nn.Module, target: torch.nn.Module, *, max_candidates: int = 20,
+                repeats: int = 3, attempts: int = 2, progress: bool = True) -> Recalibration:
+    """Time the pair here and re-simulate the head's dev traces; never return a policy that cannot be right.
+
+    A curve with `curve_problems`, a policy with `HeadPolicy.implausible` values, or a policy predicted to be
+    slower than the target alone (simulated speed-up < 1) is measured again, up to `attempts` times in all; if
+    every measurement fails, the result holds no policy and says why.
+
+    Args:
+        head: An acceptance head with dev traces (`head.traces`).
+        draft: The draft model, on the device and in the dtype it will run.
+        target: The target model, likewise.
+        max_candidates: The largest cap on candidates per round to consider.
+        repeats: Timed repetitions per forward pass.
+        attempts: Measurements before giving up.
+        progress: Show a progress bar (tqdm, else one line) and the time taken on stderr.
+
+    Returns:
+        A `Recalibration`: the policy or None, the last curve, the problems found, attempts and seconds.
+    """
+    check_traces(head)
+    if attempts < 1:
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
+    ks = tuple(k for k in VERIFY_KS if k <= max_candidates)
+    simulations = max_candidates * (len(DEFAULT_THRESHOLDS) + 1)  # caps x thresholds, then fixed K
+    start = time.perf_counter()
+    problems: list[str] = []
+    for attempt in range(1, attempts + 1):
+        bar = _Progress(repeats + 1 + simulations, f"re-calibrating for {DeviceKind.of(draft).describe()}"
+                        f"{f' (measurement {attempt})' if attempt > 1 else ''}", progress)
+        try:
+            costs = measure_costs(draft, target, ks=ks, repeats=repeats, warmup=1, on_repeat=bar.update)
+            problems = curve_problems(costs)
+            policy = None
+            if not problems:
+                policy = policy_from_costs(head, costs, max_candidates=max_candidates, on_policy=bar.update)
+                problems = policy.implausible()
+                speedup = policy.simulation["speedup"]
+                if speedup < 1.0:
+                    problems.append(f"the best policy (cost_ratio {policy.cost_ratio:.2f}, max_candidates "
+                                    f"{policy.max_candidates}, threshold {policy.threshold:g}) is predicted to run at "
+                                    f"{speedup:.3f}x the target alone's speed on the head's "
+                                    f"{policy.simulation['dev_responses']} dev responses")
+        finally:
+            bar.close()
+        if not problems:
+            break
+    result = Recalibration(None if problems else policy, costs, problems, attempt, time.perf_counter() - start)
+    if progress:
+        _say(f"hf-specdecpp: {result.describe()}")
+    return result
+
+
+_MEMORY: dict[tuple[str, str, str], HeadPolicy | None] = {}
 _LOCK = threading.Lock()
 
 
@@ -277,11 +426,22 @@ def policy_cache_dir() -> Path:
 
 
 def policy_for_device(head: AcceptanceHead, draft: torch.nn.Module, target: torch.nn.Module,
-                      repeats: int = 3) -> HeadPolicy:
+                      repeats: int = 3) -> HeadPolicy | None:
     """The head's policy re-calibrated for the devices `draft` and `target` run on (cached per device kind).
 
     The first call on a kind of device times the two models (a few dozen forward passes) and re-simulates the
-    head's traces; later calls, also in later processes, read the cached policy.
+    head's traces; later calls, also in later processes, read the cached policy. A cached policy that cannot be
+    read or holds values no calibration chooses is measured again; a cache that cannot be written is skipped.
+
+    Args:
+        head: An acceptance head with dev traces.
+        draft: The draft model as it will run.
+        target: The target model as it will run.
+        repeats: Timed repetitions per forward pass.
+
+    Returns:
+        The policy for this kind of device, or None when the re-calibration was refused (`recalibrate`; a warning
+        says why): the caller then uses the head's own policy. Either answer is kept for the process.
     """
     kinds = (DeviceKind.of(draft), DeviceKind.of(target))
     key = (head_fingerprint(head), kinds[0].key(), kinds[1].key())
@@ -289,18 +449,46 @@ def policy_for_device(head: AcceptanceHead, draft: torch.nn.Module, target: torc
         if key in _MEMORY:
             return _MEMORY[key]
         path = policy_cache_dir() / key[0] / f"{key[1]}__{key[2]}.json"
-        if path.is_file():
-            try:
-                policy = HeadPolicy.from_dict(read_json_object(path, "cached policy"), source=str(path))
-            except (FileFormatError, ValueError):
-                policy = None  # a damaged cache entry is measured again
-            if policy is not None:
-                _MEMORY[key] = policy
-                return policy
-        cap = 20
-        costs = measure_costs(draft, target, ks=tuple(k for k in VERIFY_KS if k <= cap), repeats=repeats, warmup=1)
-        policy = policy_from_costs(head, costs, max_candidates=cap)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, policy.to_dict())
+        policy = _read_cached_policy(path)
+        if policy is None:
+            result = recalibrate(head, draft, target, max_candidates=20, repeats=repeats)
+            policy = result.policy
+            if policy is None:
+                shipped = head.policy
+                fallback = (f"the head's shipped policy (threshold {shipped.threshold:g}, max_candidates "
+                            f"{shipped.max_candidates})" if shipped is not None else "the default policy")
+                warn_once(f"recalibration-refused:{key}",
+                          f"hf-specdecpp: {result.describe()}. Nothing was cached; using {fallback}. Re-calibrate "
+                          "on a quiet machine with `hf-specdecpp recalibrate`.")
+            else:
+                _write_cached_policy(path, policy)
         _MEMORY[key] = policy
         return policy
+
+
+def _read_cached_policy(path: Path) -> HeadPolicy | None:
+    """The cached policy at `path`, or None (with a warning when a file is there but cannot be used)."""
+    try:
+        if not path.is_file():
+            return None
+        policy = HeadPolicy.from_dict(read_json_object(path, "cached policy"), source=str(path))
+    except (OSError, ValueError) as err:  # unreadable, corrupt JSON, wrong fields (FileFormatError)
+        warn_once(f"policy-cache-read:{path}", f"Ignoring the cached policy {path} ({err}); measuring again.")
+        return None
+    problems = policy.implausible()
+    if problems:
+        warn_once(f"policy-cache-read:{path}",
+                  f"Ignoring the cached policy {path}: {'; '.join(problems)}. Measuring again.")
+        return None
+    return policy
+
+
+def _write_cached_policy(path: Path, policy: HeadPolicy) -> None:
+    """Save `policy` at `path`; a cache that cannot be written costs a warning, not the call."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, policy.to_dict())
+    except OSError as err:
+        warn_once(f"policy-cache-write:{path.parent}",
+                  f"Cannot write the policy cache {path} ({type(err).__name__}: {err}); the re-calibrated policy is "
+                  "kept in memory for this process only. Set HF_SPECDECPP_CACHE to a writable folder to keep it.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ...head import DEFAULT_MAX_CANDIDATES, AcceptanceHead, DeviceKind, head_on
+from ...head import DEFAULT_MAX_CANDIDATES, AcceptanceHead, DeviceKind, HeadPolicy, head_on
 from ...utils.warnings import warn_once
 from ...core.chain import ChainSpec
 from ..base import ChainMethod
@@ -77,14 +77,17 @@ class SpecDecPPCandidateGenerator(ChainMethod):
 
         A policy calibrated with given costs (no device recorded) applies anywhere; a measured one only on the
         kind of device it was measured on."""
-        config, policy = self.config, self.head.policy
+        config, policy = self.config, self._plausible_policy()
         device = DeviceKind.of(draft)
         if config.recalibrate == "auto" and (policy is None or policy.measured_on != device):
             from .calibration import policy_for_device  # measured elsewhere: re-time here (once per device kind)
 
-            policy, trusted = policy_for_device(self.head, draft, target), True
+            measured = policy_for_device(self.head, draft, target)
+            trusted, use_cap = measured is not None, True
+            # refused (noisy timings, a losing policy; it warned): the shipped policy as it is, cap included
+            policy = measured if trusted else policy
         else:
-            trusted = policy is not None and policy.measured_on in (None, device)
+            trusted = use_cap = policy is not None and policy.measured_on in (None, device)
             if policy is not None and not trusted and (config.threshold is None or config.max_candidates is None):
                 measured = policy.measured_on.describe() if policy.measured_on else "an unrecorded device"
                 warn_once(f"policy-device:{id(self.head)}:{device.key()}",
@@ -98,8 +101,22 @@ class SpecDecPPCandidateGenerator(ChainMethod):
         threshold = config.threshold if config.threshold is not None else (
             policy.threshold if policy is not None else DEFAULT_THRESHOLD)
         cap = config.max_candidates if config.max_candidates is not None else (
-            policy.max_candidates if trusted and policy.max_candidates else DEFAULT_MAX_CANDIDATES)
+            policy.max_candidates if use_cap and policy is not None and policy.max_candidates
+            else DEFAULT_MAX_CANDIDATES)
         return ResolvedPolicy(float(threshold), max(int(cap), config.min_candidates), trusted)
+
+    def _plausible_policy(self) -> HeadPolicy | None:
+        """The head's policy, or None (with a warning) when it holds values no calibration chooses."""
+        policy = self.head.policy
+        problems = policy.implausible() if policy is not None else []
+        if problems:
+            fallback = f"h={DEFAULT_THRESHOLD:g} and cap {DEFAULT_MAX_CANDIDATES} where not given"
+            warn_once(f"policy-implausible:{id(self.head)}",
+                      f"Ignoring the acceptance head's policy: {'; '.join(problems)} cannot come from a calibration. "
+                      f"Using {'a re-calibration for this machine' if self.config.recalibrate == 'auto' else fallback} "
+                      "instead; re-calibrate with `hf-specdecpp recalibrate`.")
+            return None
+        return policy
 
     def _warn_decoding(self, do_sample: bool) -> None:
         trained = self.head.trained_for_sampling
