@@ -17,6 +17,7 @@ import torch
 from transformers import DynamicCache
 
 from .compat import activate_past_recording, cache_is_croppable, cache_layers
+from .device import to_device
 
 FULL_LAYER_TYPES = ("DynamicLayer",)
 WINDOW_LAYER_TYPES = ("DynamicSlidingWindowLayer",)
@@ -73,21 +74,24 @@ def realign(cache: Any, pads: list[int], keep: list[int]) -> list[int]:
 
     Row b's real positions occupy columns `pads[b]:` of the cache before the call. Afterwards the cache is
     `max(keep)` columns wide and row b's kept positions fill its last `keep[b]` columns; the columns to their
-    left are padding (masked by the caller's attention mask). Index arithmetic runs on the host: no sync.
+    left are padding (masked by the caller's attention mask). Rows whose padding does not change are a plain
+    crop; otherwise one gather per layer, its index built on the device from the rows' shifts (B integers sent
+    without a sync: `to_device`).
     """
     width = max(keep)
     new_pads = [width - k for k in keep]
-    sources = [[max(p + c - n, 0) for c in range(width)] for p, n in zip(pads, new_pads)]
-    plain_crop = all(row == list(range(width)) for row in sources)
-    index = None
-    for layer in cache_layers(cache):
-        if not getattr(layer, "is_initialized", True) or layer.keys is None or layer.keys.numel() == 0:
-            continue
-        if plain_crop:  # every row keeps the same leading columns
+    layers = [layer for layer in cache_layers(cache)
+              if getattr(layer, "is_initialized", True) and layer.keys is not None and layer.keys.numel() > 0]
+    if new_pads == list(pads):  # every row keeps the same leading columns
+        for layer in layers:
             layer.keys, layer.values = layer.keys[..., :width, :], layer.values[..., :width, :]
-            continue
-        if index is None or index.device != layer.keys.device:
-            index = torch.tensor(sources, dtype=torch.long).to(layer.keys.device, non_blocking=True)
+        return new_pads
+    index = None
+    for layer in layers:
+        if index is None:
+            shifts = to_device([p - n for p, n in zip(pads, new_pads)], layer.keys.device)
+            index = (shifts[:, None] + torch.arange(width, device=layer.keys.device)[None, :]).clamp(min=0)
+        index = index.to(layer.keys.device)  # a device-to-device copy where a dispatched model spans devices
         gather = index[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[-1])
         layer.keys = layer.keys.gather(2, gather)
         layer.values = layer.values.gather(2, gather)
@@ -111,10 +115,22 @@ def check_gatherable(cache: Any, role: str) -> None:
                 "(sliding-window, static or recurrent layers); only full-attention dynamic caches work.")
 
 
-def compact(cache: Any, keep: torch.LongTensor) -> None:
-    """Keep only the cache positions `keep` (1D, increasing), in that order, in every layer (one sequence)."""
+def compact(cache: Any, prefix: int, positions: list[int]) -> None:
+    """Keep the first `prefix` cache positions and then `positions` (increasing, all >= `prefix`), in that order,
+    in every layer (one sequence); drop the rest.
+
+    The kept positions are copied down in place and the layer cropped: the work is proportional to
+    `len(positions)`, not to the sequence (the prefix is not touched). An accepted path that already follows the
+    prefix is a plain crop.
+    """
+    width = prefix + len(positions)
+    moved = positions != list(range(prefix, width))
+    index = None
     for layer in cache_layers(cache):
-        if getattr(layer, "is_initialized", True) and layer.keys is not None and layer.keys.numel() > 0:
-            index = keep.to(layer.keys.device)
-            layer.keys = layer.keys.index_select(-2, index)
-            layer.values = layer.values.index_select(-2, index)
+        if not getattr(layer, "is_initialized", True) or layer.keys is None or layer.keys.numel() == 0:
+            continue
+        if moved:
+            index = to_device(positions, layer.keys.device) if index is None else index.to(layer.keys.device)
+            layer.keys[..., prefix:width, :] = layer.keys.index_select(-2, index)
+            layer.values[..., prefix:width, :] = layer.values.index_select(-2, index)
+        layer.keys, layer.values = layer.keys[..., :width, :], layer.values[..., :width, :]

@@ -25,6 +25,7 @@ from .cache import (
     state_layer_types,
 )
 from .compat import activate_past_recording, cache_argument, output_cache, supports_logits_to_keep
+from .device import input_device, to_device
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -37,7 +38,7 @@ class ModelSession:
         """`given_cache`: the (empty) cache generate() prepared, used for models with state layers only."""
         self.model = model
         self.role = role
-        self.device = next(model.parameters()).device
+        self.device = input_device(model)  # where its inputs go (a dispatched model's first parameter may be elsewhere)
         self.batched = batch_size > 1
         check_loop_cache(given_cache, role)
         states = state_layer_types(model)
@@ -61,7 +62,7 @@ class ModelSession:
     def select_rows(self, rows: list[int]) -> None:
         """Keep only `rows` (indices into the current batch) for the next rounds."""
         if self.cache is not None and self.columns:
-            select_rows(self.cache, torch.tensor(rows, dtype=torch.long))
+            select_rows(self.cache, to_device(rows, self.device))
         self.pads = [self.pads[r] for r in rows]
         self.cached = [self.cached[r] for r in rows]
 
@@ -99,16 +100,31 @@ class ModelSession:
 
     def forward(self, input_ids: torch.LongTensor, position_ids: torch.LongTensor,
                 attention_mask: torch.Tensor | None, logits_to_keep: int, hidden: bool = False):
-        """One forward pass over `input_ids` `(B, n)` appended to the cache (logits of the last positions)."""
+        """One forward pass over `input_ids` `(B, n)` appended to the cache (logits of the last positions).
+
+        With `hidden`, `outputs.hidden_states[-1]` holds the last hidden state of (at least) the kept positions:
+        read from the output layer's input rather than with `output_hidden_states=True`, which would keep every
+        layer's states for every fed position (the whole prompt on the first round).
+        """
         kwargs = {self.cache_key: self.cache, "use_cache": True, "position_ids": position_ids}
         if attention_mask is not None:
             kwargs["attention_mask"] = attention_mask
-        if hidden:
-            kwargs["output_hidden_states"] = True
         if self.logits_to_keep:
             kwargs["logits_to_keep"] = logits_to_keep
         self.forwards += 1
-        outputs = self.model(input_ids=input_ids.to(self.device), **kwargs)
+        head_input = self.model.get_output_embeddings() if hidden else None
+        if hidden and head_input is None:
+            kwargs["output_hidden_states"] = True
+        if head_input is not None:  # the output layer's input is the last hidden state of the kept positions only
+            captured: list[torch.Tensor] = []
+            handle = head_input.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+            try:
+                outputs = self.model(input_ids=input_ids.to(self.device), **kwargs)
+            finally:
+                handle.remove()
+            outputs.hidden_states = (captured[-1].to(self.device),)  # where a dispatched model's outputs land
+        else:
+            outputs = self.model(input_ids=input_ids.to(self.device), **kwargs)
         if self.cache is None:
             self.cache = output_cache(outputs)
             activate_past_recording(self.cache)
