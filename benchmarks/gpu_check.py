@@ -178,14 +178,16 @@ def stage_syncs(args) -> dict:
     for layers in (2, 4):
         target, draft, head = _sync_pair(args, layers)
         for label, batch in (("chain B=1", 1), ("chain B=8", 8), ("tree", 1)):
-            ids = torch.randint(10, 500, (batch, 64), generator=torch.Generator().manual_seed(batch)).to(args.device)
+            ids = torch.randint(10, 500, (batch, 16 if args.small else 64),
+                                generator=torch.Generator().manual_seed(batch)).to(args.device)
             method = DySpecCandidateGenerator(budget=16, draft_model=draft) if label == "tree" else \
                 SpecDecPPCandidateGenerator(head=head, threshold=0.5, max_candidates=8, draft_model=draft)
             target.generate(ids, custom_generate=method, max_new_tokens=8, do_sample=False, eos_token_id=None,
                             pad_token_id=0)  # warm-up (pinned host blocks, kernels)
             counter = SyncCounter()
             with counter:
-                out = target.generate(ids, custom_generate=method, max_new_tokens=48, do_sample=False,
+                out = target.generate(ids, custom_generate=method, max_new_tokens=24 if args.small else 48,
+                                      do_sample=False,
                                       eos_token_id=None, pad_token_id=0, return_dict_in_generate=True)
             stats = out.speculation_stats
             summary = counter.summary()
@@ -205,12 +207,12 @@ def stage_scaling(args, deadline: float) -> dict:
     target, draft, head = _sync_pair(args, None)
     small = args.small
     options = argparse.Namespace(tree_budget=16, count=False, tiny=False)
-    plan = [("output", 32 if small else 128, n) for n in ((8, 16) if small else (128, 512, 1024))]
-    plan += [("prompt", p, 8 if small else 128) for p in ((32, 64) if small else (128, 1024, 4096))]
+    plan = [("output", 16 if small else 128, n) for n in ((4, 8) if small else (128, 512, 1024))]
+    plan += [("prompt", p, 4 if small else 128) for p in ((16, 32) if small else (128, 1024, 4096))]
     vocab = target.config.vocab_size
     points, skipped = [], []
     target.generate(torch.ones((1, 8), dtype=torch.long, device=args.device), max_new_tokens=4)  # warm-up
-    for batch in (1, 4):
+    for batch in ((1, 2) if small else (1, 4)):
         for kind, prompt_tokens, new_tokens in plan:
             ids = torch.randint(10, min(vocab, 5000), (batch, prompt_tokens),
                                 generator=torch.Generator().manual_seed(prompt_tokens)).to(args.device)
