@@ -10,7 +10,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 def test_dry_run_on_cpu(tmp_path):
     out = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--small", "--skip", "tests", "--out",
-                          str(tmp_path)], capture_output=True, text=True, timeout=600)
+                          str(tmp_path)], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert not [name for name, stage in report.items() if isinstance(stage, dict) and "error" in stage], report

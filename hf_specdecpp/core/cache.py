@@ -122,11 +122,13 @@ class HoledRows:
     Not for sliding-window layers, whose mask counts slot distances (`has_window_layers`).
     """
 
-    def __init__(self, pads: list[int], width: int, device: torch.device):
+    def __init__(self, pads: list[int], width: int, device: torch.device, valid: torch.Tensor | None = None):
+        """Rows of `width` columns, row b's first `pads[b]` padding; `valid`: that mask when already on the device."""
         self.device = device
         self.runs = [[[p, width]] if p < width else [] for p in pads]
         self.counts = [width - p for p in pads]  # real columns per row
-        self.valid = torch.arange(width, device=device)[None, :] >= to_device(pads, device)[:, None]
+        self.valid = valid if valid is not None else \
+            torch.arange(width, device=device)[None, :] >= to_device(pads, device)[:, None]
         self.holes = any(pads)
 
     def append(self, real: list[int], columns: int, fed_real: torch.Tensor) -> None:

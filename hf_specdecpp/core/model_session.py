@@ -160,7 +160,7 @@ class ModelSession:
         real = torch.cat([real, real.new_ones((real.shape[0], extra))], dim=1) if extra else real
         counts = [c + extra for c in counts]
         if self.rows is None:
-            self.rows = HoledRows([n - c for c in counts], n, self.device)
+            self.rows = HoledRows([n - c for c in counts], n, self.device, real.bool())
         else:
             self.rows.append(counts, self.columns, real)
 
