@@ -30,6 +30,16 @@ even when another fails:
    v_B(K) = verify pass / target step, both at that B (v_B(0) = 1 by construction): where v_B(K) climbs towards
    K + 1, the target is no longer memory-bound and verifying candidates stops being nearly free.
 
+7. syncs (issue 27), right after equality: what the GPU waits on (device reads and blocking host-to-device copies,
+   `hf_specdecpp.bench.syncs`) per round and per drafted token, for a chain at batch 1 and 8 and for a tree, on the
+   0.5B draft and 1.5B target shapes (bf16), at 2 and 4 layers of each (the counts must not depend on the depth);
+8. scaling (issue 27): time per generated token against the output length (128, 512, 1024 new tokens after a
+   128-token prompt) and the prompt length (128, 1024, 4096 tokens, 128 new tokens), batch 1 and 4, for the target
+   alone, SpecDec++ chains and a DySpec tree (batch 1), 0.5B draft and 1.5B target shapes in bf16
+   (`benchmarks/scaling.py`), for up to 15 % of the budget: the speculative curves should be as flat as the
+   target's.
+
+The syncs and scaling stages run right after equality on a GPU and last in the CPU dry run (`--small`).
 Budget shares of `--budget-s` (450 s by default): tests up to 30 %, costs until 65 % from the start (equality in
 between), overhead (a fixed, short workload), batch_costs for up to 10 % and compiled for up to 20 %, neither
 past 100 %.
@@ -138,6 +148,89 @@ def stage_equality(args) -> dict:
         del target, twin
         _free(args.device)
     return results
+
+
+def _sync_pair(args, layers: int | None):
+    """(1.5B-shaped target, 0.5B-shaped draft, a random head for the draft) in bf16, optionally `layers` deep."""
+    from hf_specdecpp import AcceptanceHead
+
+    dtype = torch.bfloat16 if args.device != "cpu" else torch.float32
+    models = []
+    for name, seed in (("qwen2.5-1.5b", 2), ("qwen2.5-0.5b", 1)):
+        model = build(name, args.device, dtype, args.small, seed=seed)
+        if layers is not None:
+            model.model.layers = model.model.layers[:layers]
+            model.config.num_hidden_layers = layers
+            if getattr(model.config, "layer_types", None):
+                model.config.layer_types = model.config.layer_types[:layers]
+        models.append(model)
+    torch.manual_seed(0)
+    head = AcceptanceHead(models[1].config.hidden_size, 1).to(args.device)
+    return models[0], models[1], head
+
+
+def stage_syncs(args) -> dict:
+    """Syncs (reads + blocking uploads) and staged copies per round, chain B=1 and B=8 and a tree, 2 and 4 layers."""
+    import hf_specdecpp  # noqa: F401
+    from hf_specdecpp import DySpecCandidateGenerator, SpecDecPPCandidateGenerator
+    from hf_specdecpp.bench.syncs import SyncCounter
+
+    results = {}
+    for layers in (2, 4):
+        target, draft, head = _sync_pair(args, layers)
+        for label, batch in (("chain B=1", 1), ("chain B=8", 8), ("tree", 1)):
+            ids = torch.randint(10, 500, (batch, 16 if args.small else 64),
+                                generator=torch.Generator().manual_seed(batch)).to(args.device)
+            method = DySpecCandidateGenerator(budget=16, draft_model=draft) if label == "tree" else \
+                SpecDecPPCandidateGenerator(head=head, threshold=0.5, max_candidates=8, draft_model=draft)
+            target.generate(ids, custom_generate=method, max_new_tokens=8, do_sample=False, eos_token_id=None,
+                            pad_token_id=0)  # warm-up (pinned host blocks, kernels)
+            counter = SyncCounter()
+            with counter:
+                out = target.generate(ids, custom_generate=method, max_new_tokens=24 if args.small else 48,
+                                      do_sample=False,
+                                      eos_token_id=None, pad_token_id=0, return_dict_in_generate=True)
+            stats = out.speculation_stats
+            summary = counter.summary()
+            results[f"{label}, {layers} layers"] = dict(
+                summary, rounds=stats.rounds, draft_forwards=stats.draft_forwards,
+                budget=stats.draft_forwards + 2 * stats.rounds,
+                places=sorted(set(p.rsplit(" ", 1)[0] for p in counter.syncs))[:20])
+        del target, draft
+        _free(args.device)
+    return results
+
+
+def stage_scaling(args, deadline: float) -> dict:
+    """Time per generated token against output and prompt length (`benchmarks/scaling.py` on the GPU shapes)."""
+    import scaling  # benchmarks/scaling.py, next to this script (its folder is on sys.path when run as a script)
+
+    target, draft, head = _sync_pair(args, None)
+    small = args.small
+    options = argparse.Namespace(tree_budget=16, count=False, tiny=False)
+    plan = [("output", 16 if small else 128, n) for n in ((4, 8) if small else (128, 512, 1024))]
+    plan += [("prompt", p, 4 if small else 128) for p in ((16, 32) if small else (128, 1024, 4096))]
+    vocab = target.config.vocab_size
+    points, skipped = [], []
+    target.generate(torch.ones((1, 8), dtype=torch.long, device=args.device), max_new_tokens=4)  # warm-up
+    for batch in ((1, 2) if small else (1, 4)):
+        for kind, prompt_tokens, new_tokens in plan:
+            ids = torch.randint(10, min(vocab, 5000), (batch, prompt_tokens),
+                                generator=torch.Generator().manual_seed(prompt_tokens)).to(args.device)
+            for config in ("target", "specdec++", "tree"):
+                first = not any(p.config == config for p in points)
+                if batch > 1 and config == "tree":
+                    continue
+                if not first and time.monotonic() > deadline:  # every configuration's first point always runs
+                    skipped.append(f"{config} B={batch} {kind} {prompt_tokens}+{new_tokens}")
+                    continue
+                seconds, counts = scaling.run_one(target, draft, head, config, ids, new_tokens, options)
+                points.append(scaling.Point(config, batch, kind, prompt_tokens, new_tokens, seconds,
+                                            1000.0 * seconds / new_tokens, **counts))
+    del target, draft
+    _free(args.device)
+    return {"points": [vars(p) for p in points], "skipped": skipped,
+            "table": scaling.markdown(points, args.device, "benchmarks/gpu_check.py (stage scaling)")}
 
 
 def _kwargs(method) -> dict:
@@ -551,7 +644,25 @@ def markdown(report: dict) -> str:
                     lines.append(f"| {acceptance} | {route} | {r['outside_forwards_per_round_ms']:.2f} | "
                                  f"{r['target_passes']} |")
     lines += batch_costs_markdown(report.get("batch_costs"))
+    lines += syncs_markdown(report.get("syncs"), report.get("scaling"))
     return "\n".join(lines + compiled_markdown(report.get("compiled"))) + "\n"
+
+
+def syncs_markdown(syncs, scaling) -> list[str]:
+    """The issue-27 sections: syncs per round against their budget, and the scaling table."""
+    lines = ["", "## Host synchronisations (what the GPU waits on)", "",
+             "| run | rounds | draft passes | syncs | budget (drafted + 2 per round) | reads | blocking uploads | "
+             "staged copies |", "|---|---|---|---|---|---|---|---|"]
+    for label, entry in (syncs or {}).items():
+        if isinstance(entry, dict) and "syncs" in entry:
+            lines.append(f"| {label} | {entry['rounds']} | {entry['draft_forwards']} | {entry['syncs']} | "
+                         f"{entry['budget']} | {entry['read']} | {entry['upload']} | {entry['staged']} |")
+    lines += ["", "## Scaling: ms per generated token", ""]
+    if isinstance(scaling, dict) and "table" in scaling:
+        lines.append(scaling["table"])
+        if scaling.get("skipped"):
+            lines.append(f"Skipped (time budget): {', '.join(scaling['skipped'])}")
+    return lines
 
 
 def batch_costs_markdown(batch) -> list[str]:
@@ -606,7 +717,8 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="tiny shapes (the CPU dry run)")
     parser.add_argument("--budget-s", type=float, default=450.0, help="wall-clock budget for all stages")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=("tests", "equality", "costs", "overhead", "batch_costs", "compiled"))
+                        choices=("tests", "equality", "syncs", "scaling", "costs", "overhead", "batch_costs",
+                                 "compiled"))
     parser.add_argument("--compile-backend", default=None,
                         help="torch.compile backend of the compiled stage (default: inductor on cuda, aot_eager "
                              "on cpu)")
@@ -616,13 +728,18 @@ def main() -> None:
     args = parser.parse_args()
     start = time.monotonic()
     report: dict = {"environment": environment(args.device)}
+    issue27 = (("syncs", lambda: stage_syncs(args)),
+               ("scaling", lambda: stage_scaling(args, min(time.monotonic() + 0.15 * args.budget_s,
+                                                           start + args.budget_s))))
     stages = (("tests", lambda: stage_tests(args)), ("equality", lambda: stage_equality(args)),
+              *(issue27 if not args.small else ()),  # on a GPU in the first minutes; last in the CPU dry run
               ("costs", lambda: stage_costs(args, start + 0.65 * args.budget_s)),
               ("overhead", lambda: stage_overhead(args)),
               ("batch_costs", lambda: stage_batch_costs(args, min(time.monotonic() + 0.10 * args.budget_s,
                                                                   start + args.budget_s))),
               ("compiled", lambda: stage_compiled(args, min(time.monotonic() + 0.20 * args.budget_s,
-                                                            start + args.budget_s))))
+                                                            start + args.budget_s))),
+              *(issue27 if args.small else ()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, run in stages:

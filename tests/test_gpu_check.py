@@ -10,7 +10,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 def test_dry_run_on_cpu(tmp_path):
     out = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--small", "--skip", "tests", "--out",
-                          str(tmp_path)], capture_output=True, text=True, timeout=600)
+                          str(tmp_path)], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert not [name for name, stage in report.items() if isinstance(stage, dict) and "error" in stage], report
@@ -33,7 +33,11 @@ def test_dry_run_on_cpu(tmp_path):
         assert entry["target_step_s"] > 0 and entry["draft_step_s"] > 0 and entry["c_B"] > 0, entry
         assert set(entry["verify_s"]) == {"0", "3", "7", "15"} and all(t > 0 for t in entry["verify_s"].values())
         assert entry["v_B"]["0"] == 1.0 and entry["cache"] == "DynamicCache"
+    for label, entry in report["syncs"].items():  # issue 27: within budget, no blocking upload, depth-independent
+        assert entry["syncs"] <= entry["budget"] + 3 and entry["upload"] == 0, (label, entry)
+    assert {p["config"] for p in report["scaling"]["points"]} == {"target", "specdec++", "tree"}
     markdown = (tmp_path / "gpu_check.md").read_text()
+    assert "## Host synchronisations" in markdown and "## Scaling: ms per generated token" in markdown
     batched = markdown.split("## Batched costs (7B target)")[1].split("\n## ")[0]
     assert "| B | target step ms | draft step ms | c_B | v_B(3) | v_B(7) | v_B(15) |" in batched
     assert all(f"\n| {b} | " in batched for b in (1, 2, 4))

@@ -1,59 +1,34 @@
 """Host synchronisations in the hot path, counted deterministically on the CPU.
 
-On a GPU every read of a device value on the host (`.item()`, `.tolist()`, `bool(tensor)`, `nonzero`, a
-boolean index, ...) waits for the queued kernels. A `TorchFunctionMode` sees every such call during a generate()
-call; the ones made by this package's code are counted and held to a budget: the chain loop needs one per
-drafted token (the stop decision) and a constant few per round; the tree loop one per tree level and a
-constant few per round (never one per node).
+On a GPU the host waits for the queued kernels at every read of a device value (`.item()`, `.tolist()`,
+`bool(tensor)`, `nonzero`, a boolean index, ...) and at every blocking copy of host data to the device
+(`torch.tensor(list, device=cuda)`, a host-built tensor moved with `.to(cuda)`). `hf_specdecpp.bench.syncs.
+SyncCounter` sees both kinds during a generate() call (on a CPU: every tensor built from host data or by a factory
+without a device) and counts the ones made by this package's code; host integers sent through
+`core.device.to_device` (pinned memory, non-blocking copy) are counted apart as staged copies, which a GPU does
+not wait on. Budgets: the chain loop needs one sync per drafted token (the stop decision) and at most two per
+round (the round's outcome, the stopping criteria); the tree loop one per tree level and two per round (the
+verdict, the stopping criteria), never one per node; both independent of the batch size and of the number of
+layers, plus a few once per call (input checks, the rows' lengths, the tree's capability probe).
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
-import hf_specdecpp
 from hf_specdecpp import DySpecCandidateGenerator, FixedLengthCandidateGenerator, SpecDecPPCandidateGenerator
+from hf_specdecpp.bench.syncs import SyncCounter
 from hf_specdecpp.core.assisted import ChainCandidateGenerator
 from hf_specdecpp.testing import tiny_pair
 
 from helpers import producing_head
 
-PACKAGE = str(Path(hf_specdecpp.__file__).parent)
-SYNCING = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__int__,
-           torch.Tensor.__float__, torch.Tensor.__index__, torch.Tensor.cpu, torch.Tensor.numpy, torch.nonzero,
-           torch.Tensor.nonzero, torch.argwhere, torch.unique, torch.masked_select, torch.Tensor.masked_select}
-
-
-class SyncCounter(TorchFunctionMode):
-    """Counts sync-causing tensor operations whose caller is this package's own code."""
-
-    def __init__(self):
-        super().__init__()
-        self.places: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if self._syncs(func, args, kwargs):
-            caller = sys._getframe(1)
-            while caller is not None and "/torch/" in caller.f_code.co_filename:
-                caller = caller.f_back
-            if caller is not None and caller.f_code.co_filename.startswith(PACKAGE):
-                self.places.append(f"{Path(caller.f_code.co_filename).name}:{caller.f_lineno} {func.__name__}")
-        return func(*args, **kwargs)
-
-    @staticmethod
-    def _syncs(func, args, kwargs) -> bool:
-        if func in SYNCING:
-            return True
-        if func is torch.Tensor.__getitem__ and len(args) > 1:  # a boolean mask index has a data-dependent size
-            index = args[1]
-            return isinstance(index, torch.Tensor) and index.dtype == torch.bool
-        return False
+PER_CALL = {("core/validation.py", None), ("core/call.py", "create"), ("core/chain.py", "start"),
+            ("core/assisted.py", "__init__"), ("methods/dyspec/probe.py", None)}
+"""(file, function; None: any) of the counted calls made once per generate() call: input checks, the call's EOS
+ids, the rows' prompt lengths (`Rows.start`), the prompt's padding, the tree's capability probe (once per target
+model)."""
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +41,24 @@ def pair():
 
 
 def counted(target, **kwargs):
+    """(speculation stats, the syncs counted during the call: reads and blocking uploads)."""
+    stats, counter = counted_all(target, **kwargs)
+    return stats, counter.syncs
+
+
+def counted_all(target, **kwargs) -> tuple:
     counter = SyncCounter()
     with counter:
         out = target.generate(**kwargs, return_dict_in_generate=True)
-    return out.speculation_stats, counter.places
+    return out.speculation_stats, counter
+
+
+def in_loop(places: list[str]) -> list[str]:
+    """The counted calls that are not once per call (`PER_CALL`)."""
+    def once(place: str) -> bool:
+        file, caller = place.split(":")[0], place.split(" ")[1]
+        return (file, None) in PER_CALL or (file, caller) in PER_CALL
+    return [p for p in places if not once(p)]
 
 
 @pytest.mark.parametrize("route", ["candidate_generator", "custom_generate"])
@@ -91,10 +80,9 @@ def test_chain_one_sync_per_drafted_token(pair, route, do_sample, monkeypatch):
     # does its own bookkeeping for the candidate route
     # (releases that hand the accepted count over as a tensor, e.g. 5.15, cost one read of it per round)
     per_round = 2 if route == "custom_generate" else int(any(handed))
-    per_call = [p for p in places if p.startswith(("validation.py", "assisted.py:36"))]  # input checks, once
-    assert len(per_call) <= 2, per_call
-    assert len(places) - len(per_call) <= stats.draft_forwards + per_round * stats.rounds + 1, places
-    drafting = [p for p in places if p.startswith("drafting.py")]
+    assert len(places) - len(in_loop(places)) <= 4, places  # input checks, EOS ids, the rows' lengths: once
+    assert len(in_loop(places)) <= stats.draft_forwards + per_round * stats.rounds, places
+    drafting = [p for p in places if p.startswith("core/drafting.py")]
     # the stop decision is read after every drafted token except the one that reaches the round's cap
     assert stats.draft_forwards - stats.rounds <= len(drafting) <= stats.draft_forwards, drafting
 
@@ -109,7 +97,7 @@ def test_batched_chain_syncs_do_not_grow_with_the_batch(pair):
                             custom_generate=FixedLengthCandidateGenerator(3, draft_model=draft), max_new_tokens=20,
                             do_sample=False)
     assert len(stats.rows) == 4
-    assert len(places) <= stats.draft_forwards + 2 * stats.rounds + 1, places
+    assert len(in_loop(places)) <= stats.draft_forwards + 2 * stats.rounds, places
 
 
 @pytest.mark.parametrize("do_sample", [False, True])
@@ -121,10 +109,72 @@ def test_tree_syncs_per_level_and_round_not_per_node(pair, do_sample, route):
     stats, places = counted(target, input_ids=torch.tensor([[2, 5, 6, 7, 8, 9]]), **{route: method}, **extra,
                             max_new_tokens=24, do_sample=do_sample, eos_token_id=None)
     drafted_nodes = sum(stats.tree_sizes)
-    probe = [p for p in places if p.startswith("probe.py")]  # the capability probe: once per target model
-    assert len(probe) <= 2, probe
-    places = [p for p in places if not p.startswith("probe.py")]
-    # per round: one per level (the frontier), the selected tree, the verdict, the stopping criteria; per call: 2
-    budget = stats.draft_forwards + 3 * stats.rounds + 2
-    assert len(places) <= budget, places
+    probe = [p for p in places if p.startswith("methods/dyspec/probe.py")]  # once per model, not per round
+    assert len(probe) <= 16, probe
+    # per round: one per level (the frontier, which also brings the selected tree), the verdict, the stopping
+    # criteria; per call: the EOS set
+    budget = stats.draft_forwards + 2 * stats.rounds + 1
+    assert len(in_loop(places)) <= budget, places
     assert drafted_nodes > 2 * budget / 3  # the trees are large enough that a per-node sync would break the budget
+
+
+def prompts_of(batch: int) -> dict:
+    """`batch` left-padded prompts of different lengths (one unpadded prompt for batch 1)."""
+    generator = torch.Generator().manual_seed(batch)
+    lengths = [6] if batch == 1 else [3 + (5 * i) % 9 for i in range(batch)]
+    width = max(lengths)
+    ids = torch.randint(2, 90, (batch, width), generator=generator)
+    mask = (torch.arange(width)[None, :] >= torch.tensor([[width - n] for n in lengths])).long()
+    return {"input_ids": ids * mask, "attention_mask": mask}
+
+
+def sharp_pair(num_layers: int, noise: float):
+    target, draft = tiny_pair("llama", noise=noise, seed=1, num_layers=num_layers)
+    with torch.no_grad():
+        target.get_output_embeddings().weight.mul_(5.0)
+        draft.get_output_embeddings().weight.mul_(5.0)
+    return target, draft
+
+
+@pytest.mark.parametrize("num_layers", [2, 4])
+@pytest.mark.parametrize("batch", [1, 8])
+def test_chain_budget_counts_what_a_gpu_waits_on(batch, num_layers):
+    """Reads AND blocking host-to-device copies: one per drafted token plus at most two per round, whatever the
+    batch size and the number of layers; per-round host integers go through staged (non-blocking) copies only."""
+    target, draft = sharp_pair(num_layers, noise=0.03)
+    method = SpecDecPPCandidateGenerator(head=producing_head(32), threshold=0.5, max_candidates=6, draft_model=draft)
+    stats, counter = counted_all(target, **prompts_of(batch), custom_generate=method, max_new_tokens=30,
+                                 do_sample=False, eos_token_id=None)
+    assert stats.rounds > 3
+    loop = in_loop(counter.syncs)
+    assert not [p for p in loop if p.endswith(" upload")], loop  # no blocking copy of host data in the loop
+    assert len(loop) <= stats.draft_forwards + 2 * stats.rounds, loop
+    staged = in_loop([p for p in counter.places if p.endswith(" staged")])
+    assert len(staged) <= 12 * stats.rounds, staged  # a constant per round (rows leaving included), not per layer
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_counts_do_not_depend_on_the_number_of_layers(batch):
+    """A draft identical to its target accepts everything, so the rounds are the same at 2 and 4 layers: so must
+    every count be."""
+    counts = []
+    for num_layers in (2, 4):
+        target, draft = sharp_pair(num_layers, noise=0.0)
+        stats, counter = counted_all(target, **prompts_of(batch), max_new_tokens=24, do_sample=False,
+                                     eos_token_id=None,
+                                     custom_generate=FixedLengthCandidateGenerator(3, draft_model=draft))
+        counts.append((stats.rounds, stats.draft_forwards, counter.summary()))
+    assert counts[0] == counts[1], counts
+
+
+@pytest.mark.parametrize("num_layers", [2, 4])
+def test_tree_budget_counts_what_a_gpu_waits_on(num_layers):
+    target, draft = sharp_pair(num_layers, noise=0.03)
+    method = DySpecCandidateGenerator(budget=12, draft_model=draft)
+    stats, counter = counted_all(target, input_ids=torch.tensor([[2, 5, 6, 7, 8, 9]]), custom_generate=method,
+                                 max_new_tokens=24, do_sample=False, eos_token_id=None)
+    loop = in_loop(counter.syncs)
+    assert not [p for p in loop if p.endswith(" upload")], loop
+    assert len(loop) <= stats.draft_forwards + 2 * stats.rounds + 1, loop  # + 1: the call's EOS set
+    staged = in_loop([p for p in counter.places if p.endswith(" staged")])
+    assert len(staged) <= 4 * stats.draft_forwards + 6 * stats.rounds, staged  # per level and round, not per node

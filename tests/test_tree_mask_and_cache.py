@@ -94,7 +94,7 @@ def test_compact_keeps_selected_positions():
     cache = DynamicCache()
     keys = torch.arange(2 * 1 * 6 * 3, dtype=torch.float32).reshape(1, 2, 6, 3)
     cache.update(keys, -keys, layer_idx=0)
-    compact(cache, torch.tensor([0, 1, 4]))
+    compact(cache, 2, [4])
     assert cache.get_seq_length() == 3
     torch.testing.assert_close(cache.layers[0].keys, keys[:, :, [0, 1, 4]])
     torch.testing.assert_close(cache.layers[0].values, -keys[:, :, [0, 1, 4]])

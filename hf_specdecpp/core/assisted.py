@@ -51,7 +51,9 @@ class ChainCandidateGenerator(CandidateGenerator):
         self._history: list[torch.Tensor] | None = [] if ctx.output_scores else None
         self.spec = spec
         self.rule = spec.new_rule()
-        self.session = DraftSession(ctx.draft, ctx.logits_processor, ctx.vocab, ctx.do_sample, ctx.eos_token_ids, 1)
+        # transformers reads the candidates' scores (speculative sampling, assistant_ensemble_weight): keep them
+        self.session = DraftSession(ctx.draft, ctx.logits_processor, ctx.vocab, ctx.do_sample, ctx.eos_token_ids, 1,
+                                    keep_scores=True)
         self.pads = int(input_ids.shape[1] - attention_mask.sum()) if attention_mask is not None else 0
         self.prompt_length = input_ids.shape[1]
         self.stats = SpeculationStats.for_batch(1)

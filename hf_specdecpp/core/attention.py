@@ -10,25 +10,27 @@ from __future__ import annotations
 
 import torch
 
+from .device import to_device
+
 
 def fed_positions(cached: list[int], fed_real: torch.Tensor) -> torch.LongTensor:
     """Position ids `(B, n)` of `n` newly fed columns: row b has `cached[b]` real tokens before them and
     `fed_real[b]` marks which fed columns are real (padding repeats the previous position)."""
-    start = torch.tensor(cached, device=fed_real.device)[:, None]
+    start = to_device(cached, fed_real.device)[:, None]
     return (start + fed_real.long().cumsum(dim=1) - 1).clamp(min=0)
 
 
 def fed_real_mask(feed: int, lengths: list[int], device: torch.device) -> torch.Tensor:
     """`(B, feed)`: which of the last `feed` columns of a right-aligned layout hold real tokens of each row."""
     columns = torch.arange(feed, device=device)[None, :]
-    return columns >= (feed - torch.tensor(lengths, device=device))[:, None]
+    return columns >= (feed - to_device(lengths, device))[:, None]
 
 
 def padded_mask(pads: list[int], columns: int, fed_real: torch.Tensor) -> torch.Tensor:
     """The 2D attention mask `(B, columns + n)` over a cache whose row b starts with `pads[b]` padding columns,
     followed by `n` fed columns marked real by `fed_real`."""
     device = fed_real.device
-    cache_part = torch.arange(columns, device=device)[None, :] >= torch.tensor(pads, device=device)[:, None]
+    cache_part = torch.arange(columns, device=device)[None, :] >= to_device(pads, device)[:, None]
     return torch.cat([cache_part, fed_real], dim=1).long()
 
 

@@ -17,6 +17,7 @@ import torch
 from transformers import DynamicCache
 
 from .compat import activate_past_recording, cache_is_croppable, cache_layers
+from .device import to_device
 
 FULL_LAYER_TYPES = ("DynamicLayer",)
 WINDOW_LAYER_TYPES = ("DynamicSlidingWindowLayer",)
@@ -76,30 +77,113 @@ def rollback(cache: Any, tokens: int) -> None:
             "transformers' assisted decoding instead.") from err
 
 
-def realign(cache: Any, pads: list[int], keep: list[int]) -> list[int]:
+def realign(cache: Any, pads: list[int] | None, keep: list[int], valid: torch.Tensor | None = None) -> list[int]:
     """Keep the first `keep[b]` real positions of every row, right-aligned; return the new left padding per row.
 
-    Row b's real positions occupy columns `pads[b]:` of the cache before the call. Afterwards the cache is
-    `max(keep)` columns wide and row b's kept positions fill its last `keep[b]` columns; the columns to their
-    left are padding (masked by the caller's attention mask). Index arithmetic runs on the host: no sync.
+    Row b's real positions occupy columns `pads[b]:` of the cache before the call, or, with `valid` `(B, columns)`
+    (rows with holes, `HoledRows`), the columns marked there. Afterwards the cache is `max(keep)` columns wide and
+    row b's kept positions fill its last `keep[b]` columns; the columns to their left are padding (masked by the
+    caller's attention mask). Rows whose padding does not change are a plain crop; otherwise one gather per
+    layer, its index built on the device (B integers sent without a sync: `to_device`).
     """
     width = max(keep)
     new_pads = [width - k for k in keep]
-    sources = [[max(p + c - n, 0) for c in range(width)] for p, n in zip(pads, new_pads)]
-    plain_crop = all(row == list(range(width)) for row in sources)
-    index = None
-    for layer in cache_layers(cache):
-        if not getattr(layer, "is_initialized", True) or layer.keys is None or layer.keys.numel() == 0:
-            continue
-        if plain_crop:  # every row keeps the same leading columns
+    layers = [layer for layer in cache_layers(cache)
+              if getattr(layer, "is_initialized", True) and layer.keys is not None and layer.keys.numel() > 0]
+    if valid is None and new_pads == list(pads):  # every row keeps the same leading columns
+        for layer in layers:
             layer.keys, layer.values = layer.keys[..., :width, :], layer.values[..., :width, :]
-            continue
-        if index is None or index.device != layer.keys.device:
-            index = torch.tensor(sources, dtype=torch.long).to(layer.keys.device, non_blocking=True)
+        return new_pads
+    index = None
+    for layer in layers:
+        if index is None:
+            device = layer.keys.device
+            targets = torch.arange(width, device=device)[None, :] - to_device(new_pads, device)[:, None]
+            if valid is None:  # row b's kept positions start at column pads[b]
+                index = (targets + to_device(pads, device)[:, None]).clamp(min=0)
+            else:  # the real columns of each row, in order (a stable sort puts them first)
+                order = torch.argsort((~valid.to(device)).to(torch.int8), dim=1, stable=True)
+                index = order.gather(1, targets.clamp(min=0))
+        index = index.to(layer.keys.device)  # a device-to-device copy where a dispatched model spans devices
         gather = index[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[-1])
         layer.keys = layer.keys.gather(2, gather)
         layer.values = layer.values.gather(2, gather)
     return new_pads
+
+
+def has_window_layers(model: torch.nn.Module) -> bool:
+    """Whether any of the model's cache layers is a sliding window (its mask counts slots, so no holes)."""
+    probe = DynamicCache(config=model.config)
+    return any(type(layer).__name__ in WINDOW_LAYER_TYPES for layer in cache_layers(probe))
+
+
+class HoledRows:
+    """Where each batch row's real tokens sit in a batch cache whose rows may have holes (masked columns).
+
+    Rows accept different numbers of candidates, so after a round their valid tokens end at different columns,
+    while the next pass appends at one column for all. Moving every row to re-align it (`realign`) copies every
+    layer's whole cache each round: O(sequence) work per round. Instead the rejected columns stay where they are
+    and are masked out (`mask`), positions being given explicitly; the cache is compacted (one gather per layer,
+    `realign`) only once the holes exceed a quarter of the width, which keeps the amortised work per round
+    independent of the sequence length. Host side: per row, the runs `[start, end)` of its real columns
+    (appending and truncating touch the last runs only); device side: the `(B, columns)` mask of real columns.
+    Not for sliding-window layers, whose mask counts slot distances (`has_window_layers`).
+    """
+
+    def __init__(self, pads: list[int], width: int, device: torch.device, valid: torch.Tensor | None = None):
+        """Rows of `width` columns, row b's first `pads[b]` padding; `valid`: that mask when already on the device."""
+        self.device = device
+        self.runs = [[[p, width]] if p < width else [] for p in pads]
+        self.counts = [width - p for p in pads]  # real columns per row
+        self.valid = valid if valid is not None else \
+            torch.arange(width, device=device)[None, :] >= to_device(pads, device)[:, None]
+        self.holes = any(pads)
+
+    def append(self, real: list[int], columns: int, fed_real: torch.Tensor) -> None:
+        """`fed_real.shape[1]` columns were appended after `columns`; row b's last `real[b]` of them are real."""
+        n = fed_real.shape[1]
+        for b, (runs, count) in enumerate(zip(self.runs, real)):
+            self.counts[b] += count
+            if count and runs and runs[-1][1] == columns + n - count:
+                runs[-1][1] = columns + n
+            elif count:
+                runs.append([columns + n - count, columns + n])
+        self.holes = self.holes or any(count < n for count in real)
+        self.valid = torch.cat([self.valid, fed_real], dim=1)
+
+    def truncate(self, cache: Any, keep: list[int]) -> int:
+        """Keep the first `keep[b]` real tokens of every row; return the new cache width."""
+        ends = []
+        for b, (runs, count) in enumerate(zip(self.runs, keep)):
+            extra = self.counts[b] - count
+            while extra > 0:  # drop the newest real columns, run by run from the end
+                dropped = min(extra, runs[-1][1] - runs[-1][0])
+                runs[-1][1] -= dropped
+                extra -= dropped
+                if runs[-1][0] == runs[-1][1]:
+                    runs.pop()
+            self.counts[b] = count
+            ends.append(runs[-1][1] if runs else 0)
+        width = max(ends)
+        self.valid = self.valid[:, :width]
+        if any(end < width for end in ends):
+            self.valid = self.valid & (torch.arange(width, device=self.device)[None, :] <
+                                       to_device(ends, self.device)[:, None])
+            self.holes = True
+        if width > max(keep) + max(16, max(keep) // 4):  # too many holes: compact (amortised O(1) per round)
+            pads = realign(cache, None, keep, self.valid)
+            self.__init__(pads, max(keep), self.device)
+            return max(keep)
+        for layer in cache_layers(cache):
+            if getattr(layer, "is_initialized", True) and layer.keys is not None and layer.keys.numel() > 0:
+                layer.keys, layer.values = layer.keys[..., :width, :], layer.values[..., :width, :]
+        return width
+
+    def select(self, rows: list[int], index: torch.LongTensor) -> None:
+        """Keep the batch rows `rows` (`index` on the device)."""
+        self.runs = [self.runs[r] for r in rows]
+        self.counts = [self.counts[r] for r in rows]
+        self.valid = self.valid.index_select(0, index)
 
 
 def select_rows(cache: Any, rows: torch.LongTensor) -> None:
@@ -119,10 +203,22 @@ def check_gatherable(cache: Any, role: str) -> None:
                 "(sliding-window, static or recurrent layers); only full-attention dynamic caches work.")
 
 
-def compact(cache: Any, keep: torch.LongTensor) -> None:
-    """Keep only the cache positions `keep` (1D, increasing), in that order, in every layer (one sequence)."""
+def compact(cache: Any, prefix: int, positions: list[int]) -> None:
+    """Keep the first `prefix` cache positions and then `positions` (increasing, all >= `prefix`), in that order,
+    in every layer (one sequence); drop the rest.
+
+    The kept positions are copied down in place and the layer cropped: the work is proportional to
+    `len(positions)`, not to the sequence (the prefix is not touched). An accepted path that already follows the
+    prefix is a plain crop.
+    """
+    width = prefix + len(positions)
+    moved = positions != list(range(prefix, width))
+    index = None
     for layer in cache_layers(cache):
-        if getattr(layer, "is_initialized", True) and layer.keys is not None and layer.keys.numel() > 0:
-            index = keep.to(layer.keys.device)
-            layer.keys = layer.keys.index_select(-2, index)
-            layer.values = layer.values.index_select(-2, index)
+        if not getattr(layer, "is_initialized", True) or layer.keys is None or layer.keys.numel() == 0:
+            continue
+        if moved:
+            index = to_device(positions, layer.keys.device) if index is None else index.to(layer.keys.device)
+            layer.keys[..., prefix:width, :] = layer.keys.index_select(-2, index)
+            layer.values[..., prefix:width, :] = layer.values.index_select(-2, index)
+        layer.keys, layer.values = layer.keys[..., :width, :], layer.values[..., :width, :]

@@ -11,9 +11,12 @@ serve the call (a batch, several return sequences). Every round:
    (they cost nothing afterwards);
 4. both caches drop what was rejected (rows re-aligned when they accepted different numbers).
 
-Host synchronisations: one per drafted token (the stop decision) and one per round (the round's outcome),
-whatever the batch size, plus one per accepted token when the call has stopping criteria beyond its length and
-EOS limits (each accepted token is offered to them in order, `criteria.py`).
+Host synchronisations, counting what a GPU waits on (reads of device values and blocking host-to-device copies,
+`hf_specdecpp.bench.syncs`): one per drafted token (the stop decision) and one per round (the round's outcome),
+whatever the batch size and the number of layers, plus one per accepted token when the call has stopping criteria
+beyond its length and EOS limits (each accepted token is offered to them in order, `criteria.py`). The round's
+host integers (lengths, budgets, kept rows) reach the device through staged non-blocking copies
+(`core.device.to_device`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from .criteria import criteria_to_offer, first_stop
+from .device import to_device
 from .drafting import DraftRound, DraftSession, notify_round, notify_rows
 from .model_session import ModelSession, last_logits
 from .processing import RowPrefix, process_positions, processors_for_row
@@ -124,7 +128,7 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
         layout = rows.layout(active, ctx.pad_token_id)
         drafted = _draft(draft, layout, lengths, budget, rule, spec, prefixes)
         raw, scores = _verify_pass(ctx, target, layout, lengths, drafted, prefixes)
-        room = torch.tensor([min(spec.max_candidates, left - 1) for left in budget], device=raw.device)
+        room = to_device([min(spec.max_candidates, left - 1) for left in budget], raw.device)
         candidate_lengths = torch.minimum(drafted.lengths.to(raw.device), room.clamp(min=0))
         accepted, new_tokens = _select(ctx, drafted, scores, candidate_lengths)
         eos_at = _first_eos(new_tokens, accepted, ctx.eos_token_ids)

@@ -1,4 +1,10 @@
-"""What kind of device a model runs on: costs (and so calibrated policies) are only valid on the same kind."""
+"""Devices: where a model's inputs and outputs live, host data sent without a sync, and the kind of device a
+model runs on (costs, and so calibrated policies, are only valid on the same kind).
+
+A model dispatched by accelerate (`device_map=`, offloading) may have its first parameter on another device or
+on the meta device; its inputs go where its input embedding runs (the hook's execution device) and its outputs
+come back where its output layer runs. Reading `next(model.parameters()).device` is wrong for such models.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,57 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+
+def _execution_device(module: torch.nn.Module | None) -> torch.device | None:
+    """Where `module` computes: its accelerate hook's execution device, else its first real parameter's device."""
+    if module is None:
+        return None
+    hook = getattr(module, "_hf_hook", None)
+    device = getattr(hook, "execution_device", None)
+    if device is not None:
+        return torch.device(device if not isinstance(device, int) else f"cuda:{device}")
+    for param in module.parameters():
+        if param.device.type != "meta":
+            return param.device
+    return None
+
+
+def input_device(model: torch.nn.Module) -> torch.device:
+    """The device a model's input ids go to: its input embedding's (execution) device, as transformers places
+    the inputs of a dispatched model; the top-level hook's or the first real parameter's device otherwise.
+
+    Args:
+        model: a transformers model (plain, or dispatched by accelerate).
+
+    Returns:
+        The device on which the model's first computation runs.
+    """
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    return _execution_device(embeddings) or _execution_device(model) or torch.device("cpu")
+
+
+def to_device(values: list[int] | list[list[int]], device: torch.device, dtype: torch.dtype = torch.long
+              ) -> torch.Tensor:
+    """Host integers as a tensor on `device` without a host synchronisation.
+
+    A blocking copy of pageable host memory to a GPU waits for the stream; a copy from pinned memory with
+    `non_blocking=True` is queued instead (the caching host allocator keeps the pinned block alive until the copy
+    has run). On the CPU this is `torch.tensor`. The loops send the host-known integers of a round (lengths,
+    kept positions, tree indices) through here only, so that `hf_specdecpp.bench.syncs` can tell them apart.
+
+    Args:
+        values: integers (nested lists for 2D) known on the host.
+        device: where the tensor is needed.
+        dtype: the tensor's dtype.
+
+    Returns:
+        The tensor on `device` (its copy possibly still in flight, ordered before later work on the stream).
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return torch.tensor(values, dtype=dtype, device=device)
+    return torch.tensor(values, dtype=dtype, pin_memory=True).to(device, non_blocking=True)
 
 
 @functools.lru_cache(maxsize=None)
@@ -41,8 +98,8 @@ class DeviceKind:
     @classmethod
     def of(cls, model: torch.nn.Module) -> "DeviceKind":
         """The kind of device `model`'s parameters are on."""
-        param = next(model.parameters())
-        device = param.device
+        param = next(p for p in model.parameters() if p.is_floating_point())
+        device = input_device(model)  # a dispatched model's first parameter may sit on the meta device
         if device.type == "cuda":
             name = torch.cuda.get_device_name(device)
         elif device.type == "cpu":

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
+from .device import to_device
 from .model_session import ModelSession, last_logits
 from .processing import RowPrefix, process_next
 
@@ -59,23 +60,30 @@ def notify_rows(rule: StopRule, keep: list[int]) -> None:
 @dataclass
 class DraftRound:
     """What one round drafted: `tokens` `(B, S)`, the processed draft `scores` `(B, S, V)` they were drawn from
-    (target vocabulary), and each row's candidate count `lengths` `(B,)` (on the device), with `steps` = S."""
+    (target vocabulary; None when the session does not keep them), and each row's candidate count `lengths`
+    `(B,)` (on the device), with `steps` = S."""
 
     tokens: torch.LongTensor
-    scores: torch.Tensor
+    scores: torch.Tensor | None
     lengths: torch.LongTensor
     steps: int
 
 
 class DraftSession(ModelSession):
-    """The draft's side of one generate() call."""
+    """The draft's side of one generate() call.
+
+    `keep_scores` (default: `do_sample`): keep every drafted position's processed scores for the round's
+    `DraftRound.scores` (speculative sampling needs them; greedy verification does not, and a `(B, V)` float32
+    row per drafted token adds up to about 100 MB per round at batch 8 with a 150k vocabulary).
+    """
 
     def __init__(self, draft: PreTrainedModel, processors: LogitsProcessorList, vocab: VocabMap, do_sample: bool,
-                 eos_token_ids: torch.Tensor | None, batch_size: int):
+                 eos_token_ids: torch.Tensor | None, batch_size: int, keep_scores: bool | None = None):
         super().__init__(draft, "draft", batch_size)
         self.processors = processors
         self.vocab = vocab
         self.do_sample = do_sample
+        self.keep_scores = do_sample if keep_scores is None else keep_scores
         self.eos = eos_token_ids.to(self.device) if eos_token_ids is not None else None
         self._round: tuple[list[int], int] | None = None
 
@@ -107,25 +115,31 @@ class DraftSession(ModelSession):
         fed_ids = self.vocab.ids_for_draft(sequences[:, -feed:].to(self.device))
         attention, positions = self.feed_layout(feed, lengths)
         steps_cap = max(max_new)
-        cap = torch.tensor(max_new, device=self.device)
+        cap = to_device(max_new, self.device)
         rule.start_round(batch)
-        tokens: list[torch.Tensor] = []
+        tokens = torch.empty((batch, steps_cap), dtype=torch.long, device=self.device)
         all_scores: list[torch.Tensor] = []
         stopped = torch.zeros(batch, dtype=torch.bool, device=self.device)
         lengths_out = torch.full((batch,), steps_cap, dtype=torch.long, device=self.device)
+        if attention is not None:  # the mask of the whole round at once; each step reads a longer prefix of it
+            attention = torch.cat([attention, attention.new_ones((batch, steps_cap - 1))], dim=1)
+            columns = attention.shape[1] - (steps_cap - 1)
+        steps = 0
         for step in range(steps_cap):
-            outputs = self.forward(fed_ids, positions, attention, 1, hidden=rule.needs_hidden_states)
+            mask = attention[:, : columns + step] if attention is not None else None
+            outputs = self.forward(fed_ids, positions, mask, 1, hidden=rule.needs_hidden_states)
             logits = self.vocab.draft_scores_for_target(last_logits(outputs, 1)[:, 0])
-            drafted = torch.stack(tokens, dim=1) if tokens else fed_ids[:, :0]
-            scores = process_next(self.processors, prefixes or [], drafted, logits)
+            scores = process_next(self.processors, prefixes or [], tokens[:, :step], logits)
             if self.do_sample:
                 token = torch.multinomial(scores.softmax(dim=-1), num_samples=1)[:, 0]
             else:
                 token = scores.argmax(dim=-1)
-            tokens.append(token)
-            all_scores.append(scores)
+            tokens[:, step] = token
+            steps = step + 1
+            if self.keep_scores:
+                all_scores.append(scores)
             hidden = outputs.hidden_states[-1][:, -1] if rule.needs_hidden_states else None
-            stop = rule(torch.stack(tokens, dim=1), scores, hidden_states=hidden, step=step)
+            stop = rule(tokens[:, : step + 1], scores, hidden_states=hidden, step=step)
             if step + 1 < min_candidates:
                 stop = torch.zeros_like(stop)
             if self.eos is not None:
@@ -137,7 +151,6 @@ class DraftSession(ModelSession):
                 break
             fed_ids = token[:, None]
             positions = positions[:, -1:] + 1
-            if attention is not None:
-                attention = torch.cat([attention, attention.new_ones((batch, 1))], dim=1)
-        self._round = (lengths, len(tokens))
-        return DraftRound(torch.stack(tokens, dim=1), torch.stack(all_scores, dim=1), lengths_out, len(tokens))
+        self._round = (lengths, steps)
+        return DraftRound(tokens[:, :steps], torch.stack(all_scores, dim=1) if self.keep_scores else None,
+                          lengths_out, steps)

@@ -24,6 +24,7 @@ from transformers.generation.utils import GenerateDecoderOnlyOutput
 from ..core.call import CallContext
 from ..core.chain import ChainSpec, DecodeResult, chain_decode
 from ..core.compat import model_kwargs_cache
+from ..core.device import input_device
 from ..core.pair import check_pair
 from ..core.stats import SpeculationStats
 from ..core.validation import check_empty_cache, check_generation_inputs
@@ -142,7 +143,7 @@ class DecodingMethod:
             if getattr(generation_config, name, None) is not None:
                 raise ValueError(f"{name}= selects one of transformers' own candidate generators; it cannot be "
                                  f"combined with {type(self).__name__} ({route}). Remove one of them.")
-        result = self.run(ctx, input_ids.to(model.device), model_kwargs.get("attention_mask"), stopping_criteria,
+        result = self.run(ctx, input_ids.to(input_device(model)), model_kwargs.get("attention_mask"), stopping_criteria,
                           cache)
         self.record_stats(result.stats)
         return build_output(result, ctx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...core.device import input_device
 from ...head import AcceptanceHead, head_on
 from ..base import DecodingMethod
 from ..specdecpp.generator import check_head_fits, check_head_type
@@ -67,5 +68,5 @@ class DySpecCandidateGenerator(DecodingMethod):
             raise ValueError(f"DySpec tree decoding takes one sequence per call (got {input_ids.shape[0]}, e.g. from "
                              "a batch or num_return_sequences > 1): call generate() once per sequence, or use a "
                              "chain method (SpecDec++, fixed K), which decodes batches.")
-        head = head_on(self.head, next(ctx.draft.parameters()).device) if self.head is not None else None
+        head = head_on(self.head, input_device(ctx.draft)) if self.head is not None else None
         return tree_decode(ctx, self.config, head, input_ids, attention_mask, stopping_criteria)

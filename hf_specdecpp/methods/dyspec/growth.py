@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ...core.device import to_device
 from .tree import ROOT, SHRINK, DraftTree
 
 Reader = Callable[[DraftTree, list[int]], tuple[torch.Tensor, torch.Tensor | None]]
@@ -134,18 +135,23 @@ def expand(tree: DraftTree, nodes: torch.LongTensor, scores: torch.Tensor, hidde
 
 def frontier(tree: DraftTree, settings: GrowthSettings) -> tuple[list[int], float, float]:
     """(selected nodes not read yet whose children could still enter the tree, their total value, the selected
-    tree's total value); one host sync."""
+    tree's total value); one host sync, which also brings the selected tree's structure to the host
+    (`tree.snapshot`), so that the round's last level leaves nothing more to read for `HostTree`."""
     chosen = tree.best(settings.budget)
-    chosen[ROOT] = False
-    open_ = chosen & ~tree.expanded & (tree.depths < settings.max_depth)
+    drafted = chosen.clone()
+    drafted[ROOT] = False
+    open_ = drafted & ~tree.expanded & (tree.depths < settings.max_depth)
     if settings.eos is not None:
         open_ &= ~torch.isin(tree.tokens, settings.eos.to(tree.device))
     # once the budget is full, the weakest selected node's children (worth less than it) cannot enter
-    floor = torch.where(chosen, tree.value, torch.full_like(tree.value, float("inf"))).min()
-    open_ &= (chosen.sum() < settings.budget) | (tree.value > floor)
-    totals = torch.stack([torch.where(open_, tree.value, 0.0).sum(), torch.where(chosen, tree.value, 0.0).sum()])
-    summary = torch.cat([totals, open_.to(totals.dtype)]).tolist()  # the level's one host sync
-    return [node for node, flag in enumerate(summary[2:]) if flag], summary[0], summary[1]
+    floor = torch.where(drafted, tree.value, torch.full_like(tree.value, float("inf"))).min()
+    open_ &= (drafted.sum() < settings.budget) | (tree.value > floor)
+    totals = torch.stack([torch.where(open_, tree.value, 0.0).sum(), torch.where(drafted, tree.value, 0.0).sum()])
+    summary = torch.cat([totals, open_.to(totals.dtype), tree.selection_rows(chosen).reshape(-1).to(totals.dtype)])
+    summary = summary.tolist()  # the level's one host sync
+    n = tree.num_nodes
+    tree.snapshot = [[int(x) for x in summary[2 + n * (r + 1): 2 + n * (r + 2)]] for r in range(6)]
+    return [node for node, flag in enumerate(summary[2: 2 + n]) if flag], summary[0], summary[1]
 
 
 def levels_worth_drafting(expected: float, cost_ratio: float, max_levels: int) -> int:
@@ -185,7 +191,7 @@ def grow_tree(root_token: torch.Tensor, read: Reader, settings: GrowthSettings,
                                                                              settings.cost_ratio)):
             return tree, probs
         scores, hidden = read(tree, nodes)
-        index = torch.tensor(nodes, dtype=torch.long, device=tree.device)
+        index = to_device(nodes, tree.device)
         for node, row in zip(nodes, expand(tree, index, scores, hidden, settings, draw)):
             probs[node] = row
         levels += 1

@@ -5,9 +5,11 @@ assisted decoding verifies chains only. One sequence per call.
 
 Caches: both models use plain full-attention caches. Between rounds the target's cache holds every token of the
 sequence but the last, the draft's a prefix of the sequence; after a round both keep the prefix and the
-accepted path only (`core.cache.compact`). Host synchronisations per round: one per tree level (the frontier)
-and two for verification (the selected tree, the outcome), plus one per accepted token when the call has stopping
-criteria beyond its length and EOS limits (`core.criteria`).
+accepted path only (`core.cache.compact`, in place: work proportional to the path, not the sequence). Host
+synchronisations per round: one per tree level (the frontier, whose last read also brings the selected tree to
+the host) and one more (the verdict), plus one per accepted token when the call has stopping criteria beyond its
+length and EOS limits (`core.criteria`); node indices and tokens reach the device through staged non-blocking
+copies (`core.device.to_device`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ...core.attention import additive_mask, causal_allowed, tree_allowed
 from ...core.cache import compact
 from ...core.chain import DecodeResult, Rows
 from ...core.criteria import criteria_to_offer, first_stop
+from ...core.device import to_device
 from ...core.model_session import ModelSession, last_logits
 from ...core.stats import SpeculationStats
 from .growth import GrowthSettings, grow_tree
@@ -68,7 +71,7 @@ class TreeRound:
     def grow(self, rows: Rows, layout: torch.LongTensor, length: int, base_view: torch.LongTensor) -> Grown:
         """Grow this round's tree under the row's tokens (`layout`'s last `length` columns are real)."""
         session, head = self.session, self.head
-        state: dict = {"fed": [ROOT]}  # nodes the draft has read (host-side: no sync to find them)
+        state: dict = {"fed": torch.zeros(1, dtype=torch.long, device=session.device)}  # nodes the draft has read
 
         def read(tree: DraftTree, nodes: list[int]):
             if nodes == [ROOT]:  # the uncached prefix, ending with the root token
@@ -81,10 +84,11 @@ class TreeRound:
                 tree.slots[ROOT] = session.columns - 1
                 return self._scores(last_logits(out, 1)[0], [base_view]), \
                     out.hidden_states[-1][:, -1] if head is not None else None
-            index = torch.tensor(nodes, dtype=torch.long, device=session.device)
+            index = to_device(nodes, session.device)
             tree.slots[index] = session.columns + torch.arange(len(nodes), device=session.device)
-            state["fed"] += nodes
-            fed = torch.tensor(state["fed"], dtype=torch.long, device=session.device)
+            for k, node in enumerate(nodes):  # keep the host copy of the selection (read by the frontier) current
+                tree.snapshot[4][node] = session.columns + k
+            state["fed"] = fed = torch.cat([state["fed"], index])
             allowed = tree_allowed(state["visible"], tree.ancestors[index][:, fed], tree.slots[fed],
                                    session.columns + len(nodes))
             out = session.forward(tree.tokens[index][None], (state["root_position"] + tree.depths[index])[None],
@@ -97,17 +101,23 @@ class TreeRound:
         settings = GrowthSettings(self.config.budget, min(self.config.max_depth or left, left), self.ctx.do_sample,
                                   self.config.cost_ratio, self.eos, head)
         tree, probs = grow_tree(layout[0, -1].to(session.device), read, settings)
-        host = HostTree(tree, tree.best(self.config.budget))
+        host = HostTree(tree)  # the selection growth read with its last level
         draft_probs = torch.stack([probs.get(n, torch.zeros_like(probs[ROOT])) for n in host.nodes])
         return Grown(tree, host, draft_probs, state["prefix"])
 
     @staticmethod
     def _prefixes(tree: DraftTree, nodes: list[int], base_view: torch.LongTensor) -> list[torch.LongTensor]:
-        """The row's tokens followed by each node's path (for logits processors that read token ids)."""
-        ancestors, tokens = tree.ancestors[nodes].tolist(), tree.tokens.tolist()
-        paths = [[tokens[j] for j, on in enumerate(row) if on][1:] for row in ancestors]  # creation order = depth
-        return [torch.cat([base_view, torch.tensor(path, dtype=torch.long, device=base_view.device)])
-                for path in paths]
+        """The row's tokens followed by each node's path (for logits processors that read token ids), from the
+        host copy of the tree the frontier read (`tree.snapshot`: no further sync)."""
+        tokens, parents = tree.snapshot[1], tree.snapshot[2]
+        paths = []
+        for node in nodes:
+            path = []
+            while node != ROOT:
+                path.append(tokens[node])
+                node = parents[node]
+            paths.append(path[::-1])
+        return with_paths(base_view, paths)
 
     def finish(self, grown: Grown, accepted: list[int]) -> None:
         """Keep the prefix and the accepted path (the nodes the draft has read) in the draft's cache."""
@@ -116,10 +126,15 @@ class TreeRound:
             if grown.host.slots[i] < 0:
                 break
             slots.append(grown.host.slots[i])
-        keep = torch.cat([torch.arange(grown.prefix_columns), torch.tensor(slots, dtype=torch.long)])
-        compact(self.session.cache, keep)
-        self.session.columns = int(keep.shape[0])
+        compact(self.session.cache, grown.prefix_columns, slots)
+        self.session.columns = grown.prefix_columns + len(slots)
         self.session.cached = [self.session.columns - self.session.pads[0]]
+
+
+def with_paths(base_view: torch.LongTensor, paths: list[list[int]]) -> list[torch.LongTensor]:
+    """`base_view` followed by each of `paths` (token ids known on the host), sent to the device in one copy."""
+    flat = to_device([token for path in paths for token in path], base_view.device)
+    return [torch.cat([base_view, part]) for part in flat.split([len(path) for path in paths])]
 
 
 def tree_pass(ctx: CallContext, target: ModelSession, host: HostTree, ancestors: torch.Tensor,
@@ -138,9 +153,9 @@ def tree_pass(ctx: CallContext, target: ModelSession, host: HostTree, ancestors:
     prefix_rows[torch.arange(feed, device=device), before + torch.arange(feed, device=device)] = True  # no empty row
     node_rows = tree_allowed(visible[: before + feed], ancestors.to(device),
                              torch.arange(before + feed, total, device=device), total)
-    node_positions = positions[:, -1:] + torch.tensor(host.depths[1:], device=device, dtype=torch.long)[None]
-    ids = torch.cat([layout[:, -feed:].to(device),
-                     torch.tensor(host.tokens[1:], device=device, dtype=torch.long)[None]], dim=1)
+    depths_and_tokens = to_device([host.depths[1:], host.tokens[1:]], device).reshape(2, nodes)
+    node_positions = positions[:, -1:] + depths_and_tokens[:1]
+    ids = torch.cat([layout[:, -feed:].to(device), depths_and_tokens[1:]], dim=1)
     out = target.forward(ids, torch.cat([positions, node_positions], dim=1),
                          additive_mask(torch.cat([prefix_rows, node_rows]), ctx.target.dtype), nodes + 1)
     return last_logits(out, nodes + 1)[0].float()
@@ -154,10 +169,8 @@ def verify_tree(ctx: CallContext, target: ModelSession, grown: Grown, layout: to
     drafted = host.index[1:]
     raw = tree_pass(ctx, target, host, grown.tree.ancestors[drafted][:, drafted], layout, length)
     if ctx.processors_read_ids:
-        paths = [torch.tensor(host.path_tokens(i), dtype=torch.long, device=base_view.device) for i in
-                 range(len(host.nodes))]
-        scores = torch.cat([ctx.logits_processor(torch.cat([base_view, path])[None], raw[i: i + 1])
-                            for i, path in enumerate(paths)])
+        prefixes = with_paths(base_view, [host.path_tokens(i) for i in range(len(host.nodes))])
+        scores = torch.cat([ctx.logits_processor(prefix[None], raw[i: i + 1]) for i, prefix in enumerate(prefixes)])
     elif len(ctx.logits_processor):
         scores = ctx.logits_processor(raw.new_zeros((raw.shape[0], 1), dtype=torch.long), raw)
     else:
@@ -195,7 +208,7 @@ def tree_decode(ctx: CallContext, config: DySpecConfig, head: AcceptanceHead | N
         if hit is not None:
             count = hit + 1
         visited = [0] + path[: count - 1]  # the nodes whose processed scores chose the kept tokens
-        new = torch.tensor(tokens[:count], dtype=torch.long, device=view.device)
+        new = to_device(tokens[:count], view.device)
         cut = first_stop(offered, torch.cat([view, new]), view.shape[0],
                          scores_out + list(scores[visited].unbind(0)) if ctx.output_scores else None,
                          input_ids.shape[1])
@@ -203,10 +216,9 @@ def tree_decode(ctx: CallContext, config: DySpecConfig, head: AcceptanceHead | N
             count = cut - view.shape[0]
         accepted, visited = path[: count - 1], visited[:count]
         rows.add(0, new[:count])
-        keep = torch.cat([torch.arange(target.columns - grown.host.num_drafted),
-                          target.columns - grown.host.num_drafted - 1 + torch.tensor(accepted, dtype=torch.long)])
-        compact(target.cache, keep)
-        target.columns = int(keep.shape[0])
+        prefix = target.columns - grown.host.num_drafted  # the selected nodes follow the prefix in draft order
+        compact(target.cache, prefix, [prefix - 1 + i for i in accepted])
+        target.columns = prefix + len(accepted)
         target.cached = [length + len(accepted)]
         grower.finish(grown, accepted)
         stats.record_round({0: grown.host.num_drafted}, {0: len(accepted)})

@@ -40,6 +40,7 @@ from transformers import DynamicCache
 from ...core.attention import additive_mask
 from ...core.cache import FULL_LAYER_TYPES, CacheSupportError
 from ...core.compat import cache_argument, cache_layers
+from ...core.device import input_device
 
 _CHECKED: "weakref.WeakKeyDictionary[torch.nn.Module, str | None]" = weakref.WeakKeyDictionary()
 RELATIVE_TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-3, torch.bfloat16: 5e-2, torch.float16: 5e-2}
@@ -100,7 +101,7 @@ def _problem(model: torch.nn.Module) -> str | None:
         return (f"it cannot read a token tree in one pass: a forward pass with a prepared 4D attention mask and "
                 f"per-token position ids failed ({type(err).__name__}: {err}). Chain methods (SpecDec++, fixed K) "
                 "work with this model.")
-    dtype = next(model.parameters()).dtype
+    dtype = model.dtype
     tolerance = logit_rounding_tolerance(dtype, scale)
     if difference > tolerance:
         return (f"it does not apply a prepared 4D attention mask and per-token position ids as given (tree logits "
@@ -119,7 +120,7 @@ def tree_difference(model: torch.nn.Module) -> tuple[float, float]:
         The largest absolute logit difference between the two readings, and the largest |logit| of the
         sequential one (the scale the difference is judged against).
     """
-    device = next(model.parameters()).device
+    device = input_device(model)
     vocab = model.config.get_text_config().vocab_size
     generator = torch.Generator().manual_seed(0)
     prefix = torch.randint(1, vocab, (1, PREFIX_TOKENS), generator=generator).to(device)
@@ -130,7 +131,7 @@ def tree_difference(model: torch.nn.Module) -> tuple[float, float]:
     # every sibling sees the prefix and itself, none sees another one; all sit at the same position
     allowed = torch.cat([torch.ones((SIBLINGS, PREFIX_TOKENS), dtype=torch.bool),
                          torch.eye(SIBLINGS, dtype=torch.bool)], dim=1).to(device)
-    dtype = next(model.parameters()).dtype
+    dtype = model.dtype
     positions = torch.full((1, SIBLINGS), PREFIX_TOKENS, device=device)
     tree = model(input_ids=siblings[None], attention_mask=additive_mask(allowed, dtype), position_ids=positions,
                  use_cache=True, **{key: cache}).logits[0].float()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from ...core.device import to_device
+
 ROOT = 0
 SHRINK = 1.0 - 1e-6
 """Each step down (to a child) or across (to the next sibling) multiplies the value bound by this, making ties
@@ -40,6 +42,7 @@ class DraftTree:
         self.expanded = torch.zeros(1, dtype=torch.bool, device=device)
         self.ancestors = torch.ones((1, 1), dtype=torch.bool, device=device)
         self.num_nodes = 1
+        self.snapshot: list[list[int]] | None = None  # `selection_rows` as read with the last level (growth.py)
 
     def add_children(self, parents: torch.LongTensor, tokens: torch.LongTensor, reach: torch.Tensor,
                      own: torch.Tensor, value: torch.Tensor) -> torch.LongTensor:
@@ -65,7 +68,13 @@ class DraftTree:
         ancestors[new.reshape(-1), new.reshape(-1)] = True
         self.ancestors = ancestors
         self.num_nodes = total
+        self.snapshot = None
         return new
+
+    def selection_rows(self, chosen: torch.Tensor) -> torch.Tensor:
+        """`(6, N)`: what `HostTree` reads of the selection `chosen`: the mask, tokens, parents, ranks, slots and
+        depths of every node."""
+        return torch.stack([chosen.long(), self.tokens, self.parents, self.ranks, self.slots, self.depths])
 
     def best(self, budget: int) -> torch.Tensor:
         """Boolean `(N,)`: the root and the `budget` drafted nodes of highest value (values > 0 only)."""
@@ -79,11 +88,22 @@ class DraftTree:
 
 
 class HostTree:
-    """The selected tree copied to the host once per round: what verification walks and the caches keep."""
+    """The selected tree on the host, once per round: what verification walks and the caches keep.
 
-    def __init__(self, tree: DraftTree, chosen: torch.Tensor):
-        data = torch.stack([chosen.long(), tree.tokens, tree.parents, tree.ranks, tree.slots, tree.depths]).tolist()
-        keep = [i for i, flag in enumerate(data[0]) if flag]  # one host sync for the whole structure
+    Args:
+        tree: the grown tree.
+        chosen: the selection `(N,)`; None takes the one growth read with its last level (`tree.snapshot`, no
+            further host sync).
+    """
+
+    def __init__(self, tree: DraftTree, chosen: torch.Tensor | None = None):
+        if chosen is None:
+            if tree.snapshot is None:
+                raise ValueError("HostTree(tree) needs the selection growth read last (tree.snapshot); pass chosen=")
+            data = tree.snapshot
+        else:
+            data = tree.selection_rows(chosen).tolist()  # one host sync for the whole structure
+        keep = [i for i, flag in enumerate(data[0]) if flag]
         self.nodes = keep
         self.tokens, parents, self.ranks, self.slots, self.depths = ([row[i] for i in keep] for row in data[1:])
         position = {node: i for i, node in enumerate(self.nodes)}
@@ -91,7 +111,7 @@ class HostTree:
         self.children: list[list[int]] = [[] for _ in self.nodes]
         for i in sorted(range(1, len(self.nodes)), key=lambda i: self.ranks[i]):
             self.children[self.parents[i]].append(i)
-        self.index = torch.tensor(keep, dtype=torch.long, device=tree.device)  # selected nodes, root first
+        self.index = to_device(keep, tree.device)  # selected nodes, root first
 
     @property
     def num_drafted(self) -> int:

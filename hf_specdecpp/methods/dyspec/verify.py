@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from ...core.device import to_device
 from .tree import HostTree
 
 
@@ -22,8 +23,8 @@ def children_table(tree: HostTree, device: torch.device) -> tuple[torch.LongTens
     width = max((len(c) for c in tree.children), default=0)
     tokens = [[tree.tokens[c] for c in children] + [0] * (width - len(children)) for children in tree.children]
     exists = [[True] * len(children) + [False] * (width - len(children)) for children in tree.children]
-    return (torch.tensor(tokens, dtype=torch.long, device=device).reshape(len(tree.children), width),
-            torch.tensor(exists, dtype=torch.bool, device=device).reshape(len(tree.children), width))
+    table = to_device([tokens, exists], device).reshape(2, len(tree.children), width)  # one staged copy
+    return table[0], table[1].bool()
 
 
 def recursive_rejection_batched(p: torch.Tensor, q: torch.Tensor, tokens: torch.LongTensor,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ...head import DEFAULT_MAX_CANDIDATES, AcceptanceHead, DeviceKind, HeadPolicy, head_on
 from ...utils.warnings import warn_once
 from ...core.chain import ChainSpec
+from ...core.device import input_device
 from ..base import ChainMethod
 from .config import SpecDecPPConfig
 from .stopping import RejectionThresholdCriteria
@@ -130,7 +131,7 @@ class SpecDecPPCandidateGenerator(ChainMethod):
 
     def chain_spec(self, ctx: CallContext) -> ChainSpec:
         policy = self.resolve_policy(ctx.draft, ctx.target, ctx.do_sample)
-        head = head_on(self.head, next(ctx.draft.parameters()).device)
+        head = head_on(self.head, input_device(ctx.draft))
         return ChainSpec(lambda: RejectionThresholdCriteria(head, policy.threshold), self.config.min_candidates,
                          policy.max_candidates)
 
