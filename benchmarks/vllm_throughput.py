@@ -26,22 +26,26 @@ CACHE = Path(os.environ.get("HF_SPECDECPP_CACHE") or Path.home() / ".cache" / "h
 TARGET = CACHE / "qwen2.5-coder-1.5b-instruct"
 DRAFT = CACHE / "qwen2.5-coder-0.5b-instruct"
 PROPOSERS = "hf_specdecpp.integration.vllm_proposer."
-CONFIGS = {
-    "none": None,
-    "draft-k2": {"model": str(DRAFT), "num_speculative_tokens": 2},
-    "draft-k4": {"model": str(DRAFT), "num_speculative_tokens": 4},
-    "ngram-k4": {"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 3, "prompt_lookup_min": 1},
-    "specdecpp": {"method": "custom_class", "model": PROPOSERS + "SpecDecPPProposer", "num_speculative_tokens": 8},
-    "svip": {"method": "custom_class", "model": PROPOSERS + "SVIPProposer", "num_speculative_tokens": 8},
-}
+NAMES = ("none", "draft-k2", "draft-k4", "ngram-k4", "specdecpp", "svip")
 
 
-def prompts(count: int) -> list[str]:
+def speculative_config(name: str, draft: str) -> dict | None:
+    return {
+        "none": None,
+        "draft-k2": {"model": draft, "num_speculative_tokens": 2},
+        "draft-k4": {"model": draft, "num_speculative_tokens": 4},
+        "ngram-k4": {"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 3, "prompt_lookup_min": 1},
+        "specdecpp": {"method": "custom_class", "model": PROPOSERS + "SpecDecPPProposer", "num_speculative_tokens": 8},
+        "svip": {"method": "custom_class", "model": PROPOSERS + "SVIPProposer", "num_speculative_tokens": 8},
+    }[name]
+
+
+def prompts(count: int, target: str) -> list[str]:
     from transformers import AutoTokenizer
 
     from hf_specdecpp.assets.prompts import chat_prompt, humaneval_prompts
 
-    tokenizer = AutoTokenizer.from_pretrained(TARGET)
+    tokenizer = AutoTokenizer.from_pretrained(target)
     return [chat_prompt(tokenizer, p.text) for p in humaneval_prompts(range(count))]
 
 
@@ -49,20 +53,25 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     """One configuration in this process: start the engine, warm up, time every concurrency."""
     from vllm import LLM, SamplingParams
 
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB: 37k tokens of the 1.5B target's cache
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # a shared machine: no pinning
     trace = Path(args.out) / f"trace-{name}.jsonl"
     trace.unlink(missing_ok=True)
-    os.environ["HF_SPECDECPP_VLLM"] = json.dumps({"draft": str(DRAFT), "trace": str(trace)})
+    # SpecDec++ re-calibrates online after 8 steps: within the warm-up
+    settings = {"draft": args.draft, "trace": str(trace), "calibration_steps": 8}
+    os.environ["HF_SPECDECPP_VLLM"] = json.dumps(settings | ({"head": args.head} if args.head else {}))
+    spec = speculative_config(name, args.draft)
     started = time.perf_counter()
-    llm = LLM(str(TARGET), enforce_eager=True, max_model_len=1024, speculative_config=CONFIGS[name], seed=0,
+    llm = LLM(args.target, enforce_eager=True, max_model_len=args.max_model_len, speculative_config=spec, seed=0,
               disable_log_stats=False)
     load_s = time.perf_counter() - started
-    texts = prompts(max(args.concurrency + [args.prompts]))
+    texts = prompts(max(args.concurrency + [args.prompts]), args.target)
     params = SamplingParams(temperature=0.0, max_tokens=args.tokens, ignore_eos=True)
     llm.generate(texts[-2:], SamplingParams(temperature=0.0, max_tokens=args.warmup, ignore_eos=True), use_tqdm=False)
     for text in texts[:2]:
         llm.generate([text], SamplingParams(temperature=0.0, max_tokens=args.warmup, ignore_eos=True),
                      use_tqdm=False)
-    result = {"config": name, "speculative_config": CONFIGS[name], "load_s": load_s, "runs": {}}
+    result = {"config": name, "speculative_config": spec, "load_s": load_s, "runs": {}}
     for concurrency in args.concurrency:
         before = _spec_metrics(llm)
         calls = [[t] for t in texts[: args.prompts]] if concurrency == 1 else [texts[:concurrency]]
@@ -100,8 +109,8 @@ def table(results: list[dict], concurrency: list[int]) -> str:
              "|---|" + "---:|" * (len(concurrency) + 1)]
     for r in results:
         spec = r["runs"][str(concurrency[0])]["spec"]
-        rate = (f"{spec.get('spec_decode_num_accepted_tokens', 0):.0f} / {spec.get('spec_decode_num_draft_tokens', 0):.0f}"
-                if spec else "-")
+        accepted, drafted = (spec.get(f"spec_decode_num_{k}_tokens", 0) for k in ("accepted", "draft"))
+        rate = f"{accepted:.0f} / {drafted:.0f}" if spec else "-"
         cells = [f"{r['runs'][str(c)]['tokens_per_s']:.2f}" for c in concurrency]
         lines.append(f"| {r['config']} | " + " | ".join(cells) + f" | {rate} |")
     return "\n".join(lines) + "\n"
@@ -130,7 +139,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="benchmarks/vllm")
     parser.add_argument("--python", default=sys.executable, help="the Python of the vLLM venv")
-    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--configs", default=",".join(NAMES))
+    parser.add_argument("--target", default=str(TARGET))
+    parser.add_argument("--draft", default=str(DRAFT))
+    parser.add_argument("--max-model-len", type=int, default=1024)
+    parser.add_argument("--head", default=None, help="SpecDec++'s head (default: the shipped one)")
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--prompts", type=int, default=3, help="requests at concurrency 1 (one after another)")
     parser.add_argument("--tokens", type=int, default=64)
@@ -145,20 +158,23 @@ def main() -> None:
         (out / f"result-{args.one}.json").write_text(json.dumps(result, indent=1))
         return
     results = []
-    for name in args.configs.split(","):
+    for name in args.configs.split(","):  # results are written after every configuration: a cut-off run keeps them
         load = os.getloadavg()
         command = [args.python, __file__, "--one", name, "--out", args.out, "--prompts", str(args.prompts),
-                   "--tokens", str(args.tokens), "--warmup", str(args.warmup),
+                   "--tokens", str(args.tokens), "--warmup", str(args.warmup), "--target", args.target,
+                   "--draft", args.draft, "--max-model-len", str(args.max_model_len),
                    "--concurrency", ",".join(map(str, args.concurrency))]
+        command += ["--head", args.head] if args.head else []
         subprocess.run(command, check=True)
         result = json.loads((out / f"result-{name}.json").read_text())
         result["load_before"] = load
         results.append(result)
+        machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                   "load_end": os.getloadavg()}
+        (out / "results.json").write_text(json.dumps({"machine": machine, "args": vars(args), "results": results},
+                                                     indent=1))
+        (out / "table.md").write_text(table(results, args.concurrency))
         print(table(results, args.concurrency), flush=True)
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "load_end": os.getloadavg()}
-    (out / "results.json").write_text(json.dumps({"machine": machine, "args": vars(args), "results": results},
-                                                 indent=1))
-    (out / "table.md").write_text(table(results, args.concurrency))
     plot(results, args.concurrency, out / "throughput.png")
 
 

@@ -49,7 +49,7 @@ from .hub_method import DEFAULT_RULE
 from .request_drafter import RequestDrafter
 
 ENV_VAR = "HF_SPECDECPP_VLLM"
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(f"vllm.{__name__}")  # under vLLM's logger: printed with its own messages
 
 
 @dataclass(frozen=True)
