@@ -116,7 +116,7 @@ def table(results: list[dict], concurrency: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(results: list[dict], concurrency: list[int], path: Path) -> None:
+def plot(results: list[dict], concurrency: list[int], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,7 +129,7 @@ def plot(results: list[dict], concurrency: list[int], path: Path) -> None:
         ax.bar(xs, [r["runs"][str(c)]["tokens_per_s"] for c in concurrency], width, label=r["config"])
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(concurrency))], [f"{c} concurrent" for c in concurrency])
     ax.set_ylabel("generated tokens / s")
-    ax.set_title("vLLM (CPU) Qwen2.5-Coder 0.5B -> 1.5B, greedy")
+    ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -175,7 +175,8 @@ def main() -> None:
                                                      indent=1))
         (out / "table.md").write_text(table(results, args.concurrency))
         print(table(results, args.concurrency), flush=True)
-    plot(results, args.concurrency, out / "throughput.png")
+    plot(results, args.concurrency, out / "throughput.png",
+         f"vLLM (CPU): {Path(args.draft).name} -> {Path(args.target).name}, greedy")
 
 
 if __name__ == "__main__":
