@@ -73,7 +73,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
                      use_tqdm=False)
     result = {"config": name, "speculative_config": spec, "load_s": load_s, "runs": {}}
     for concurrency in args.concurrency:
-        before = _spec_metrics(llm)
+        before, traced = _spec_metrics(llm), _trace_lines(trace)
         calls = [[t] for t in texts[: args.prompts]] if concurrency == 1 else [texts[:concurrency]]
         tokens, seconds = 0, 0.0
         for call in calls:
@@ -84,6 +84,14 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
         after = _spec_metrics(llm)
         result["runs"][str(concurrency)] = {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
                                             "spec": {k: after.get(k, 0) - before.get(k, 0) for k in after}}
+        steps = _trace_lines(trace)[len(traced):]
+        if steps:  # our proposers: the share of the wall clock spent in propose(), and the drafts
+            drafted = [n for step in steps for n in step["lengths"] if n]
+            result["runs"][str(concurrency)]["proposer"] = {
+                "steps": len(steps), "propose_s": sum(step["seconds"] for step in steps),
+                "propose_share": sum(step["seconds"] for step in steps) / seconds,
+                "draft_len_mean": sum(drafted) / max(len(drafted), 1), "threshold": steps[-1].get("threshold"),
+                "cap": steps[-1]["cap"]}
     if trace.is_file():
         result["proposer"] = _trace_summary(trace)
     return result
@@ -92,6 +100,10 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
 def _spec_metrics(llm) -> dict:
     return {m.name.split(":")[-1]: m.value for m in llm.get_metrics()
             if "spec_decode" in m.name and isinstance(getattr(m, "value", None), (int, float))}
+
+
+def _trace_lines(trace: Path) -> list[dict]:
+    return [json.loads(line) for line in trace.read_text().splitlines()] if trace.is_file() else []
 
 
 def _trace_summary(trace: Path) -> dict:
