@@ -122,3 +122,12 @@ def test_step_times_fit_the_verification_cost():
     assert curve.verify_s[4] == pytest.approx(0.14)
     assert curve.c_draft == pytest.approx(0.5)
     assert StepTimes().curve(4) is None
+
+
+def test_step_times_skip_steps_where_requests_came_or_went():
+    times = StepTimes()
+    times.end(times.begin(), 2, 2, changed=True)  # an arrival: its gap and prefill do not count
+    times.end(times.begin(), 3, 3, changed=False)
+    times.end(times.begin(), 1, 1, changed=True)
+    times.end(times.begin(), 1, 1, changed=False)
+    assert {k: len(v) for k, v in times.verify.items()} == {2: 1, 1: 1} and len(times.draft) == 2

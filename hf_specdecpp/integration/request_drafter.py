@@ -104,6 +104,7 @@ class RequestDrafter:
         self.rows: list[HeldRow] = []
         self.held_at: dict[int, int] = {}  # engine row -> held row, as of the last step
         self.forwards = 0
+        self.changed = False
 
     def _new_session(self, rows: int) -> DraftSession:
         """An empty batch cache for `rows` rows (2 at construction: the batch path refuses state layers)."""
@@ -132,6 +133,7 @@ class RequestDrafter:
         kept = [i for i in active if claimed[i] is not None]
         self._keep([claimed[i] for i in kept])
         arrivals = [i for i in active if claimed[i] is None]
+        self.changed = bool(arrivals) or len(kept) != len(self.rows)  # requests came or went this step
         if arrivals:
             self._prefill([contexts[i] for i in arrivals])
         order = kept + arrivals  # engine rows in the order of the batch cache's rows

@@ -86,7 +86,8 @@ class ProposerSettings:
 class StepTimes:
     """The engine's own costs, timed between `propose` calls: the verification step that follows a draft of K
     tokens (vLLM's forward, sampling and scheduling; K = the longest draft of the step) and the draft's time per
-    batched forward. Arrivals' prefills count as draft forwards (a slight overestimate)."""
+    batched forward. Steps in which requests arrived or left are not counted: the gap before them holds the
+    target's prefills (or an idle engine), the draft time the arrivals' prefill."""
 
     verify: dict[int, list[float]] = field(default_factory=dict)
     draft: list[float] = field(default_factory=list)
@@ -94,16 +95,16 @@ class StepTimes:
     last_k: int = 0
 
     def begin(self) -> float:
-        now = time.perf_counter()
-        if self.last_end is not None:
-            self.verify.setdefault(self.last_k, []).append(now - self.last_end)
-        return now
+        return time.perf_counter()
 
-    def end(self, started: float, longest: int, forwards: int) -> None:
-        self.last_end = time.perf_counter()
-        self.last_k = longest
-        if forwards:
-            self.draft.append((self.last_end - started) / forwards)
+    def end(self, started: float, longest: int, forwards: int, changed: bool) -> None:
+        """Record a step that began at `started`, drafted at most `longest` tokens in `forwards` passes."""
+        now = time.perf_counter()
+        if not changed and self.last_end is not None:
+            self.verify.setdefault(self.last_k, []).append(started - self.last_end)
+            if forwards:
+                self.draft.append((now - started) / forwards)
+        self.last_end, self.last_k = now, longest
 
     def curve(self, max_k: int, min_samples: int = 3) -> CostCurve | None:
         """A linear fit of step time over K (None until two K have `min_samples` steps each)."""
@@ -175,7 +176,8 @@ class _HookProposer:
             caps.append(max(min(self.cap, self.max_model_len - length - 1), 0))
         forwards = self.drafter.forwards
         drafts = self.drafter.propose(contexts, caps)
-        self.times.end(started, max(map(len, drafts), default=0), self.drafter.forwards - forwards)
+        self.times.end(started, max(map(len, drafts), default=0), self.drafter.forwards - forwards,
+                       self.drafter.changed)
         self.after_step()
         if self.settings.trace:
             self.write_trace(drafts, contexts, time.perf_counter() - started)
