@@ -26,7 +26,8 @@ CACHE = Path(os.environ.get("HF_SPECDECPP_CACHE") or Path.home() / ".cache" / "h
 TARGET = CACHE / "qwen2.5-coder-1.5b-instruct"
 DRAFT = CACHE / "qwen2.5-coder-0.5b-instruct"
 PROPOSERS = "hf_specdecpp.integration.vllm_proposer."
-NAMES = ("none", "draft-k2", "draft-k4", "ngram-k4", "specdecpp", "svip")
+NAMES = ("none", "draft-k2", "draft-k4", "ngram-k4", "specdecpp", "specdecpp-shipped", "svip")
+SETTINGS = {"specdecpp-shipped": {"recalibrate": "never"}}  # the shipped policy as it is (h = 0.25)
 
 
 def speculative_config(name: str, draft: str) -> dict | None:
@@ -36,6 +37,8 @@ def speculative_config(name: str, draft: str) -> dict | None:
         "draft-k4": {"model": draft, "num_speculative_tokens": 4},
         "ngram-k4": {"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 3, "prompt_lookup_min": 1},
         "specdecpp": {"method": "custom_class", "model": PROPOSERS + "SpecDecPPProposer", "num_speculative_tokens": 8},
+        "specdecpp-shipped": {"method": "custom_class", "model": PROPOSERS + "SpecDecPPProposer",
+                              "num_speculative_tokens": 8},
         "svip": {"method": "custom_class", "model": PROPOSERS + "SVIPProposer", "num_speculative_tokens": 8},
     }[name]
 
@@ -57,8 +60,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # a shared machine: no pinning
     trace = Path(args.out) / f"trace-{name}.jsonl"
     trace.unlink(missing_ok=True)
-    # SpecDec++ re-calibrates online after 8 steps: within the warm-up
-    settings = {"draft": args.draft, "trace": str(trace), "calibration_steps": 8}
+    # SpecDec++ re-calibrates online after 12 timed steps: within the warm-up
+    settings = {"draft": args.draft, "trace": str(trace), "calibration_steps": 12} | SETTINGS.get(name, {})
     os.environ["HF_SPECDECPP_VLLM"] = json.dumps(settings | ({"head": args.head} if args.head else {}))
     spec = speculative_config(name, args.draft)
     started = time.perf_counter()
