@@ -109,6 +109,7 @@ class RequestDrafter:
     def _new_session(self, rows: int) -> DraftSession:
         """An empty batch cache for `rows` rows (2 at construction: the batch path refuses state layers)."""
         session = DraftSession(self.draft, LogitsProcessorList(), self.vocab, False, self.eos, 2)
+        session.holed = False  # rows are merged and re-aligned here by padding (`merge_sessions`), not masked holes
         session.pads, session.cached = [0] * rows, [0] * rows
         return session
 
