@@ -33,6 +33,6 @@ step trees 'python trees.py --max-new-tokens 64'
 step batch 'python batch.py --max-new-tokens 64'
 step custom-generate 'python custom_generate.py --max-new-tokens 64'
 step hub-method 'python hub_method.py --max-new-tokens 64'
-step train-head 'python train_head.py --workdir '"$WORK"'/head --local-dir '"$WORK"'/head/upload'
+step train-head 'pip install -q -e "..[train]" && python train_head.py --workdir '"$WORK"'/head --local-dir '"$WORK"'/head/upload'
 echo >> "$OUT"; echo "load after: $(cut -d' ' -f1-3 /proc/loadavg); logs: $WORK/*.log" >> "$OUT"
 cat "$OUT"
