@@ -97,11 +97,15 @@ def _load_draft(source: Any, target: Any) -> Any:
         return source
     from transformers import AutoModelForCausalLM
 
-    key = ("draft", str(source), target.dtype, str(target.device))
+    return _once(("draft", str(source), target.dtype, str(target.device)),
+                 lambda: AutoModelForCausalLM.from_pretrained(source, dtype=target.dtype).to(target.device).eval())
+
+
+def _once(key: tuple, load: Any) -> Any:
+    """`load()`'s result, loaded once per process for `key` (drafts and heads given by id or folder)."""
     with _LOCK:
         if key not in _LOADED:
-            draft = AutoModelForCausalLM.from_pretrained(source, dtype=target.dtype)
-            _LOADED[key] = draft.to(target.device).eval()
+            _LOADED[key] = load()
         return _LOADED[key]
 
 
@@ -126,17 +130,9 @@ def _load_head(source: Any, pair: tuple[str | None, str | None]) -> Any:
         if None in pair:
             raise ValueError("head='auto' finds a head by the Hub ids of the draft and the target: load both from "
                              "the Hub (or pass draft_model as a Hub id), or pass head= explicitly.")
-        key = ("head-for", *pair)
-        with _LOCK:
-            if key not in _LOADED:
-                _LOADED[key] = AcceptanceHead.for_pair(*pair)
-            return _LOADED[key]
+        return _once(("head-for", *pair), lambda: AcceptanceHead.for_pair(*pair))
     if isinstance(source, (str, os.PathLike)):
-        key = ("head", str(source))
-        with _LOCK:
-            if key not in _LOADED:
-                _LOADED[key] = AcceptanceHead.from_pretrained(source)
-            head = _LOADED[key]
+        head = _once(("head", str(source)), lambda: AcceptanceHead.from_pretrained(source))
     else:
         head = source
     if None not in pair:
