@@ -82,6 +82,9 @@ def _methods(draft) -> dict:
         for h, cap in ((0.2, 3), (0.5, 8), (0.8, 20)):
             methods[f"specdec-{name}-h{h}-cap{cap}"] = registry.build("specdec++", head=head, threshold=h,
                                                                       max_candidates=cap)
+        for cap in (4, 12):  # the cost-aware rule (assumed costs: these heads have no policy)
+            methods[f"cost-aware-{name}-cap{cap}"] = registry.build("specdec++", head=head, stop_rule="cost-aware",
+                                                                    max_candidates=cap)
     return methods
 
 

@@ -29,6 +29,8 @@ METHODS = {
                                                        draft_model=d),
     "specdec++-producing": lambda d: SpecDecPPCandidateGenerator(head=producing_head(32), threshold=0.4,
                                                                  max_candidates=6, draft_model=d),
+    "specdec++-cost-aware": lambda d: SpecDecPPCandidateGenerator(head=random_head(32, seed=3), stop_rule="cost-aware",
+                                                                  max_candidates=6, draft_model=d),
     "fixed-k": lambda d: FixedLengthCandidateGenerator(5, draft_model=d),
     "entropy": lambda d: EntropyStoppingCandidateGenerator(lam=0.2, max_candidates=5, draft_model=d),
     "svip": lambda d: EntropyStoppingCandidateGenerator(lam=0.6, estimator="svip", max_candidates=6, draft_model=d),

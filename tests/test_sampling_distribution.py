@@ -8,6 +8,8 @@ With delta = 1e-6 the test fails by chance once in a million runs. The same dete
 that returns the draft's UNPROCESSED logits instead of the scores its tokens were drawn from.
 """
 
+import functools
+
 import pytest
 import torch
 from transformers import (LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TemperatureLogitsWarper,
@@ -101,6 +103,18 @@ def test_sampling_with_a_producing_state_head(pair):
     head = producing_head(32, feature_weights=(4.0, 0.0, 0.0), bias=4.5)  # P(accept) rises with q(token)
     tv, bound, first_round = empirical_tv(target, draft, SpecDecPPCandidateGenerator, head=head)
     assert {1, 2} <= set(first_round)  # the first round's length varied with the drafted tokens
+    assert tv <= bound, f"TV {tv:.4f} exceeds the bound {bound:.4f}"
+
+
+@pytest.mark.slow
+def test_sampling_with_the_cost_aware_rule(pair):
+    """The cost-aware rule (round lengths from each drafted token's own prediction, the call's rate and an online
+    calibration that moves with every verification) keeps the target's law."""
+    target, draft = pair
+    head = producing_head(32, feature_weights=(4.0, 0.0, 0.0), bias=4.5)
+    cost_aware = functools.partial(SpecDecPPCandidateGenerator, stop_rule="cost-aware")
+    tv, bound, first_round = empirical_tv(target, draft, cost_aware, head=head)
+    assert len(set(first_round)) > 1  # the first round's length varied with the drafted tokens
     assert tv <= bound, f"TV {tv:.4f} exceeds the bound {bound:.4f}"
 
 

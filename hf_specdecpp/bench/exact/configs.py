@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ...head import head_on
 from ..configs import ASSISTED, HEURISTIC, HEURISTIC_START, method_name
-from .policies import DEFAULT_ASSISTANT_TOKENS, DEFAULT_CONFIDENCE, Confidence, FixedK, GammaTune, Policy, \
-    SpecDecPP, TransformersAssisted
+from .policies import DEFAULT_ASSISTANT_TOKENS, DEFAULT_CONFIDENCE, Confidence, CostAware, FixedK, GammaTune, \
+    Policy, SpecDecPP, TransformersAssisted
 
 
 def assistant_settings(draft) -> tuple[float, int, str]:
@@ -44,5 +44,8 @@ def policy_for(config, target, draft) -> Policy | None:
     if name == "specdec++":
         resolved = config.resolve_policy(draft, target, do_sample=False)
         head = head_on(config.head, next(draft.parameters()).device)
+        if config.config.stop_rule == "cost-aware":
+            return CostAware(head, resolved.cost_ratio, tuple(resolved.verify_costs), resolved.max_candidates,
+                             config.config.min_candidates)
         return SpecDecPP(head, resolved.threshold, config.config.min_candidates, resolved.max_candidates)
     return None

@@ -12,6 +12,9 @@ Each mirrors one real stop rule step for step (the exactness tests compare them 
   per round, stop after a token whose draft probability is below the confidence threshold, the threshold
   re-tuned after every round from an ROC curve over the call's drafted tokens when scikit-learn is installed
   (cost fpr + 3 fnr), and the `heuristic` schedule (+2 after a fully accepted round, else -1, at least 1);
+- `CostAware`: `core.cost_aware.CostAwareStop` (draft on while the expected gain pays for its marginal cost at the
+  call's own rate, predictions calibrated online) with the acceptance head's predictions or the draft's top-1
+  probability, the same object the real loops use;
 - `Oracle`: drafts exactly the tokens the target will accept (a bound, not a method).
 Every policy keeps its per-call state in the object `start_call` returns.
 """
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ...core.cost_aware import CostAwareStop, OnlineSettings
 from .traces import PromptTrace, Steps
 
 DEFAULT_ASSISTANT_TOKENS = 20
@@ -139,6 +143,41 @@ class SpecDecPP(Policy):
             acceptance = steps.head_probabilities(self.head)[index]
             state.value = acceptance if state.value is None else state.value * acceptance
         return state.value is not None and bool((1.0 - state.value) > self.threshold)
+
+
+@dataclass
+class CostAware(Policy):
+    """`head` None: the draft's top-1 probability is the acceptance estimate (greedy: the drafted token's)."""
+
+    head: object | None
+    cost_ratio: float
+    verify_costs: tuple[float, ...]
+    max_candidates: int = 20
+    min_candidates: int = 1
+    settings: OnlineSettings = OnlineSettings()
+
+    def start_call(self) -> CostAwareStop:
+        lagged = self.head is not None and not self.head.scores_without_lag
+        return CostAwareStop(None, lagged, self.cost_ratio, self.verify_costs, self.max_candidates,
+                             self.head is not None, self.settings)
+
+    def cap(self, state) -> int:
+        return self.max_candidates
+
+    def start_round(self, state: CostAwareStop) -> None:
+        state.start_round(1)
+
+    def stop(self, state: CostAwareStop, steps: Steps, index: int, step: int) -> bool:
+        if self.head is None:
+            acceptance = steps.top1[index: index + 1]
+        elif step > 0 or not state.lagged:
+            acceptance = steps.head_probabilities(self.head)[index: index + 1]
+        else:
+            acceptance = None
+        return bool(state.observe(acceptance, step, torch.device("cpu"))[0])
+
+    def end_round(self, state: CostAwareStop, drafted: int, accepted: int) -> None:
+        state.end_round([drafted], [accepted])
 
 
 @dataclass

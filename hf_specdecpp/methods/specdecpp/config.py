@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ...core.validation import check_candidate_bounds, check_choice, check_int, check_probability
 
 RECALIBRATE_MODES = ("never", "auto")
+STOP_RULES = ("threshold", "cost-aware")
 
 
 @dataclass(frozen=True)
@@ -17,12 +18,16 @@ class SpecDecPPConfig:
     the kind of device the draft runs on; otherwise to `DEFAULT_THRESHOLD` and `DEFAULT_MAX_CANDIDATES`.
     `recalibrate="auto"` re-calibrates the head's policy at first use on a kind of device other than the one it was
     measured on (a few seconds of timing, cached per device kind) when the head ships dev-set traces.
+    `stop_rule="cost-aware"` replaces the threshold by `core.cost_aware.CostAwareStop`: draft on while the
+    head's prediction, calibrated online, says one more token pays for its cost at the call's own rate (the costs
+    of the head's policy, or of the re-calibration); `threshold` is then unused.
     """
 
     threshold: float | None = None
     min_candidates: int = 1
     max_candidates: int | None = None
     recalibrate: str = "never"
+    stop_rule: str = "threshold"
 
     def __post_init__(self):
         check_probability("threshold", self.threshold, allow_none=True)
@@ -31,3 +36,4 @@ class SpecDecPPConfig:
         if self.max_candidates is not None:
             check_candidate_bounds(self.min_candidates, self.max_candidates)
         check_choice("recalibrate", self.recalibrate, RECALIBRATE_MODES)
+        check_choice("stop_rule", self.stop_rule, STOP_RULES)

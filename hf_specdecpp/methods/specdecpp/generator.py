@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 from ...head import DEFAULT_MAX_CANDIDATES, AcceptanceHead, DeviceKind, HeadPolicy, head_on
 from ...utils.warnings import warn_once
 from ...core.chain import ChainSpec
+from ...core.cost_aware import CostAwareStop
 from ...core.device import input_device
 from ..base import ChainMethod
 from .config import SpecDecPPConfig
-from .stopping import RejectionThresholdCriteria
+from .stopping import RejectionThresholdCriteria, head_estimate
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 
 DEFAULT_THRESHOLD = 0.7
 """h when neither the call nor a policy for this device gives one (the reference's sample script uses 0.7)."""
+ASSUMED_COSTS = (0.3, tuple(1.0 + 0.02 * k for k in range(DEFAULT_MAX_CANDIDATES + 1)))
+"""(c, v(0..20)) the cost-aware rule assumes when the head's policy records no costs: an ASSUMPTION between a
+CPU (c about 0.4, v rising) and a GPU (c about 0.1-0.25, v nearly flat)."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class ResolvedPolicy:
     threshold: float
     max_candidates: int
     calibrated_here: bool
+    cost_ratio: float = ASSUMED_COSTS[0]
+    verify_costs: tuple[float, ...] = ASSUMED_COSTS[1]
 
 
 class SpecDecPPCandidateGenerator(ChainMethod):
@@ -46,6 +52,9 @@ class SpecDecPPCandidateGenerator(ChainMethod):
         recalibrate: "auto" re-calibrates the head's policy at first use on a kind of device other than the one it
             was measured on (seconds; needs a head with dev-set traces) and caches it per device kind; a policy
             measured on this kind of device is used as it is. "never" (default) does not.
+        stop_rule: "threshold" (default): the paper's rule with h. "cost-aware": draft on while the head's
+            prediction, calibrated online during the call, says one more token pays for its cost at the call's own
+            tokens-per-cost rate (`core.cost_aware`; costs from the head's policy or the re-calibration).
 
     Usage: `target.generate(**inputs, assistant_model=draft, candidate_generator=SpecDecPPCandidateGenerator(
     head=head))`. The object is immutable and serves any number of calls, also concurrently.
@@ -53,14 +62,14 @@ class SpecDecPPCandidateGenerator(ChainMethod):
 
     def __init__(self, head: AcceptanceHead, threshold: float | None = None, min_candidates: int = 1,
                  max_candidates: int | None = None, draft_model: PreTrainedModel | None = None,
-                 streamer: BaseStreamer | None = None, recalibrate: str = "never"):
+                 streamer: BaseStreamer | None = None, recalibrate: str = "never", stop_rule: str = "threshold"):
         check_head_type(head)
         if recalibrate == "auto" and not head.traces:
             raise ValueError("recalibrate='auto' re-simulates the head's dev traces, but this head ships no dev "
                              "traces (head.traces): calibrate it with `hf-specdecpp calibrate` and its make-data "
                              "folder, or use recalibrate='never'.")
         self.head = head
-        super().__init__(SpecDecPPConfig(threshold, min_candidates, max_candidates, recalibrate), draft_model,
+        super().__init__(SpecDecPPConfig(threshold, min_candidates, max_candidates, recalibrate, stop_rule), draft_model,
                          streamer)
 
     @property
@@ -104,7 +113,9 @@ class SpecDecPPCandidateGenerator(ChainMethod):
         cap = config.max_candidates if config.max_candidates is not None else (
             policy.max_candidates if use_cap and policy is not None and policy.max_candidates
             else DEFAULT_MAX_CANDIDATES)
-        return ResolvedPolicy(float(threshold), max(int(cap), config.min_candidates), trusted)
+        costs = (policy.cost_ratio, policy.verify_costs) if policy is not None and policy.cost_ratio \
+            and policy.verify_costs else ASSUMED_COSTS
+        return ResolvedPolicy(float(threshold), max(int(cap), config.min_candidates), trusted, *costs)
 
     def _plausible_policy(self) -> HeadPolicy | None:
         """The head's policy, or None (with a warning) when it holds values no calibration chooses."""
@@ -132,8 +143,14 @@ class SpecDecPPCandidateGenerator(ChainMethod):
     def chain_spec(self, ctx: CallContext) -> ChainSpec:
         policy = self.resolve_policy(ctx.draft, ctx.target, ctx.do_sample)
         head = head_on(self.head, input_device(ctx.draft))
-        return ChainSpec(lambda: RejectionThresholdCriteria(head, policy.threshold), self.config.min_candidates,
-                         policy.max_candidates)
+        if self.config.stop_rule == "cost-aware":
+            def new_rule():
+                return CostAwareStop(head_estimate(head), not head.scores_without_lag, policy.cost_ratio,
+                                     policy.verify_costs, policy.max_candidates, needs_hidden_states=True)
+        else:
+            def new_rule():
+                return RejectionThresholdCriteria(head, policy.threshold)
+        return ChainSpec(new_rule, self.config.min_candidates, policy.max_candidates)
 
 
 def check_head_type(head: AcceptanceHead | None, optional: bool = False) -> None:

@@ -46,3 +46,14 @@ class RejectionThresholdCriteria(StoppingCriteria):
         if rejection is None:
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         return rejection > self.threshold
+
+
+def head_estimate(head: AcceptanceHead):
+    """The head's per-step acceptance prediction as `core.cost_aware.CostAwareStop` reads it: `(B,)`, None at the
+    first step of a drafted-token head (its newest token is scored one step later)."""
+    def estimate(input_ids: torch.LongTensor, scores: torch.Tensor, hidden_states: torch.Tensor | None,
+                 step: int) -> torch.Tensor | None:
+        if step == 0 and not head.scores_without_lag:
+            return None
+        return head.score_step(hidden_states, scores, input_ids[:, -1])
+    return estimate

@@ -1,0 +1,151 @@
+"""Every drafting policy under several machines' cost curves, by exact replay on the real pair (issue 26).
+
+    python benchmarks/policy_curves.py OUT_DIR [--subset 32] [--max-new-tokens 96] [--dtype bfloat16]
+    python benchmarks/policy_curves.py OUT_DIR --summarise-only
+
+Greedy decoding. Per prompt (HumanEval 0-79 and MT-Bench first turns, the first `--subset` of each) the trace is
+recorded once (`bench.exact`) and every policy replayed on it: the counts of a policy that ignores costs are the
+same under every curve; the cost-aware rule (`core.cost_aware`) reads the curve, so it is replayed once per curve.
+The candidate lengths of every round are saved per prompt (`rounds.jsonl`, resumable), and a round with K
+candidates costs `K * c + v(K)` target steps under a curve. Curves: this machine's (AMD EPYC bf16, measured quiet
+on 2026-11-27), the Intel AMX bf16 CPU's (measured elsewhere, `benchmarks/curves/`), and two GPU-like curves that
+are ASSUMPTIONS (c = 0.25 and 0.1, v(K) = 1 + 0.01 K up to K = 32). Speed-up = the target alone's steps (one per
+token) over the policy's, summed over the set's prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from hf_specdecpp.bench.configs import ASSISTED, HEURISTIC, TARGET_ALONE, build_configs
+from hf_specdecpp.bench.exact import policies as P
+from hf_specdecpp.bench.exact.configs import policy_for
+from hf_specdecpp.bench.exact.recorder import record_trace
+from hf_specdecpp.bench.exact.replay import replay
+from hf_specdecpp.bench.models import real_setup
+from hf_specdecpp.bench.runner import generation_kwargs, prompt_items
+from hf_specdecpp.core.costs import CostCurve
+
+HERE = Path(__file__).resolve().parent
+CAP = 20
+
+
+def curves() -> dict[str, CostCurve]:
+    """name -> cost curve (seconds scaled so that the target step is 1 for the assumed ones)."""
+    measured = {name: CostCurve.from_dict(json.loads((HERE / "curves" / f"{name}.json").read_text()))
+                for name in ("amd-epyc-bf16", "intel-amx-bf16")}
+    assumed = {f"gpu-like-c{c:g} (assumed)": CostCurve(c, 1.0, {k: 1.0 + 0.01 * k for k in (0, 1, 2, 4, 8, 16, 32)})
+               for c in (0.25, 0.1)}
+    return measured | assumed
+
+
+def fixed_policies(target, draft, head) -> dict[str, P.Policy]:
+    """The policies whose counts do not depend on the costs."""
+    configs = build_configs(range(1, 9), (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6), (0.1, 0.2, 0.3, 0.4, 0.5),
+                            head=None, max_candidates=CAP, svip_hs=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6))
+    out = {name: policy_for(config, target, draft) for name, config in configs.items()
+           if config not in (TARGET_ALONE,)}
+    for h in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6):
+        out[f"specdec++-h{h:g}"] = P.SpecDecPP(head, h, 1, CAP)
+    out["oracle"] = P.Oracle(CAP)
+    return out
+
+
+def cost_policies(head, curve: CostCurve) -> dict[str, P.Policy]:
+    table = tuple(float(v) for v in curve.table(CAP + 1))
+    return {"cost-aware-head": P.CostAware(head, curve.c_draft, table, CAP),
+            "cost-aware-top1": P.CostAware(None, curve.c_draft, table, CAP)}
+
+
+def record(args) -> None:
+    setup = real_setup("both", args.subset, getattr(torch, args.dtype), None, None, None, False, False)
+    target, draft, tok, head = setup.target, setup.draft, setup.tokenizer, setup.head
+    gen_kwargs = generation_kwargs(tok, False, 0.7)
+    fixed = fixed_policies(target, draft, head)
+    per_curve = {name: cost_policies(head, curve) for name, curve in curves().items()}
+    out_file = Path(args.out_dir) / "rounds.jsonl"
+    done = {json.loads(line)["prompt"] for line in out_file.read_text().splitlines()} if out_file.exists() else set()
+    for dataset, prompts in setup.sets.items():
+        for prompt_id, text in prompt_items(prompts):
+            if prompt_id in done:
+                continue
+            clock = time.perf_counter()
+            enc = tok(text, return_tensors="pt", add_special_tokens=False)
+            inputs = {k: enc[k] for k in ("input_ids", "attention_mask")}
+            trace = record_trace(target, draft, prompt_id, inputs, args.max_new_tokens, gen_kwargs)
+            rounds = {name: replay(trace, policy).candidate_lengths for name, policy in fixed.items()}
+            for curve_name, policies in per_curve.items():
+                rounds.update({f"{name}@{curve_name}": replay(trace, p).candidate_lengths
+                               for name, p in policies.items()})
+            seconds = {k: round(v, 1) for k, v in trace.seconds.items()}
+            seconds["branch_steps"] = round(trace.recorder.seconds, 1) if trace.recorder is not None else 0.0
+            seconds["total"] = round(time.perf_counter() - clock, 1)
+            row = {"prompt": prompt_id, "dataset": dataset, "new_tokens": trace.new_tokens, "rounds": rounds,
+                   "seconds": seconds, "branch_steps": trace.branch_steps()}
+            trace.release()
+            with open(out_file, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"{prompt_id}: {trace.new_tokens} tokens, {row['branch_steps']} branch steps, {seconds}", flush=True)
+
+
+def units(lengths: list[int], curve: CostCurve) -> float:
+    table = curve.table(max(lengths + [1]))
+    return sum(k * curve.c_draft + float(table[k]) for k in lengths)
+
+
+def summarise(out_dir: Path) -> str:
+    rows = [json.loads(line) for line in (out_dir / "rounds.jsonl").read_text().splitlines()]
+    lines = []
+    for curve_name, curve in curves().items():
+        for dataset in sorted({r["dataset"] for r in rows}):
+            subset = [r for r in rows if r["dataset"] == dataset]
+            lines += cell(curve_name, curve, dataset, subset)
+    return "\n".join(lines)
+
+
+def speedups(curve_name: str, curve: CostCurve, rows: list[dict]) -> dict[str, float]:
+    tokens = sum(r["new_tokens"] for r in rows)
+    names = [n for n in rows[0]["rounds"] if "@" not in n or n.endswith("@" + curve_name)]
+    return {n.split("@")[0]: tokens / sum(units(r["rounds"][n], curve) for r in rows) for n in names}
+
+
+def cell(curve_name: str, curve: CostCurve, dataset: str, rows: list[dict]) -> list[str]:
+    s = speedups(curve_name, curve, rows)
+    oracle = s["oracle"]
+
+    def best(prefix: str) -> tuple[str, float]:
+        name = max((n for n in s if n.startswith(prefix)), key=s.get)
+        return name, s[name]
+
+    entries = [("oracle", oracle), ("hf-default", s["hf-default"]), ("hf-heuristic", s["hf-heuristic"]),
+               best("fixed-K"), best("entropy-"), best("svip-"), ("specdec++-h0.25 (shipped)", s["specdec++-h0.25"]),
+               best("specdec++-h"), ("cost-aware-head", s["cost-aware-head"]),
+               ("cost-aware-top1", s["cost-aware-top1"])]
+    body = ", ".join(f"{n} {v:.3f}x ({v / oracle:.0%})" for n, v in entries)
+    return [f"{curve_name} | {dataset} ({len(rows)} prompts, c={curve.c_draft:.2f}): {body}"]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir")
+    parser.add_argument("--subset", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--summarise-only", action="store_true")
+    args = parser.parse_args(argv)
+    Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    if not args.summarise_only:
+        record(args)
+    text = summarise(Path(args.out_dir))
+    (Path(args.out_dir) / "summary.txt").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""A stop rule that needs no threshold: draft one more token while its expected gain pays for its cost.
+
+Why: a fixed threshold is chosen offline for one machine's costs and one kind of prompt, while the best stopping
+point moves with both (code accepts long runs, chat does not; a GPU verifies 20 tokens for the price of one, a CPU
+does not). This rule reads the costs of the machine it runs on and the acceptance the call itself sees.
+
+Per row, after drafting token t of a round: `P` is the predicted probability that every scored token of the round
+is accepted (the product of calibrated per-token predictions q). Drafting token t + 1 adds about `P * q_t`
+expected accepted tokens (the newest prediction stands for the next token's; a lagged estimator, whose newest
+token is not scored yet, counts `q_t` once more) and costs `c + v(t + 1) - v(t)` target steps. Drafting goes on
+while the gain is at least `rate` times that cost, where `rate` is the row's tokens per target step so far in
+the call (Dinkelbach's iteration for the best ratio of tokens to cost). Because P only falls and the marginal
+cost does not fall (v convex), stopping at the first step where one more token does not pay is the optimal
+rule for a given rate (a monotone stopping problem).
+
+Calibration: `q = sigmoid(scale * logit(p) + bias)` for the estimator's prediction p (an acceptance head, or the
+draft's top-1 probability); after each round `(scale, bias)` take a Newton step of the logistic fit to every
+verified prediction of the call so far (every token up to and including a round's first rejection; later ones
+were never judged), with a Gaussian prior that holds them at (1, 0) until the call has shown otherwise. Everything stays on the device: the only host reads are the loop's own stop decision per drafted token;
+the round's outcome comes in as host integers, sent with `to_device` (no synchronisation on a GPU).
+
+The rule only decides how many tokens are drafted: the output stays the target's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .device import to_device
+
+LOGIT_BOUND = 8.0
+"""Predictions are clamped to logits in [-8, 8] (probabilities 3e-4 .. 0.9997) before calibration."""
+SCALE_BOUNDS = (0.25, 4.0)
+BIAS_BOUNDS = (-4.0, 4.0)
+
+
+@dataclass(frozen=True)
+class OnlineSettings:
+    """How the rule adapts: the calibration's prior precision (`calibration_prior`, worth about that many verified
+    predictions) and Newton steps per round, and the prior on the rate (`prior_rate` tokens per target step,
+    weighted as `prior_weight` target steps of the call)."""
+
+    calibration_prior: float = 4.0
+    newton_steps: int = 2
+    prior_rate: float = 1.0
+    prior_weight: float = 2.0
+
+
+def marginal_costs(cost_ratio: float, verify_costs: Sequence[float], max_candidates: int) -> list[float]:
+    """`c + v(k + 1) - v(k)` for k = 0 .. max_candidates - 1: the cost of drafting and verifying token k + 1.
+
+    Args:
+        cost_ratio: c, a draft step in target steps.
+        verify_costs: v(0), v(1), ... in target steps; extended linearly with the last slope when short.
+        max_candidates: the round's cap.
+
+    Returns:
+        `max_candidates` marginal costs (never below c: verifying one more token never costs less than nothing).
+    """
+    table = list(verify_costs)
+    if len(table) < 2:
+        table = [1.0, 1.0]
+    slope = max(table[-1] - table[-2], 0.0)
+    while len(table) < max_candidates + 1:
+        table.append(table[-1] + slope)
+    return [cost_ratio + max(table[k + 1] - table[k], 0.0) for k in range(max_candidates)]
+
+
+class CostAwareStop:
+    """The rule of the module docstring for a batch of rows, fresh for every generate() call.
+
+    Args:
+        estimate: `(input_ids, scores, hidden_states, step) -> (B,) acceptance predictions`, or None at a step
+            that has nothing scored (a lagged estimator's first step).
+        lagged: whether the estimator's newest drafted token is scored one step later (drafted-token heads).
+        cost_ratio: c, a draft step in target steps, on the machine the call runs on.
+        verify_costs: v(0), v(1), ... in target steps on that machine.
+        max_candidates: the round's cap (the marginal costs are tabled up to it).
+        needs_hidden_states: whether `estimate` reads the draft's last hidden state.
+        settings: the online adaptation's rates and prior.
+    """
+
+    def __init__(self, estimate: Callable, lagged: bool, cost_ratio: float, verify_costs: Sequence[float],
+                 max_candidates: int, needs_hidden_states: bool, settings: OnlineSettings = OnlineSettings()):
+        self.estimate, self.lagged, self.settings = estimate, lagged, settings
+        self.cost_ratio, self.needs_hidden_states = float(cost_ratio), needs_hidden_states
+        table = list(verify_costs) if len(verify_costs) >= 2 else [1.0, 1.0]
+        self.verify_costs = table
+        self.marginal_host = marginal_costs(cost_ratio, table, max(int(max_candidates), 1))
+        self.marginal: torch.Tensor | None = None  # on the device, at the first step
+        self.scale = self.bias = self.rate = None  # (B,) on the device, at the first step
+        self.tokens: list[float] = []
+        self.costs: list[float] = []
+        self.product: torch.Tensor | None = None
+        self.seen_logits = self.seen_labels = self.seen_mask = None  # (B, N): the call's verified predictions
+        self.round_logits: list[torch.Tensor] = []
+        self.round_positions: list[int] = []
+
+    # ------------------------------------------------------------------ one round
+    def start_round(self, batch_size: int) -> None:
+        """Every round starts with P = 1 and no verified predictions."""
+        self.product, self.round_logits, self.round_positions = None, [], []
+        if not self.tokens:
+            prior = self.settings.prior_weight
+            self.tokens = [self.settings.prior_rate * prior] * batch_size
+            self.costs = [prior] * batch_size
+
+    @torch.no_grad()
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor, *, hidden_states: torch.Tensor | None = None,
+                 step: int = 0, **kwargs) -> torch.BoolTensor:
+        return self.observe(self.estimate(input_ids, scores, hidden_states, step), step, input_ids.device)
+
+    def observe(self, acceptance: torch.Tensor | None, step: int, device: torch.device) -> torch.BoolTensor:
+        """Stop after drafted token `step` (0-based)? `acceptance` `(B,)`: the estimator's prediction for the
+        newest scored token (token `step`, or `step - 1` when lagged), None when nothing is scored yet."""
+        if acceptance is None:
+            return torch.zeros(len(self.tokens), dtype=torch.bool, device=device)
+        self._ensure_state(acceptance.device)
+        z = torch.logit(acceptance.float(), eps=1e-6).clamp(-LOGIT_BOUND, LOGIT_BOUND)
+        q = torch.sigmoid(self.scale * z + self.bias)
+        self.round_logits.append(z)
+        self.round_positions.append(step - 1 if self.lagged else step)
+        self.product = q if self.product is None else self.product * q
+        gain = self.product * (q * q if self.lagged else q)
+        marginal = self.marginal[min(step + 1, self.marginal.shape[0] - 1)]
+        return gain < self.rate * marginal
+
+    def _ensure_state(self, device: torch.device) -> None:
+        if self.scale is None:
+            rows = len(self.tokens)
+            self.scale = torch.ones(rows, device=device)
+            self.bias = torch.zeros(rows, device=device)
+            self.marginal = to_device(self.marginal_host, device, torch.float32)
+            self.rate = to_device(self._rates(), device, torch.float32)
+
+    def _rates(self) -> list[float]:
+        return [t / c for t, c in zip(self.tokens, self.costs)]
+
+    # ------------------------------------------------------------------ between rounds
+    def end_round(self, drafted: list[int], accepted: list[int]) -> None:
+        """Per row of the round: the rate gains the round's tokens and cost, and the calibration one gradient step
+        on its verified predictions."""
+        if not self.tokens:
+            return
+        for i, (d, a) in enumerate(zip(drafted, accepted)):
+            self.tokens[i] += a + 1
+            self.costs[i] += d * self.cost_ratio + self._verify(d)
+        if self.scale is None:
+            return
+        self.rate = to_device(self._rates(), self.scale.device, torch.float32)
+        if self.round_logits:
+            self._calibrate(drafted, accepted)
+        self.round_logits, self.round_positions = [], []  # a round without drafting (no room) has none
+
+    def _verify(self, k: int) -> float:
+        table = self.verify_costs
+        if k < len(table):
+            return table[k]
+        return table[-1] + (k - len(table) + 1) * max(table[-1] - table[-2], 0.0)
+
+    def _calibrate(self, drafted: list[int], accepted: list[int]) -> None:
+        device = self.scale.device
+        z = torch.stack(self.round_logits, dim=1)  # (B, n)
+        positions = to_device(self.round_positions, device)[None, :]
+        counts = to_device([[a, min(a + 1, d)] for a, d in zip(accepted, drafted)], device)
+        label, seen = (positions < counts[:, :1]).float(), (positions < counts[:, 1:]).float()
+        if self.seen_logits is None:
+            self.seen_logits, self.seen_labels, self.seen_mask = z, label, seen
+        else:
+            self.seen_logits = torch.cat([self.seen_logits, z], dim=1)
+            self.seen_labels = torch.cat([self.seen_labels, label], dim=1)
+            self.seen_mask = torch.cat([self.seen_mask, seen], dim=1)
+        for _ in range(self.settings.newton_steps):
+            self._newton_step()
+
+    def _newton_step(self) -> None:
+        """One Newton step of the penalised logistic fit of (scale, bias), per row, in closed form (2 x 2)."""
+        z, y, w, lam = self.seen_logits, self.seen_labels, self.seen_mask, self.settings.calibration_prior
+        q = torch.sigmoid(self.scale[:, None] * z + self.bias[:, None])
+        error, curvature = (q - y) * w, q * (1 - q) * w
+        g_scale = (error * z).sum(1) + lam * (self.scale - 1.0)
+        g_bias = error.sum(1) + lam * self.bias
+        h_ss = (curvature * z * z).sum(1) + lam
+        h_sb = (curvature * z).sum(1)
+        h_bb = curvature.sum(1) + lam
+        det = h_ss * h_bb - h_sb * h_sb
+        self.scale = (self.scale - (h_bb * g_scale - h_sb * g_bias) / det).clamp(*SCALE_BOUNDS)
+        self.bias = (self.bias - (h_ss * g_bias - h_sb * g_scale) / det).clamp(*BIAS_BOUNDS)
+
+    def select_rows(self, keep: list[int]) -> None:
+        """Keep the per-row state of the rows that stay in the batch (by position)."""
+        self.tokens = [self.tokens[i] for i in keep]
+        self.costs = [self.costs[i] for i in keep]
+        if self.scale is not None:
+            index = to_device(keep, self.scale.device)
+            self.scale, self.bias, self.rate = self.scale[index], self.bias[index], self.rate[index]
+            if self.seen_logits is not None:
+                self.seen_logits, self.seen_labels, self.seen_mask = (
+                    self.seen_logits[index], self.seen_labels[index], self.seen_mask[index])

@@ -1,0 +1,95 @@
+"""The cost-aware stop rule (`core.cost_aware`, `stop_rule="cost-aware"`): it adapts the round length to what
+the call's verifications show and to the machine's costs, and never changes the output."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from hf_specdecpp import SpecDecPPCandidateGenerator
+from hf_specdecpp.core.cost_aware import CostAwareStop, marginal_costs
+from hf_specdecpp.testing import tiny_pair
+
+from helpers import producing_head, random_head
+
+CPU_LIKE = (0.4, [1.0, 0.95, 0.95, 0.95, 0.98] + [1.0 + 0.03 * k for k in range(1, 17)])
+GPU_LIKE = (0.1, [1.0 + 0.01 * k for k in range(21)])
+
+
+def simulated_rounds(raw: float, accept: bool, costs=CPU_LIKE, rounds: int = 30, cap: int = 20,
+                     lagged: bool = False) -> list[int]:
+    """Round lengths of the rule when every prediction is `raw` and the target accepts every candidate
+    (`accept`) or rejects the first one."""
+    rule = CostAwareStop(None, lagged, costs[0], costs[1], cap, needs_hidden_states=False)
+    lengths = []
+    for _ in range(rounds):
+        rule.start_round(1)
+        drafted = cap
+        for step in range(cap):
+            acceptance = None if lagged and step == 0 else torch.tensor([raw])
+            if bool(rule.observe(acceptance, step, torch.device("cpu"))[0]):
+                drafted = step + 1
+                break
+        lengths.append(drafted)
+        rule.end_round([drafted], [drafted if accept else 0])
+    return lengths
+
+
+@pytest.mark.parametrize("lagged", [False, True])
+def test_rounds_grow_on_high_acceptance_and_shrink_on_low(lagged):
+    """The same raw predictions (0.8 per token): where the target accepts everything the rule learns to draft
+    longer rounds; where it rejects the first candidate every time, it learns to draft the fewest it can (one
+    token, or two with a lagged head that cannot stop before it has scored one)."""
+    high = simulated_rounds(0.8, True, lagged=lagged, rounds=60)
+    low = simulated_rounds(0.8, False, lagged=lagged, rounds=60)
+    assert high[0] == low[0] and 1 < high[0] < 20  # nothing learnt yet: the same first round
+    assert min(high[-10:]) >= 2 * high[0]
+    assert low[-10:] == [2 if lagged else 1] * 10 and low[-1] < low[0]
+
+
+def test_cheaper_drafts_draft_longer():
+    """The same predictions under a GPU-like curve (cheap draft, flat verification) draft longer rounds than under
+    a CPU-like one: the rule reads the machine's costs."""
+    cpu = simulated_rounds(0.8, True, CPU_LIKE, rounds=1)
+    gpu = simulated_rounds(0.8, True, GPU_LIKE, rounds=1)
+    assert gpu[0] > cpu[0]
+
+
+def test_marginal_costs_extend_the_table():
+    assert marginal_costs(0.5, [1.0, 1.0, 1.5], 4) == [0.5, 1.0, 1.0, 1.0]
+    assert marginal_costs(0.2, [1.0, 0.9], 2) == [0.2, 0.2]  # a falling v never makes a token free
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return tiny_pair("llama", noise=0.03, seed=1)
+
+
+@pytest.mark.parametrize("route", ["candidate_generator", "custom_generate"])
+@pytest.mark.parametrize("head_kind", ["lagged", "producing"])
+def test_greedy_output_is_the_targets(pair, route, head_kind):
+    target, draft = pair
+    head = random_head(32, seed=3) if head_kind == "lagged" else producing_head(32)
+    method = SpecDecPPCandidateGenerator(head=head, stop_rule="cost-aware", max_candidates=8,
+                                         draft_model=draft if route == "custom_generate" else None)
+    ids = torch.tensor([[0, 0, 2, 5, 6, 7], [3, 17, 4, 40, 41, 42]])
+    mask = (ids != 0).long()
+    batch = slice(None) if route == "custom_generate" else slice(1, 2)
+    kwargs = dict(input_ids=ids[batch], attention_mask=mask[batch], max_new_tokens=40, do_sample=False,
+                  eos_token_id=None, pad_token_id=0)
+    expected = target.generate(**kwargs)
+    extra = {"assistant_model": draft, "candidate_generator": method} if route == "candidate_generator" \
+        else {"custom_generate": method}
+    out = target.generate(**kwargs, **extra, return_dict_in_generate=True)
+    assert torch.equal(out.sequences, expected)
+    assert out.speculation_stats.rounds < 40  # it speculated
+
+
+def test_threshold_is_unused_and_the_rule_is_checked():
+    head = producing_head(32)
+    with pytest.raises(ValueError, match="stop_rule"):
+        SpecDecPPCandidateGenerator(head=head, stop_rule="bandit")
+    method = functools.partial(SpecDecPPCandidateGenerator, head=head, stop_rule="cost-aware")
+    assert method().config.stop_rule == "cost-aware"
