@@ -27,7 +27,7 @@ PUBLIC_MODULES = {
     "hf_specdecpp", "hf_specdecpp.head", "hf_specdecpp.head.shipped", "hf_specdecpp.methods",
     "hf_specdecpp.methods.specdecpp.calibration", "hf_specdecpp.assets", "hf_specdecpp.assets.prompts",
     "hf_specdecpp.core.costs", "hf_specdecpp.core.device", "hf_specdecpp.core.pair", "hf_specdecpp.core.validation",
-    "hf_specdecpp.core.cpu_linear", "hf_specdecpp.core.compat", "hf_specdecpp.testing",
+    "hf_specdecpp.core.cpu_linear", "hf_specdecpp.core.compat", "hf_specdecpp.core.cost_aware", "hf_specdecpp.testing",
     "hf_specdecpp.integration.hub_method",
 }
 

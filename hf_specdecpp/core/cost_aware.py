@@ -16,8 +16,10 @@ rule for a given rate (a monotone stopping problem).
 Calibration: `q = sigmoid(scale * logit(p) + bias)` for the estimator's prediction p (an acceptance head, or the
 draft's top-1 probability); after each round `(scale, bias)` take a Newton step of the logistic fit to every
 verified prediction of the call so far (every token up to and including a round's first rejection; later ones
-were never judged), with a Gaussian prior that holds them at (1, 0) until the call has shown otherwise. Everything stays on the device: the only host reads are the loop's own stop decision per drafted token;
-the round's outcome comes in as host integers, sent with `to_device` (no synchronisation on a GPU).
+were never judged), with a Gaussian prior that holds them at (1, 0) until the call has shown otherwise.
+
+Everything stays on the device: the only host reads are the loop's own stop decision per drafted token; the
+round's outcome comes in as host integers, sent with `to_device` (no synchronisation on a GPU).
 
 The rule only decides how many tokens are drafted: the output stays the target's.
 """

@@ -69,8 +69,8 @@ class SpecDecPPCandidateGenerator(ChainMethod):
                              "traces (head.traces): calibrate it with `hf-specdecpp calibrate` and its make-data "
                              "folder, or use recalibrate='never'.")
         self.head = head
-        super().__init__(SpecDecPPConfig(threshold, min_candidates, max_candidates, recalibrate, stop_rule), draft_model,
-                         streamer)
+        super().__init__(SpecDecPPConfig(threshold, min_candidates, max_candidates, recalibrate, stop_rule),
+                         draft_model, streamer)
 
     @property
     def threshold(self) -> float | None:
