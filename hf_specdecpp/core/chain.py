@@ -230,23 +230,17 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
     draft = DraftSession(ctx.draft, ctx.logits_processor, ctx.vocab, ctx.do_sample, ctx.eos_token_ids, batch)
     rule = spec.new_rule()
     offered = criteria_to_offer(stopping_criteria, ctx.max_length, ctx.eos_token_ids)
-    row_processors = [processors_for_row(ctx.logits_processor, b) for b in range(batch)]
+    per_row = [processors_for_row(ctx.logits_processor, b) for b in range(batch)]
     active, scores_out, logits_out = list(range(batch)), [], []  # scores/logits per new token, when returned
     if ctx.streamer is not None:
         ctx.streamer.put(input_ids.cpu())
     while active:
         budget = [ctx.max_length - input_ids.shape[1] - rows.counts[b] for b in active]
-        prefixes = [RowPrefix(rows.generate_view(b), row_processors[b]) for b in active] \
-            if ctx.processors_read_ids else None
-        lengths = [rows.real[b].shape[0] for b in active]
-        layout = rows.layout(active, ctx.pad_token_id)
+        prefixes = [RowPrefix(rows.generate_view(b), per_row[b]) for b in active] if ctx.processors_read_ids else None
+        lengths, layout = [rows.real[b].shape[0] for b in active], rows.layout(active, ctx.pad_token_id)
         drafted = _draft(draft, layout, lengths, budget, rule, spec, prefixes)
         raw, scores = _verify_pass(ctx, target, layout, lengths, drafted, prefixes)
-        room = to_device([min(spec.max_candidates, left - 1) for left in budget], raw.device)
-        candidate_lengths = torch.minimum(drafted.lengths.to(raw.device), room.clamp(min=0))
-        accepted, new_tokens = _select(ctx, drafted, scores, candidate_lengths)
-        eos_at = _first_eos(new_tokens, accepted, ctx.eos_token_ids)
-        drafted_list, accepted_list, eos_list = torch.stack([candidate_lengths, accepted, eos_at]).tolist()
+        new_tokens, (drafted_list, accepted_list, eos_list) = _accept(ctx, spec, drafted, scores, budget)
         counts, finished = [], []
         for i, b in enumerate(active):
             count, stop = _kept(offered, rows, b, new_tokens[i], scores[i], budget[i], accepted_list[i] + 1,
@@ -265,13 +259,7 @@ def chain_decode(ctx: CallContext, spec: ChainSpec, input_ids: torch.LongTensor,
         notify_round(rule, drafted_list, kept)
         draft.finish_round(kept)
         target.cached = [length + c - 1 for length, c in zip(lengths, counts)]
-        if finished:
-            keep = [i for i in range(len(active)) if i not in finished]
-            if keep:
-                target.select_rows(keep)
-                draft.select_rows(keep)
-                notify_rows(rule, keep)
-            active = [active[i] for i in keep]
+        active = _leave(active, finished, (target, draft), rule)
     if ctx.streamer is not None:
         ctx.streamer.end()
     stats.target_forwards, stats.draft_forwards = target.forwards, draft.forwards
@@ -305,6 +293,31 @@ def _verify_pass(ctx: CallContext, target: ModelSession, layout: torch.LongTenso
     outputs = target.forward(ids, positions, attention, steps + 1)
     raw = last_logits(outputs, steps + 1).float()
     return raw, process_positions(ctx.logits_processor, prefixes or [], drafted.tokens.to(target.device), raw)
+
+
+def _accept(ctx: CallContext, spec: ChainSpec, drafted: DraftRound, scores: torch.Tensor,
+            budget: list[int]) -> tuple[torch.LongTensor, list[list[int]]]:
+    """The round's verdict: every row's new tokens `(B, S + 1)` (accepted candidates, then the target's token),
+    and on the host (the round's one read) per row: candidates that counted, candidates accepted, the index of
+    the first EOS among the new tokens (past the end when there is none)."""
+    room = to_device([min(spec.max_candidates, left - 1) for left in budget], scores.device)
+    candidate_lengths = torch.minimum(drafted.lengths.to(scores.device), room.clamp(min=0))
+    accepted, new_tokens = _select(ctx, drafted, scores, candidate_lengths)
+    eos_at = _first_eos(new_tokens, accepted, ctx.eos_token_ids)
+    return new_tokens, torch.stack([candidate_lengths, accepted, eos_at]).tolist()
+
+
+def _leave(active: list[int], finished: list[int], sessions: tuple[ModelSession, ...], rule: StopRule) -> list[int]:
+    """The rows (call indices) still active once the `finished` ones (positions in `active`) leave the batch; the
+    sessions and the rule drop them too."""
+    if not finished:
+        return active
+    keep = [i for i in range(len(active)) if i not in finished]
+    if keep:
+        for session in sessions:
+            session.select_rows(keep)
+        notify_rows(rule, keep)
+    return [active[i] for i in keep]
 
 
 def _select(ctx: CallContext, drafted: DraftRound, scores: torch.Tensor,
