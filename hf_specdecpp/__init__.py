@@ -35,8 +35,8 @@ _PUBLIC = {
     "SpecDecPPCandidateGenerator": "hf_specdecpp.methods",
     "SpecDecPPConfig": "hf_specdecpp.methods",
     "SpeculativeDecoderOnlyOutput": "hf_specdecpp.methods",
-    "SpeculationStats": "hf_specdecpp.core.stats",
-    "RowStats": "hf_specdecpp.core.stats",
+    "SpeculationStats": "hf_specdecpp.core.chain",
+    "RowStats": "hf_specdecpp.core.chain",
     "TESTED_RANGE": "hf_specdecpp.core.compat",
 }
 

@@ -1,10 +1,13 @@
 """Bad input gets a clear error before any generation, and chat-template inputs work as usual."""
 
+import sys
+
 import pytest
 import torch
 
 from hf_specdecpp import AcceptanceHead, SpecDecPPCandidateGenerator
 from hf_specdecpp.core.compat import TESTED_RANGE, is_tested_transformers
+from hf_specdecpp.core.pair import check_pair
 from hf_specdecpp.integration import generate_patch
 from hf_specdecpp.testing import tiny_pair, tiny_tokenizer
 
@@ -80,6 +83,25 @@ def test_different_vocabularies(pair):
     with pytest.raises(ValueError, match="different tokenizers"):
         target.generate(IDS, custom_generate=SpecDecPPCandidateGenerator(head=random_head(32), draft_model=other_draft),
                         max_new_tokens=4)
+
+
+@pytest.mark.parametrize("route", ["assisted", "own loop", "custom_generate"])
+def test_the_pair_is_checked_once_per_call(pair, route, monkeypatch):
+    """check_pair runs once per generate() call on every route (the patch's early check is not repeated)."""
+    target, draft = pair
+    calls = []
+    for module in [m for name, m in sys.modules.items() if name.startswith("hf_specdecpp")]:
+        if getattr(module, "check_pair", None) is check_pair:  # wherever the package imported it
+            monkeypatch.setattr(module, "check_pair", lambda *args: calls.append(1) or check_pair(*args))
+    ids, kwargs = IDS, {"candidate_generator": SpecDecPPCandidateGenerator(head=random_head(32)),
+                        "assistant_model": draft}
+    if route == "own loop":  # a batch: the patch hands the call to the method's own loop
+        ids = torch.tensor([[2, 5, 6, 7], [0, 3, 4, 8]])
+        kwargs["attention_mask"] = torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1]])
+    elif route == "custom_generate":
+        kwargs = {"custom_generate": SpecDecPPCandidateGenerator(head=random_head(32), draft_model=draft)}
+    target.generate(ids, max_new_tokens=4, do_sample=False, **kwargs)
+    assert len(calls) == 1
 
 
 def test_no_draft_anywhere(pair):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import hf_specdecpp.core.cache as cache_module
-import hf_specdecpp.core.model_session as session_module
+import hf_specdecpp.core.drafting as session_module
 from hf_specdecpp import FixedLengthCandidateGenerator, SpecDecPPCandidateGenerator
 from hf_specdecpp.core.drafting import DraftSession
 from hf_specdecpp.testing import tiny_pair

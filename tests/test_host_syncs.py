@@ -24,7 +24,7 @@ from hf_specdecpp.testing import tiny_pair
 
 from helpers import producing_head
 
-PER_CALL = {("core/validation.py", None), ("core/call.py", "create"), ("core/chain.py", "start"),
+PER_CALL = {("core/validation.py", None), ("core/chain.py", "create"), ("core/chain.py", "start"),
             ("core/assisted.py", "__init__"), ("methods/dyspec/probe.py", None)}
 """(file, function; None: any) of the counted calls made once per generate() call: input checks, the call's EOS
 ids, the rows' prompt lengths (`Rows.start`), the prompt's padding, the tree's capability probe (once per target

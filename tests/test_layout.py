@@ -47,23 +47,25 @@ def _imported_packages(path: Path, rel: Path) -> set[str]:
 
 def _imported_modules(path: Path, rel: Path) -> set[str]:
     """The hf_specdecpp modules that `path` imports from (absolute or relative)."""
-    parts = ["hf_specdecpp", *rel.with_suffix("").parts]
-    is_package = parts[-1] == "__init__"
-    here = parts[:-1]
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = here[:len(here) - (node.level - 1)] if not is_package else parts[:-1][:len(parts) - node.level]
-                names = [".".join(base + ([node.module] if node.module else []))]
-            else:
-                names = [node.module or ""]
+            names = [_from_module(node, rel)]
         elif isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         else:
             continue
         out.update(name for name in names if name == "hf_specdecpp" or name.startswith("hf_specdecpp."))
     return out
+
+
+def _from_module(node: ast.ImportFrom, rel: Path) -> str:
+    """The absolute name of the module a `from ... import` statement in the file `rel` imports from."""
+    if not node.level:
+        return node.module or ""
+    package = ["hf_specdecpp", *rel.with_suffix("").parts][:-1]  # a module's package, or the package __init__ is
+    base = package[:len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
 
 
 def test_every_subpackage_has_a_layer():
@@ -110,3 +112,72 @@ def test_the_checker_sees_a_wrong_way_import(tmp_path):
     bad.parent.mkdir()
     bad.write_text("from ..methods import registry\nimport hf_specdecpp.bench.runner\n")
     assert _imported_packages(bad, Path("core/bad.py")) == {"methods", "bench"}
+
+
+def _module_name(rel: Path) -> str:
+    parts = ["hf_specdecpp", *rel.with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph(modules) -> dict[str, set[str]]:
+    """module -> the package's modules it imports, anywhere in its file (inside functions too); `from .x import y`
+    counts as an import of `x.y` when that is a module, else of `x`."""
+    names = {_module_name(rel) for _, rel in modules}
+    graph = {}
+    for path, rel in modules:
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = _from_module(node, rel)
+                targets = [f"{base}.{alias.name}" for alias in node.names]
+                edges.update(t if t in names else base for t in targets)
+            elif isinstance(node, ast.Import):
+                edges.update(alias.name for alias in node.names)
+        graph[_module_name(rel)] = {e for e in edges if e in names and e != _module_name(rel)}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return out
+
+
+def test_no_import_cycles():
+    """No two modules import each other, directly or through others, not even from inside a function."""
+    cycles = _cycles(_import_graph([(path, path.relative_to(PACKAGE)) for path in sorted(PACKAGE.rglob("*.py"))]))
+    assert not cycles, f"modules that import each other: {cycles}"
+
+
+def test_the_cycle_checker_sees_a_cycle_inside_a_function(tmp_path):
+    """The rule can fail: two modules importing each other, one of them inside a function, are reported."""
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "a.py").write_text("from .b import thing\n")
+    (tmp_path / "bench" / "b.py").write_text("def f():\n    from . import a\n    from .a import x\n")
+    modules = [(tmp_path / "bench" / n, Path("bench") / n) for n in ("a.py", "b.py")]
+    assert _cycles(_import_graph(modules)) == [["hf_specdecpp.bench.a", "hf_specdecpp.bench.b"]]

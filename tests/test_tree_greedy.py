@@ -38,7 +38,7 @@ def first_tree(target, draft, ids, generator):
     """The selected tree (a `HostTree`) of the first round of `generator` on `ids`."""
     from transformers import LogitsProcessorList
 
-    from hf_specdecpp.core.call import CallContext
+    from hf_specdecpp.core.chain import CallContext
     from hf_specdecpp.core.chain import Rows
     from hf_specdecpp.methods.dyspec.loop import TreeRound
 

@@ -6,10 +6,10 @@ from transformers import AutoModelForCausalLM, GenerationConfig, LogitsProcessor
 
 from hf_specdecpp import DySpecCandidateGenerator
 from hf_specdecpp.core.cache import compact
-from hf_specdecpp.core.call import CallContext
+from hf_specdecpp.core.chain import CallContext
 from hf_specdecpp.core.chain import Rows
 from hf_specdecpp.core.compat import output_cache
-from hf_specdecpp.core.model_session import ModelSession
+from hf_specdecpp.core.drafting import ModelSession
 from hf_specdecpp.methods.dyspec.loop import TreeRound, tree_pass
 from hf_specdecpp.methods.dyspec.tree import DraftTree, HostTree
 from hf_specdecpp.testing import tiny_config, tiny_pair

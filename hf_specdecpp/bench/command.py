@@ -103,17 +103,19 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = print,
         if options.only:
             configs = select_configs(configs, options.only)
         if options.exact:
-            results[name] = _run_exact(setup, options, name, prompts, configs, machine, (costs, head_overhead),
-                                       status)
+            results[name], text = _run_exact(setup, options, name, prompts, configs, machine,
+                                             (costs, head_overhead), status)
         else:
-            results[name] = _run_timed(setup, options, name, prompts, configs, machine, status)
+            results[name], text = _run_timed(setup, options, name, prompts, configs, machine, status)
         echo(f"\n## {name}\n")
-        echo(results[name].markdown())
+        echo(text)
         echo(f"Tables and plots in {options.output_dir / name}")
     return results
 
 
 def _run_timed(setup: BenchSetup, options: BenchOptions, name: str, prompts, configs: dict, machine: dict, status):
+    """(The timed run's result, its tables in markdown)."""
+    from .outputs import result_markdown
     from .runner import run_benchmark
 
     h0 = setup.head.policy.threshold if setup.head is not None and setup.head.policy else None
@@ -122,10 +124,11 @@ def _run_timed(setup: BenchSetup, options: BenchOptions, name: str, prompts, con
     def progress(prompt_id, config, rec):
         status(f"{name} {prompt_id} {config}: {rec.new_tokens} tokens in {rec.time_s:.2f}s")
 
-    return run_benchmark(setup.target, setup.draft, setup.tokenizer, prompts, configs, sampling=options.sampling,
-                         max_new_tokens=options.max_new_tokens, output_dir=options.output_dir / name,
-                         progress=progress, resume=options.resume, machine=machine,
-                         paired_with=calibrated if calibrated in configs else None)
+    result = run_benchmark(setup.target, setup.draft, setup.tokenizer, prompts, configs, sampling=options.sampling,
+                           max_new_tokens=options.max_new_tokens, output_dir=options.output_dir / name,
+                           progress=progress, resume=options.resume, machine=machine,
+                           paired_with=calibrated if calibrated in configs else None)
+    return result, result_markdown(result)
 
 
 def exact_costs(setup: BenchSetup, options: BenchOptions, status):
@@ -147,7 +150,8 @@ def exact_costs(setup: BenchSetup, options: BenchOptions, status):
 
 def _run_exact(setup: BenchSetup, options: BenchOptions, name: str, prompts, configs: dict, machine: dict,
                costs: tuple, status):
-    """`costs`: (the cost curve, the head's overhead per drafted token as a fraction of a draft step)."""
+    """(The exact run's result, its tables in markdown). `costs`: (the cost curve, the head's overhead per drafted
+    token as a fraction of a draft step)."""
     from .exact.run import ExactOptions, run_exact
 
     def progress(prompt_id, info):
@@ -160,4 +164,5 @@ def _run_exact(setup: BenchSetup, options: BenchOptions, name: str, prompts, con
                          reference=options.reference, greedy_cache=options.greedy_cache,
                          output_dir=options.output_dir / name, resume=options.resume,
                          machine=machine)
-    return run_exact(setup.target, setup.draft, setup.tokenizer, prompts, configs, exact, progress)
+    result = run_exact(setup.target, setup.draft, setup.tokenizer, prompts, configs, exact, progress)
+    return result, result.markdown()

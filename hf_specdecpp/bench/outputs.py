@@ -10,8 +10,9 @@ from pathlib import Path
 from .checkpoint import write_checkpoint
 from .configs import ORACLE, TARGET_ALONE, names_of
 from .plots import candidate_length_plot, speedup_plot, tradeoff_plot, tree_budget_plot
+from .paired import paired_markdown
 from .records import RESULT_COLUMNS, BenchmarkResult
-from .summary import SUMMARY_COLUMNS
+from .summary import SUMMARY_COLUMNS, summary_markdown
 
 ORACLE_COLUMNS = ["prompt_id", "new_tokens", "rounds", "accepted_tokens", "target_fw_per_token", "draft_step_s",
                   "target_step_s", "verify_s", "verify_tokens", "estimated_speedup"]
@@ -26,6 +27,14 @@ def write_csv(path: Path, rows: Sequence[dict], columns: Sequence[str]) -> None:
             writer.writerow(row)
 
 
+def result_markdown(result: BenchmarkResult) -> str:
+    """The run's tables in markdown: the summary, then the paired comparison when the run made one."""
+    text = summary_markdown(result.summary, result.settings)
+    if result.paired:
+        text += "\n" + paired_markdown(result.paired, result.paired_with)
+    return text
+
+
 def write_outputs(result: BenchmarkResult, output_dir: str | Path, configs: dict | None = None) -> dict[str, Path]:
     """Write `summary.md`, `summary.csv`, `results.csv` (one row per call), `oracle.csv`, `results.json`,
     `paired.csv` (when a configuration to pair with is set) and the plots `speedup.png`, `candidate_lengths.png`,
@@ -35,7 +44,7 @@ def write_outputs(result: BenchmarkResult, output_dir: str | Path, configs: dict
     configs = configs or {}
     paths = {name: out / name for name in ("summary.md", "summary.csv", "results.csv", "oracle.csv",
                                            "results.json", "speedup.png", "candidate_lengths.png", "tradeoff.png")}
-    paths["summary.md"].write_text(result.markdown())
+    paths["summary.md"].write_text(result_markdown(result))
     write_csv(paths["summary.csv"], result.summary, SUMMARY_COLUMNS)
     write_csv(paths["results.csv"], [r.row() for r in result.records], RESULT_COLUMNS)
     if result.paired:

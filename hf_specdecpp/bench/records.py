@@ -88,12 +88,3 @@ class BenchmarkResult:
     settings: dict
     paired_with: str | None = None  # the configuration `paired` compares every other one with
     paired: list[dict] = field(default_factory=list)
-
-    def markdown(self) -> str:
-        from .paired import paired_markdown
-        from .summary import summary_markdown
-
-        text = summary_markdown(self.summary, self.settings)
-        if self.paired:
-            text += "\n" + paired_markdown(self.paired, self.paired_with)
-        return text

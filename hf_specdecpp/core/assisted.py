@@ -8,7 +8,7 @@ assisted decoding requires.
 
 Stopping criteria: transformers asks them once per round, about the whole sequence, so a criterion that would
 stop the target alone in the middle of a round is seen too late. This generator offers every token to them
-in order (`criteria.first_stop`): a round's candidates end at the first one that would stop the sequence, and
+in order (`processing.first_stop`): a round's candidates end at the first one that would stop the sequence, and
 when the target accepted a token that stops it before the round's last one, `stop_length` records where the
 sequence ends; the generate() patch then stops transformers' loop (`StopAfterCut`) and cuts the output there
 (`cut_output`), so the result is the target alone's.
@@ -25,18 +25,24 @@ from transformers.generation.streamers import BaseStreamer
 
 from .cache import rollback
 from .compat import output_cache
-from .criteria import criteria_to_offer, first_stop
 from .drafting import DraftSession, notify_round
-from .processing import RowPrefix, processors_for_row
-from .stats import SpeculationStats
+from .chain import SpeculationStats
+from .processing import RowPrefix, criteria_to_offer, first_stop, processors_for_row
 
 if TYPE_CHECKING:
-    from .call import CallContext
-    from .chain import ChainSpec
+    from .chain import CallContext, ChainSpec
 
 
 class ChainCandidateGenerator(CandidateGenerator):
-    """Drafts a chain per round for transformers' assisted decoding; `stats` describe this call only."""
+    """Drafts a chain per round for transformers' assisted decoding; `stats` describe this call only.
+
+    Args:
+        ctx (`CallContext`): the call's models and settings.
+        spec (`ChainSpec`): the method's stop rule factory and candidate bounds.
+        input_ids (`torch.LongTensor` of shape `(1, P)`): the prompt.
+        attention_mask (`torch.Tensor` of shape `(1, P)`, *optional*): 1 at real tokens.
+        stopping_criteria (`StoppingCriteriaList`, *optional*): the call's criteria, offered token by token.
+    """
 
     requires_model_outputs = False
 
@@ -143,8 +149,17 @@ class CutStreamer(BaseStreamer):
 
 
 def cut_output(output, length: int, prompt_length: int):
-    """generate()'s `output` (ids, or an output object) ended after `length` tokens: the sequence, the per-token
-    tuples (scores, logits, attentions, hidden states) and the returned cache as the target alone leaves them."""
+    """generate()'s output cut where a stopping criterion stopped the sequence inside a round.
+
+    Args:
+        output (`torch.LongTensor` of shape `(1, T)` or a generate() output object): what generate() returned.
+        length (`int`): the sequence's length (prompt included) after the cut.
+        prompt_length (`int`): the prompt's length.
+
+    Returns:
+        The same kind of object: the sequence, the per-token tuples (scores, logits, attentions, hidden states)
+        and the returned cache as the target alone leaves them.
+    """
     if isinstance(output, torch.Tensor):
         return output[:, :length]
     new_tokens = length - prompt_length

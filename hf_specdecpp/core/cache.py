@@ -63,8 +63,18 @@ def prepare_single_cache(cache: Any, role: str) -> Any:
 
 
 def rollback(cache: Any, tokens: int) -> None:
-    """Remove the newest `tokens` positions. `crop` is only ever called with a negative count: `crop(0)` emptied
-    a cache before transformers 5.14 and a positive count meant "keep n" before 5.20."""
+    """Remove the newest positions of a cache (rejected candidates).
+
+    `crop` is only ever called with a negative count: `crop(0)` emptied a cache before transformers 5.14 and a
+    positive count meant "keep n" before 5.20.
+
+    Args:
+        cache: a transformers cache of one sequence (or a batch whose rows drop the same number).
+        tokens (`int`): positions to remove; 0 or less removes nothing.
+
+    Raises:
+        CacheSupportError: recurrent layers that did not keep the intermediate states needed.
+    """
     if tokens <= 0:
         return
     try:
@@ -78,7 +88,16 @@ def rollback(cache: Any, tokens: int) -> None:
 
 
 def realign(cache: Any, pads: list[int] | None, keep: list[int], valid: torch.Tensor | None = None) -> list[int]:
-    """Keep the first `keep[b]` real positions of every row, right-aligned; return the new left padding per row.
+    """Keep the first `keep[b]` real positions of every row of a batch cache, right-aligned.
+
+    Args:
+        cache: a cache of full-attention (or sliding-window) layers, keys `(B, heads, columns, head_dim)`.
+        pads (`list[int]`, *optional*): left padding columns per row now (None with `valid`).
+        keep (`list[int]`): real positions to keep per row.
+        valid (`torch.Tensor` of shape `(B, columns)`, *optional*): the real columns of rows with holes.
+
+    Returns:
+        `list[int]`: the new left padding per row (`max(keep) - keep[b]`).
 
     Row b's real positions occupy columns `pads[b]:` of the cache before the call, or, with `valid` `(B, columns)`
     (rows with holes, `HoledRows`), the columns marked there. Afterwards the cache is `max(keep)` columns wide and
@@ -204,8 +223,12 @@ def check_gatherable(cache: Any, role: str) -> None:
 
 
 def compact(cache: Any, prefix: int, positions: list[int]) -> None:
-    """Keep the first `prefix` cache positions and then `positions` (increasing, all >= `prefix`), in that order,
-    in every layer (one sequence); drop the rest.
+    """Keep a prefix and then chosen positions in every layer of a one-sequence cache (a tree's accepted path).
+
+    Args:
+        cache: a cache of full-attention layers (`check_gatherable`).
+        prefix (`int`): leading positions kept as they are.
+        positions (`list[int]`): further positions to keep, increasing, all >= `prefix`; they follow the prefix.
 
     The kept positions are copied down in place and the layer cropped: the work is proportional to
     `len(positions)`, not to the sequence (the prefix is not touched). An accepted path that already follows the

@@ -24,7 +24,7 @@ import torch
 from ..utils.io import read_json_object
 from ..utils.timing import timed
 from .device import DeviceKind
-from .model_session import ModelSession
+from .drafting import ModelSession
 
 VERIFY_KS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 20)
 """Candidate counts K whose verification pass is timed by default; v(K) is interpolated between them."""

@@ -28,7 +28,14 @@ tokenizer's vocabulary (Qwen2.5: 0.08%); larger differences are taken for differ
 
 
 def output_vocab_size(model: PreTrainedModel) -> int:
-    """The size of the model's logits: its output layer's width, else the config's vocab size."""
+    """The size of the model's logits.
+
+    Args:
+        model (`PreTrainedModel`): any causal language model.
+
+    Returns:
+        `int`: its output layer's width, else the config's vocab size.
+    """
     embeddings = model.get_output_embeddings()
     if embeddings is not None and hasattr(embeddings, "out_features"):
         return int(embeddings.out_features)
@@ -91,17 +98,43 @@ def stand_in_token(draft: PreTrainedModel, tokenizer=None) -> int:
     return 0
 
 
+def vocab_map(target: PreTrainedModel, draft: PreTrainedModel, assistant_tokenizer=None) -> VocabMap:
+    """The pair's vocabulary map (no checks: `check_pair` makes them, once per call).
+
+    Args:
+        target (`PreTrainedModel`): the target model.
+        draft (`PreTrainedModel`): the draft model.
+        assistant_tokenizer (optional): the draft's tokenizer; its unknown token is the draft's stand-in token.
+
+    Returns:
+        `VocabMap`: both output sizes and the draft's stand-in token.
+    """
+    return VocabMap(output_vocab_size(target), output_vocab_size(draft), stand_in_token(draft, assistant_tokenizer))
+
+
 def check_pair(target: PreTrainedModel, draft: PreTrainedModel, tokenizer=None, assistant_tokenizer=None) -> VocabMap:
-    """Raise ValueError when draft and target cannot be used together; return their vocabulary map.
+    """Check that a draft and a target can be used together; run once per generate() call.
 
     Decoder-only models are required. The vocabularies must be one tokenizer's: compared directly when both
     tokenizers are given, otherwise inferred from the output sizes (equal, or differing only by padding).
+
+    Args:
+        target (`PreTrainedModel`): the target model.
+        draft (`PreTrainedModel`): the draft model.
+        tokenizer (*optional*): the target's tokenizer.
+        assistant_tokenizer (*optional*): the draft's tokenizer.
+
+    Returns:
+        `VocabMap`: the pair's vocabulary map.
+
+    Raises:
+        ValueError: an encoder-decoder model, or vocabularies of different tokenizers.
     """
     for role, model in (("target", target), ("draft", draft)):
         if getattr(model.config, "is_encoder_decoder", False):
             raise ValueError(f"hf_specdecpp supports decoder-only models; the {role} ({type(model).__name__}) is an "
                              "encoder-decoder model.")
-    vocab = VocabMap(output_vocab_size(target), output_vocab_size(draft), stand_in_token(draft, assistant_tokenizer))
+    vocab = vocab_map(target, draft, assistant_tokenizer)
     if tokenizer is not None and assistant_tokenizer is not None:
         check_tokenizers(tokenizer, assistant_tokenizer)
         if len(tokenizer) > vocab.shared_size:

@@ -40,7 +40,7 @@ from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria
 from transformers.generation.utils import GenerationMixin
 
 from ..core.assisted import CutStreamer, StopAfterCut, cut_output
-from ..core.call import CallContext
+from ..core.chain import CallContext
 from ..core.compat import CACHE_KEYS, TESTED_RANGE, UpstreamChangedError, is_tested_transformers, \
     static_cache_croppable
 from ..core.validation import check_empty_cache
@@ -237,7 +237,7 @@ def _generate_with_method(original_generate, signature: inspect.Signature, model
     streamer = arguments.pop("streamer", None)
     arguments["custom_generate"] = functools.partial(
         method.decode, draft_model=draft, streamer=streamer, route="candidate_generator=", tokenizer=tokenizer,
-        assistant_tokenizer=assistant_tokenizer)
+        assistant_tokenizer=assistant_tokenizer, models_checked=True)
     return original_generate(*bound.args, **bound.kwargs)
 
 

@@ -21,12 +21,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
-from ..core.call import CallContext
-from ..core.chain import ChainSpec, DecodeResult, chain_decode
+from ..core.chain import CallContext, ChainSpec, DecodeResult, SpeculationStats, chain_decode
 from ..core.compat import model_kwargs_cache
 from ..core.device import input_device
 from ..core.pair import check_pair
-from ..core.stats import SpeculationStats
 from ..core.validation import check_empty_cache, check_generation_inputs
 
 if TYPE_CHECKING:
@@ -124,11 +122,13 @@ class DecodingMethod:
                stopping_criteria: StoppingCriteriaList, generation_config: GenerationConfig, *,
                draft_model: PreTrainedModel, streamer: BaseStreamer | None = None, synced_gpus: bool = False,
                route: str = "candidate_generator=", tokenizer: Any = None, assistant_tokenizer: Any = None,
-               **model_kwargs) -> Any:
-        """Run this method's own decoding loop as generate()'s decoding method; returns like generate()."""
+               models_checked: bool = False, **model_kwargs) -> Any:
+        """Run this method's own decoding loop as generate()'s decoding method; returns like generate().
+        `models_checked`: the generate() patch already ran `check_models` for this call."""
         if synced_gpus:
             raise ValueError(f"hf_specdecpp's decoding loop ({route}) does not support synced_gpus.")
-        self.check_models(model, draft_model, tokenizer, assistant_tokenizer)
+        if not models_checked:
+            self.check_models(model, draft_model, tokenizer, assistant_tokenizer)
         check_generation_inputs(input_ids, model_kwargs, generation_config, route)
         if input_ids.shape[0] > 1 and streamer is not None:
             raise ValueError("Streamers take one sequence: stream a batch one prompt at a time.")

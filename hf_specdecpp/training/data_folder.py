@@ -14,8 +14,9 @@ import os
 import re
 from pathlib import Path
 
-from ..utils.folders import remove_entries
+from ..utils.folders import remove_entries, verify_checksums
 from ..utils.io import FileFormatError, diff_settings, read_json_object, write_json
+from ..utils.warnings import warn_once
 from .common import TrainingError
 
 FORMAT_VERSION = 3  # 2: the producing-state columns (`context_*`); 3: the marker and per-file shard checksums
@@ -98,8 +99,6 @@ def remove_stale_shards(output_dir: Path, keep: set[str]) -> None:
 
 def resume_manifest(output_dir: Path, metadata: dict) -> dict:
     """The manifest of a folder made with the same models and settings; refuses anything else unchanged."""
-    from .shards import verify_shard_files
-
     old = read_metadata(output_dir)
     diffs = diff_settings(comparable(old), comparable(metadata))
     if diffs:
@@ -112,6 +111,25 @@ def resume_manifest(output_dir: Path, metadata: dict) -> dict:
     # Shard folders not in the manifest are leftovers of an interrupted shard: remove them.
     remove_stale_shards(output_dir, keep={shard_name(s, k) for k in manifest["shards"] for s in SPLITS})
     return manifest
+
+
+def verify_shard_files(data_dir: Path, split: str, shard: int, entry: dict) -> None:
+    """Refuse a shard whose files differ from the checksums the manifest recorded (a data set of an older
+    make-data, which recorded none, is read with a warning)."""
+    if entry.get(split, 0) == 0:
+        return
+    name = shard_name(split, shard)
+    if "files" not in entry:
+        warn_once(f"unverified-data:{os.path.abspath(data_dir)}",
+                  f"{data_dir} was written by an older make-data that recorded no checksums: damaged shard files "
+                  "cannot be detected. Run make-data again into a new folder to get checked data.")
+        return
+    try:
+        verify_checksums(Path(data_dir) / SHARDS_DIR / name, entry["files"], f"{data_dir}: shard {name}",
+                         prefix=f"{name}/")
+    except FileFormatError as err:
+        raise TrainingError(f"{err}. The data set is damaged: run make-data again into a new folder (or with "
+                            "--overwrite).") from None
 
 
 def process_progress_files(output_dir: Path) -> list[str]:

@@ -12,11 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from ..head import CONFIDENCE_FEATURES, PRODUCING_STATE
-from ..utils.folders import file_checksums, publish_folder, remove_entries, verify_checksums
-from ..utils.io import FileFormatError
-from ..utils.warnings import warn_once
+from ..utils.folders import file_checksums, publish_folder, remove_entries
 from .common import TrainingError, quiet_datasets, train_extra
-from .data_folder import SHARDS_DIR, SPLITS, read_manifest, read_metadata, shard_name
+from .data_folder import SHARDS_DIR, SPLITS, read_manifest, read_metadata, shard_name, verify_shard_files
 
 
 def features_for(split: str, hidden_size: int, drafted_token: bool = True):
@@ -62,25 +60,6 @@ def write_shard(output_dir: Path, shard: int, rows: dict, hidden_size: int,
         checksums.update(file_checksums(shards / f".tmp-{name}", prefix=f"{name}/"))
         publish_folder(shards / f".tmp-{name}", shards / name)
     return checksums
-
-
-def verify_shard_files(data_dir: Path, split: str, shard: int, entry: dict) -> None:
-    """Refuse a shard whose files differ from the checksums the manifest recorded (a data set of an older
-    make-data, which recorded none, is read with a warning)."""
-    if entry.get(split, 0) == 0:
-        return
-    name = shard_name(split, shard)
-    if "files" not in entry:
-        warn_once(f"unverified-data:{os.path.abspath(data_dir)}",
-                  f"{data_dir} was written by an older make-data that recorded no checksums: damaged shard files "
-                  "cannot be detected. Run make-data again into a new folder to get checked data.")
-        return
-    try:
-        verify_checksums(Path(data_dir) / SHARDS_DIR / name, entry["files"], f"{data_dir}: shard {name}",
-                         prefix=f"{name}/")
-    except FileFormatError as err:
-        raise TrainingError(f"{err}. The data set is damaged: run make-data again into a new folder (or with "
-                            "--overwrite).") from None
 
 
 def load_shard(data_dir: Path, split: str, shard: int, entry: dict, hidden_size: int):

@@ -8,7 +8,7 @@ sequence but the last, the draft's a prefix of the sequence; after a round both 
 accepted path only (`core.cache.compact`, in place: work proportional to the path, not the sequence). Host
 synchronisations per round: one per tree level (the frontier, whose last read also brings the selected tree to
 the host) and one more (the verdict), plus one per accepted token when the call has stopping criteria beyond its
-length and EOS limits (`core.criteria`); node indices and tokens reach the device through staged non-blocking
+length and EOS limits (`core.processing.first_stop`); node indices and tokens reach the device through staged non-blocking
 copies (`core.device.to_device`).
 """
 
@@ -19,13 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ...core.attention import additive_mask, causal_allowed, tree_allowed
 from ...core.cache import compact
-from ...core.chain import DecodeResult, Rows
-from ...core.criteria import criteria_to_offer, first_stop
+from ...core.chain import DecodeResult, Rows, SpeculationStats
 from ...core.device import to_device
-from ...core.model_session import ModelSession, last_logits
-from ...core.stats import SpeculationStats
+from ...core.drafting import ModelSession, additive_mask, causal_allowed, last_logits, tree_allowed
+from ...core.processing import criteria_to_offer, first_stop
 from .growth import GrowthSettings, grow_tree
 from .tree import ROOT, DraftTree, HostTree
 from .verify import greedy_outcomes, sampling_outcomes
@@ -33,7 +31,7 @@ from .verify import greedy_outcomes, sampling_outcomes
 if TYPE_CHECKING:
     from transformers import StoppingCriteriaList
 
-    from ...core.call import CallContext
+    from ...core.chain import CallContext
     from ...head import AcceptanceHead
     from .config import DySpecConfig
 

@@ -37,7 +37,7 @@ import weakref
 import torch
 from transformers import DynamicCache
 
-from ...core.attention import additive_mask
+from ...core.drafting import additive_mask
 from ...core.cache import FULL_LAYER_TYPES, CacheSupportError
 from ...core.compat import cache_argument, cache_layers
 from ...core.device import input_device

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
     from transformers.generation.streamers import BaseStreamer
 
-    from ...core.call import CallContext
+    from ...core.chain import CallContext
 
 DEFAULT_THRESHOLD = 0.7
 """h when neither the call nor a policy for this device gives one (the reference's sample script uses 0.7)."""
