@@ -14,8 +14,10 @@ of one sequence, through transformers' assisted decoding with `new_candidate_gen
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -28,6 +30,7 @@ from ..core.device import input_device
 from ..core.pair import check_pair
 from ..core.stats import SpeculationStats
 from ..core.validation import check_empty_cache, check_generation_inputs
+from .config_base import MethodConfig, config_from_arguments, fields_doc
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel, StoppingCriteriaList
@@ -66,19 +69,66 @@ def build_output(result: DecodeResult, ctx: CallContext) -> Any:
 
 
 class DecodingMethod:
-    """Base of every method: immutable after construction, one per-call state per generate() call."""
+    """Base of every method: immutable after construction, one per-call state per generate() call.
+
+    A subclass names its settings with `config_class` (a `MethodConfig`); the constructor takes them as a config
+    object or as the config's fields (positionally in field order, or by name), so no method repeats its fields:
+    `FixedKMethod(4)`, `FixedKMethod(num_candidates=4)` and `FixedKMethod(FixedKConfig(4))` are the same method.
+    The fields also read as attributes (`method.num_candidates`). The class docstring's `Args:` section lists the
+    config's fields (added from their help text).
+    """
 
     kind: ClassVar[str] = ""  # "chain" or "tree"
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
     _frozen = False
 
-    def __init__(self, config: Any, draft_model: PreTrainedModel | None = None, streamer: BaseStreamer | None = None):
-        self.config = config
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "config_class" in cls.__dict__ and cls.__doc__ and "    Args:\n" in cls.__doc__:
+            cls.__doc__ = _with_config_args(cls.__doc__, cls.config_class)
+
+    def __init__(self, *settings: Any, config: MethodConfig | None = None, draft_model: PreTrainedModel | None = None,
+                 streamer: BaseStreamer | None = None, **values: Any):
+        self.config = config_from_arguments(self.config_class, settings, values, config)
         self.draft_model = draft_model
         self.streamer = streamer
         self._last = threading.local()
         if draft_model is not None:
             self.check_draft(draft_model)
         self._frozen = True
+
+    def __getattr__(self, name: str) -> Any:  # the config's fields read as attributes: method.threshold
+        config = self.__dict__.get("config")
+        if config is not None and name in {f.name for f in fields(config)}:
+            return getattr(config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    # ------------------------------------------------------------------ saving the settings
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
+        """Save the method's config (`MethodConfig.save_pretrained`; a head or draft model is not saved).
+
+        Args:
+            save_directory (`str` or `os.PathLike`): the folder to write `decoding_method.json` into.
+            kwargs: `config_file_name=`, `overwrite=` of `MethodConfig.save_pretrained`.
+
+        Returns:
+            `pathlib.Path`: the file written.
+        """
+        return self.config.save_pretrained(save_directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_path: str | os.PathLike, *args: Any, **kwargs: Any) -> DecodingMethod:
+        """The method with the config saved in `pretrained_path` (see `save_pretrained`).
+
+        Args:
+            pretrained_path (`str` or `os.PathLike`): the folder (or JSON file) `save_pretrained` wrote.
+            args, kwargs: the constructor's other arguments (e.g. `head=`, `draft_model=`); config fields given here
+                replace the saved ones.
+
+        Returns:
+            `DecodingMethod`: a new method object.
+        """
+        return cls(*args, config=cls.config_class.from_pretrained(pretrained_path), **kwargs)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if self._frozen and not name.startswith("_"):
@@ -151,6 +201,25 @@ class DecodingMethod:
     def run(self, ctx: CallContext, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None,
             stopping_criteria: StoppingCriteriaList, cache: Any) -> DecodeResult:
         raise NotImplementedError
+
+
+def _with_config_args(doc: str, config_class: type[MethodConfig]) -> str:
+    """A method class's docstring with its config's fields and the common arguments at the end of `Args:`."""
+    head, tail = doc.split("    Args:\n", 1)
+    own, rest = ("", tail[1:]) if tail.startswith("\n") else (tail.split("\n\n", 1) + [""])[:2]
+    own = f"{own}\n" if own.strip() else ""  # the method's own arguments (e.g. head) come first
+    common = _COMMON_ARGS.format(name=config_class.__name__)
+    return f"{head}    Args:\n{own}{fields_doc(config_class)}\n{common}\n{rest}"
+
+
+_COMMON_ARGS = """\
+        config (`{name}`, *optional*):
+            The settings as one object instead of the fields above (fields given as well replace its values).
+        draft_model (`PreTrainedModel`, *optional*):
+            The draft: required for `custom_generate=`, optional with `candidate_generator=` (`assistant_model=`).
+        streamer (`BaseStreamer`, *optional*):
+            A streamer for the `custom_generate=` route (generate() does not forward its own there).
+"""
 
 
 class ChainMethod(DecodingMethod):

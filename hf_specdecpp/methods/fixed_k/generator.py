@@ -2,33 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 
-from ...core.validation import check_int
 from ..base import ChainMethod
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedModel
-    from transformers.generation.streamers import BaseStreamer
-
-
-@dataclass(frozen=True)
-class FixedKConfig:
-    num_candidates: int = 4
-
-    def __post_init__(self):
-        check_int("num_candidates", self.num_candidates)
-
-    @property
-    def min_candidates(self) -> int:
-        return self.num_candidates
-
-    @property
-    def max_candidates(self) -> int:
-        return self.num_candidates
+from .config import FixedKConfig
 
 
 class NeverStop:
@@ -43,20 +20,27 @@ class NeverStop:
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
-class FixedLengthCandidateGenerator(ChainMethod):
-    """Draft exactly `num_candidates` (K) tokens per round; stop earlier only at EOS or at the length limit.
+class FixedKMethod(ChainMethod):
+    """Fixed K, the classic speculative decoding baseline: draft exactly `num_candidates` (K) tokens per round;
+    stop earlier only at EOS or at the length limit.
 
-    Usage: `target.generate(**inputs, assistant_model=draft,
-    candidate_generator=FixedLengthCandidateGenerator(num_candidates=4))`.
+    An immutable method description (not a `transformers.CandidateGenerator`); `FixedLengthCandidateGenerator` is
+    the same class under its former name. Its registry name is "fixed-k".
+
+    Args:
+
+    Example:
+
+    ```python
+    target.generate(**inputs, assistant_model=draft, candidate_generator=FixedKMethod(num_candidates=4))
+    ```
     """
 
-    def __init__(self, num_candidates: int = 4, draft_model: PreTrainedModel | None = None,
-                 streamer: BaseStreamer | None = None):
-        super().__init__(FixedKConfig(num_candidates), draft_model, streamer)
-
-    @property
-    def num_candidates(self) -> int:
-        return self.config.num_candidates
+    config_class = FixedKConfig
 
     def new_rule(self, ctx) -> NeverStop:
         return NeverStop()
+
+
+FixedLengthCandidateGenerator = FixedKMethod
+"""The former name of `FixedKMethod` (kept working)."""

@@ -2,32 +2,42 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, get_args
 
-from ...core.validation import check_candidate_bounds, check_choice, check_int, check_probability
+from ...core.validation import check_candidate_bounds, check_int, check_probability
+from ..config_base import MethodConfig, document_fields
 
-RECALIBRATE_MODES = ("never", "auto")
+RecalibrateMode = Literal["never", "auto"]
+RECALIBRATE_MODES = get_args(RecalibrateMode)
 
 
+@document_fields
 @dataclass(frozen=True)
-class SpecDecPPConfig:
+class SpecDecPPConfig(MethodConfig):
     """Stop drafting once the head's predicted P(at least one rejection) exceeds `threshold`.
 
     `threshold` and `max_candidates` default (None) to the head's calibrated policy when it was measured on
     the kind of device the draft runs on; otherwise to `DEFAULT_THRESHOLD` and `DEFAULT_MAX_CANDIDATES`.
-    `recalibrate="auto"` re-calibrates the head's policy at first use on a kind of device other than the one it was
-    measured on (a few seconds of timing, cached per device kind) when the head ships dev-set traces.
     """
 
-    threshold: float | None = None
-    min_candidates: int = 1
-    max_candidates: int | None = None
-    recalibrate: str = "never"
+    method: ClassVar[str] = "specdec++"
+
+    threshold: float | None = field(default=None, metadata={"help": (
+        "h in (0, 1): stop drafting once the predicted P(any rejection) exceeds it. None: the head's calibrated "
+        "policy for the draft's kind of device (and dtype), else the policy's h with a warning, else 0.7.")})
+    min_candidates: int = field(default=1, metadata={"help": "Fewest candidates drafted per round (>= 1)."})
+    max_candidates: int | None = field(default=None, metadata={"help": (
+        "Most candidates drafted per round. None: the policy's cap when it was calibrated on this kind of device, "
+        "else 20.")})
+    recalibrate: RecalibrateMode = field(default="never", metadata={"help": (
+        "'auto' re-calibrates the head's policy at first use on a kind of device other than the one it was "
+        "measured on (seconds; needs a head with dev-set traces) and caches it per device kind; 'never' does not.")})
 
     def __post_init__(self):
+        super().__post_init__()
         check_probability("threshold", self.threshold, allow_none=True)
         check_int("min_candidates", self.min_candidates)
         check_int("max_candidates", self.max_candidates, allow_none=True)
         if self.max_candidates is not None:
             check_candidate_bounds(self.min_candidates, self.max_candidates)
-        check_choice("recalibrate", self.recalibrate, RECALIBRATE_MODES)

@@ -1,9 +1,9 @@
-"""SpecDec++ as a candidate generator: the acceptance head decides when to stop drafting."""
+"""SpecDec++ as a decoding method: the acceptance head decides when to stop drafting."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...head import DEFAULT_MAX_CANDIDATES, AcceptanceHead, DeviceKind, HeadPolicy, head_on
 from ...utils.warnings import warn_once
@@ -11,12 +11,11 @@ from ...core.chain import ChainSpec
 from ...core.device import input_device
 from ..base import ChainMethod
 from .config import SpecDecPPConfig
-from .stopping import RejectionThresholdCriteria
+from .stopping import RejectionThresholdRule
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
-    from transformers.generation.streamers import BaseStreamer
-
+    
     from ...core.call import CallContext
 
 DEFAULT_THRESHOLD = 0.7
@@ -32,41 +31,35 @@ class ResolvedPolicy:
     calibrated_here: bool
 
 
-class SpecDecPPCandidateGenerator(ChainMethod):
+class SpecDecPPMethod(ChainMethod):
     """SpecDec++: stop drafting when the acceptance head's predicted P(any rejection) exceeds `threshold`.
 
-    Args:
-        head: the trained `AcceptanceHead` for this draft/target pair.
-        threshold: h in (0, 1). Default: the head's calibrated policy when it was measured on the kind of device
-            (and dtype) the draft runs on, else the policy's h with a warning, else 0.7.
-        min_candidates / max_candidates: bounds on the candidates per round; max_candidates defaults like
-            `threshold` (a cap calibrated on another kind of device is not used: the default 20 is).
-        draft_model: the draft, required for `custom_generate=`, optional with `candidate_generator=`.
-        streamer: a streamer for the `custom_generate=` route (generate() does not forward its own there).
-        recalibrate: "auto" re-calibrates the head's policy at first use on a kind of device other than the one it
-            was measured on (seconds; needs a head with dev-set traces) and caches it per device kind; a policy
-            measured on this kind of device is used as it is. "never" (default) does not.
+    An immutable description of the method, not a `transformers.CandidateGenerator`: generate() builds the
+    per-call candidate generator from it (`new_candidate_generator`), so one object serves any number of calls,
+    also concurrently. `SpecDecPPCandidateGenerator` is the same class under its former name.
 
-    Usage: `target.generate(**inputs, assistant_model=draft, candidate_generator=SpecDecPPCandidateGenerator(
-    head=head))`. The object is immutable and serves any number of calls, also concurrently.
+    Args:
+        head (`AcceptanceHead`):
+            The trained acceptance head for this draft/target pair (the first positional argument).
+
+    Example:
+
+    ```python
+    method = SpecDecPPMethod(head=load_shipped_head())
+    target.generate(**inputs, assistant_model=draft, candidate_generator=method)
+    ```
     """
 
-    def __init__(self, head: AcceptanceHead, threshold: float | None = None, min_candidates: int = 1,
-                 max_candidates: int | None = None, draft_model: PreTrainedModel | None = None,
-                 streamer: BaseStreamer | None = None, recalibrate: str = "never"):
+    config_class = SpecDecPPConfig
+
+    def __init__(self, head: AcceptanceHead, *settings: Any, **kwargs: Any):
         check_head_type(head)
-        if recalibrate == "auto" and not head.traces:
+        self.head = head
+        super().__init__(*settings, **kwargs)
+        if self.config.recalibrate == "auto" and not head.traces:
             raise ValueError("recalibrate='auto' re-simulates the head's dev traces, but this head ships no dev "
                              "traces (head.traces): calibrate it with `hf-specdecpp calibrate` and its make-data "
                              "folder, or use recalibrate='never'.")
-        self.head = head
-        super().__init__(SpecDecPPConfig(threshold, min_candidates, max_candidates, recalibrate), draft_model,
-                         streamer)
-
-    @property
-    def threshold(self) -> float | None:
-        """The threshold given to the constructor (None: from the head's policy at call time)."""
-        return self.config.threshold
 
     def check_draft(self, draft: PreTrainedModel) -> None:
         check_head_fits(self.head, draft)
@@ -95,7 +88,7 @@ class SpecDecPPCandidateGenerator(ChainMethod):
                           f"The acceptance head's policy (h={policy.threshold:g}, cap {policy.max_candidates}) was "
                           f"calibrated on {measured}; the draft runs on {device.describe()}. Using "
                           f"h={policy.threshold:g} with the default cap {DEFAULT_MAX_CANDIDATES}. Re-calibrate in "
-                          "seconds: SpecDecPPCandidateGenerator(head=head, recalibrate='auto'), or "
+                          "seconds: SpecDecPPMethod(head=head, recalibrate='auto'), or "
                           "`hf-specdecpp recalibrate`.")
         if do_sample is not None:
             self._warn_decoding(do_sample)
@@ -132,7 +125,7 @@ class SpecDecPPCandidateGenerator(ChainMethod):
     def chain_spec(self, ctx: CallContext) -> ChainSpec:
         policy = self.resolve_policy(ctx.draft, ctx.target, ctx.do_sample)
         head = head_on(self.head, input_device(ctx.draft))
-        return ChainSpec(lambda: RejectionThresholdCriteria(head, policy.threshold), self.config.min_candidates,
+        return ChainSpec(lambda: RejectionThresholdRule(head, policy.threshold), self.config.min_candidates,
                          policy.max_candidates)
 
 
@@ -152,3 +145,8 @@ def check_head_fits(head: AcceptanceHead, draft: PreTrainedModel) -> None:
         raise ValueError(
             f"The acceptance head expects hidden size {head.hidden_size}, but the draft model "
             f"({type(draft).__name__}) has hidden size {draft_hidden}. Use a head trained for this draft model.")
+
+
+SpecDecPPCandidateGenerator = SpecDecPPMethod
+"""The former name of `SpecDecPPMethod` (kept working; the object is a method description, not a
+`transformers.CandidateGenerator`)."""
