@@ -275,7 +275,7 @@ class AcceptanceHead(
             f"No acceptance head for {draft_model_id} -> {target_model_id} on the Hub (searched the "
             f"'acceptance-head' models whose card names both as base_model; {len(candidates)} named them). Train "
             "one: hf-specdecpp make-data, train, calibrate, push; or use a training-free rule, e.g. "
-            "EntropyStoppingCandidateGenerator(estimator='svip', lam=0.3).")
+            "EntropyMethod(estimator='svip', lam=0.3).")
 
     def check_pair(self, draft_model_id: str, target_model_id: str, where: str | None = None) -> None:
         """Raise `WrongPairError` when this head was trained for another pair of Hub ids (ids it or the caller

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..utils.io import read_json_object
 from .base import DecodingMethod
-from .config_base import MethodConfig, config_path
+from .config_base import MethodConfig, config_path, fields_doc
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,10 @@ class MethodEntry:
     method_class: type[DecodingMethod]
     config_class: type[MethodConfig]
     description: str
+
+    def settings_doc(self, indent: str = "  ") -> str:
+        """The config's fields with type, default and help text (`Args:` entries; the `methods NAME` command)."""
+        return fields_doc(self.config_class, indent)
 
 
 _REGISTRY: dict[str, MethodEntry] = {}
@@ -54,6 +58,10 @@ def register(name: str, method_class: type[DecodingMethod], description: str) ->
         raise ValueError(f"{method_class.config_class.__name__}.method is {method_class.config_class.method!r}, "
                          f"not {name!r}")
     _REGISTRY[name] = MethodEntry(name, method_class, method_class.config_class, description)
+
+
+__all__ = ["MethodEntry", "available", "build", "config_class", "entry_for", "get", "load_config",
+           "names", "register"]
 
 
 def names() -> list[str]:
