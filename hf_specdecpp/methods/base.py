@@ -144,7 +144,13 @@ class DecodingMethod:
 
     def check_models(self, target: PreTrainedModel, draft: PreTrainedModel, tokenizer: Any = None,
                      assistant_tokenizer: Any = None) -> None:
-        """Raise ValueError before any generation when the pair cannot work with this method."""
+        """Raise ValueError before any generation when the pair cannot work with this method.
+
+        Args:
+            target (`PreTrainedModel`): the target model.
+            draft (`PreTrainedModel`): the draft model.
+            tokenizer, assistant_tokenizer (`PreTrainedTokenizerBase`, *optional*): the call's tokenizers.
+        """
         check_pair(target, draft, tokenizer, assistant_tokenizer)
         self.check_draft(draft)
 
@@ -161,7 +167,21 @@ class DecodingMethod:
     def __call__(self, model: PreTrainedModel, input_ids: torch.LongTensor, logits_processor: LogitsProcessorList,
                  stopping_criteria: StoppingCriteriaList, generation_config: GenerationConfig,
                  synced_gpus: bool = False, **model_kwargs) -> Any:
-        """The `custom_generate=` front door: transformers calls the method object as its decoding method."""
+        """The `custom_generate=` front door: transformers calls the method object as its decoding method.
+
+        Args:
+            model (`PreTrainedModel`): the target.
+            input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`): the prompt (left-padded in a batch).
+            logits_processor (`LogitsProcessorList`): the call's processors.
+            stopping_criteria (`StoppingCriteriaList`): the call's stopping criteria.
+            generation_config (`GenerationConfig`): the call's generation config.
+            synced_gpus (`bool`): must be False.
+            model_kwargs: `attention_mask` and the other model inputs generate() passes.
+
+        Returns:
+            `torch.LongTensor` of shape `(batch_size, seq_len + new)`, or a `SpeculativeDecoderOnlyOutput` with
+            `return_dict_in_generate=True`.
+        """
         if self.draft_model is None:
             raise ValueError(
                 "With custom_generate=, transformers does not pass `assistant_model` to the decoding method: give "
@@ -175,7 +195,20 @@ class DecodingMethod:
                draft_model: PreTrainedModel, streamer: BaseStreamer | None = None, synced_gpus: bool = False,
                route: str = "candidate_generator=", tokenizer: Any = None, assistant_tokenizer: Any = None,
                **model_kwargs) -> Any:
-        """Run this method's own decoding loop as generate()'s decoding method; returns like generate()."""
+        """Run this method's own decoding loop as generate()'s decoding method; returns like generate().
+
+        Args:
+            model, input_ids, logits_processor, stopping_criteria, generation_config: as for `__call__`.
+            draft_model (`PreTrainedModel`): the draft.
+            streamer (`BaseStreamer`, *optional*): receives the prompt, then each accepted token.
+            synced_gpus (`bool`): must be False.
+            route (`str`): the front door, for error messages.
+            tokenizer, assistant_tokenizer (`PreTrainedTokenizerBase`, *optional*): the call's tokenizers.
+            model_kwargs: `attention_mask` and the other model inputs.
+
+        Returns:
+            `torch.LongTensor` of shape `(batch_size, seq_len + new)`, or a `SpeculativeDecoderOnlyOutput`.
+        """
         if synced_gpus:
             raise ValueError(f"hf_specdecpp's decoding loop ({route}) does not support synced_gpus.")
         self.check_models(model, draft_model, tokenizer, assistant_tokenizer)
@@ -200,6 +233,18 @@ class DecodingMethod:
 
     def run(self, ctx: CallContext, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None,
             stopping_criteria: StoppingCriteriaList, cache: Any) -> DecodeResult:
+        """The method's decoding loop for one call (each method defines it).
+
+        Args:
+            ctx (`CallContext`): the call's models, settings and statistics.
+            input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`): the prompt, on the target's device.
+            attention_mask (`torch.Tensor` of shape `(batch_size, seq_len)`, *optional*): its mask.
+            stopping_criteria (`StoppingCriteriaList`): the call's stopping criteria.
+            cache (`Cache`, *optional*): an empty cache given to generate(), or None.
+
+        Returns:
+            `DecodeResult`: sequences, scores/logits when asked for, the cache and the statistics.
+        """
         raise NotImplementedError
 
 
@@ -228,7 +273,14 @@ class ChainMethod(DecodingMethod):
     kind = "chain"
 
     def new_rule(self, ctx: CallContext) -> StopRule:
-        """A fresh stop rule for one call."""
+        """A fresh stop rule for one call.
+
+        Args:
+            ctx (`CallContext`): the call.
+
+        Returns:
+            `StopRule`: see `hf_specdecpp.core.drafting.StopRule`.
+        """
         raise NotImplementedError
 
     def candidate_bounds(self, ctx: CallContext) -> tuple[int, int]:
@@ -236,6 +288,14 @@ class ChainMethod(DecodingMethod):
         return self.config.min_candidates, self.config.max_candidates
 
     def chain_spec(self, ctx: CallContext) -> ChainSpec:
+        """What the chain loop needs of this method for one call: a stop-rule factory and the bounds per round.
+
+        Args:
+            ctx (`CallContext`): the call.
+
+        Returns:
+            `ChainSpec`.
+        """
         low, high = self.candidate_bounds(ctx)
         return ChainSpec(lambda: self.new_rule(ctx), low, high)
 
@@ -246,7 +306,17 @@ class ChainMethod(DecodingMethod):
                                 attention_mask: torch.Tensor | None,
                                 stopping_criteria: StoppingCriteriaList | None = None) -> ChainCandidateGenerator:
         """The per-call candidate generator for transformers' own assisted decoding (one sequence); it offers
-        each token to `stopping_criteria` (the call's) as the target alone would."""
+        each token to `stopping_criteria` (the call's) as the target alone would.
+
+        Args:
+            ctx (`CallContext`): the call's models, settings and statistics.
+            input_ids (`torch.LongTensor` of shape `(1, seq_len)`): the prompt.
+            attention_mask (`torch.Tensor` of shape `(1, seq_len)`, *optional*): its mask.
+            stopping_criteria (`StoppingCriteriaList`, *optional*): the call's stopping criteria.
+
+        Returns:
+            `ChainCandidateGenerator`: a `transformers.CandidateGenerator` for this call only.
+        """
         from ..core.assisted import ChainCandidateGenerator
 
         return ChainCandidateGenerator(ctx, self.chain_spec(ctx), input_ids, attention_mask, stopping_criteria)

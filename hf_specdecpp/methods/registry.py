@@ -81,6 +81,12 @@ def available() -> dict[str, str]:
 def get(name: str) -> MethodEntry:
     """The entry of a registered name.
 
+    Args:
+        name (`str`): a registered name (`names()`).
+
+    Returns:
+        `MethodEntry`.
+
     Raises:
         `KeyError`: for a name that is not registered (the message lists those that are).
     """
@@ -90,7 +96,14 @@ def get(name: str) -> MethodEntry:
 
 
 def config_class(name: str) -> type[MethodConfig]:
-    """The config class of a registered method, e.g. `config_class("fixed-k")` is `FixedKConfig`."""
+    """The config class of a registered method, e.g. `config_class("fixed-k")` is `FixedKConfig`.
+
+    Args:
+        name (`str`): a registered name.
+
+    Returns:
+        `type[MethodConfig]`.
+    """
     return get(name).config_class
 
 
@@ -125,7 +138,14 @@ def load_config(pretrained_path: str | os.PathLike, config_file_name: str | None
 
 
 def entry_for(obj: Any) -> MethodEntry | None:
-    """The registry entry of a method object (None for anything else)."""
+    """The registry entry of a method object (None for anything else).
+
+    Args:
+        obj (`Any`): e.g. the `candidate_generator=` of a call.
+
+    Returns:
+        `MethodEntry` or `None`.
+    """
     for entry in _REGISTRY.values():
         if isinstance(obj, entry.method_class):
             return entry

@@ -24,13 +24,31 @@ from .config import GammaTuneConfig
 
 
 def next_gamma(gamma: float, drafted: int, accepted: int, smoothing: float) -> float:
-    """The smoothed length after a round that drafted `drafted` (>= 1) candidates and kept `accepted`."""
+    """The smoothed length after a round that drafted `drafted` (>= 1) candidates and kept `accepted`.
+
+    Args:
+        gamma (`float`): the smoothed length before the round.
+        drafted (`int`): candidates drafted in the round (>= 1).
+        accepted (`int`): candidates the target accepted.
+        smoothing (`float`): the weight of the round, in (0, 1].
+
+    Returns:
+        `float`: the new smoothed length.
+    """
     observed = accepted + 1 if accepted >= drafted else accepted
     return (1.0 - smoothing) * gamma + smoothing * observed
 
 
 def round_length(gamma: float, config: GammaTuneConfig) -> int:
-    """Candidates to draft next round: gamma rounded half up, within the config's bounds."""
+    """Candidates to draft next round: gamma rounded half up, within the config's bounds.
+
+    Args:
+        gamma (`float`): the smoothed length.
+        config (`GammaTuneConfig`): the bounds.
+
+    Returns:
+        `int`: K for the next round.
+    """
     return min(config.max_candidates, max(config.min_candidates, math.floor(gamma + 0.5)))
 
 

@@ -70,7 +70,16 @@ class SpecDecPPMethod(ChainMethod):
         """The threshold and cap for a call with these models (see the class docstring for where they come from).
 
         A policy calibrated with given costs (no device recorded) applies anywhere; a measured one only on the
-        kind of device it was measured on."""
+        kind of device it was measured on.
+
+        Args:
+            draft (`PreTrainedModel`): the draft of the call (its device and dtype select the policy).
+            target (`PreTrainedModel`): the target (timed when `recalibrate="auto"` re-calibrates).
+            do_sample (`bool`, *optional*): the call's decoding, to warn when the head was trained for the other.
+
+        Returns:
+            `ResolvedPolicy`: the threshold, the cap and whether they were calibrated for this device.
+        """
         config, policy = self.config, self._plausible_policy()
         device = DeviceKind.of(draft)
         if config.recalibrate == "auto" and (policy is None or policy.measured_on != device):
@@ -130,7 +139,15 @@ class SpecDecPPMethod(ChainMethod):
 
 
 def check_head_type(head: AcceptanceHead | None, optional: bool = False) -> None:
-    """`head` must be an AcceptanceHead (or None when `optional`)."""
+    """`head` must be an AcceptanceHead (or None when `optional`).
+
+    Args:
+        head (`AcceptanceHead` or `None`): the object given as `head=`.
+        optional (`bool`, *optional*, defaults to `False`): accept None.
+
+    Raises:
+        `TypeError`: for anything else.
+    """
     if optional and head is None:
         return
     if not isinstance(head, AcceptanceHead):
@@ -139,7 +156,15 @@ def check_head_type(head: AcceptanceHead | None, optional: bool = False) -> None
 
 
 def check_head_fits(head: AcceptanceHead, draft: PreTrainedModel) -> None:
-    """The head reads the draft's last hidden state: their sizes must agree."""
+    """The head reads the draft's last hidden state: their sizes must agree.
+
+    Args:
+        head (`AcceptanceHead`): the head.
+        draft (`PreTrainedModel`): the draft model.
+
+    Raises:
+        `ValueError`: when the hidden sizes differ.
+    """
     draft_hidden = draft.config.get_text_config().hidden_size
     if head.hidden_size != draft_hidden:
         raise ValueError(
