@@ -18,6 +18,7 @@ import os
 import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -251,11 +252,18 @@ class DecodingMethod:
 def _with_config_args(doc: str, config_class: type[MethodConfig]) -> str:
     """A method class's docstring with its config's fields and the common arguments at the end of `Args:`."""
     head, tail = doc.split("    Args:\n", 1)
+    head = f"{head.rstrip()}\n\n{_WHAT_IT_IS}\n\n"
     own, rest = ("", tail[1:]) if tail.startswith("\n") else (tail.split("\n\n", 1) + [""])[:2]
     own = f"{own}\n" if own.strip() else ""  # the method's own arguments (e.g. head) come first
     common = _COMMON_ARGS.format(name=config_class.__name__)
     return f"{head}    Args:\n{own}{fields_doc(config_class)}\n{common}\n{rest}"
 
+
+_WHAT_IT_IS = """\
+    An immutable description of the method (its config, plus a head where it takes one), not a
+    `transformers.CandidateGenerator`: generate() builds each call's candidate generator or decoding loop from it,
+    so one object serves any number of calls, also concurrently. Its former name (`hf_specdecpp.methods.ALIASES`)
+    still refers to the same class."""
 
 _COMMON_ARGS = """\
         config (`{name}`, *optional*):
@@ -271,9 +279,11 @@ class ChainMethod(DecodingMethod):
     """A method that drafts a chain of candidates per round and differs from the others by its stop rule."""
 
     kind = "chain"
+    rule_class: ClassVar[Callable[[Any], StopRule] | None] = None
+    """The stop rule, built per call from the config (`rule_class(config)`), unless `new_rule` is overridden."""
 
     def new_rule(self, ctx: CallContext) -> StopRule:
-        """A fresh stop rule for one call.
+        """A fresh stop rule for one call (`rule_class(self.config)`).
 
         Args:
             ctx (`CallContext`): the call.
@@ -281,7 +291,9 @@ class ChainMethod(DecodingMethod):
         Returns:
             `StopRule`: see `hf_specdecpp.core.drafting.StopRule`.
         """
-        raise NotImplementedError
+        if self.rule_class is None:
+            raise NotImplementedError(f"{type(self).__name__} sets neither rule_class nor new_rule")
+        return self.rule_class(self.config)
 
     def candidate_bounds(self, ctx: CallContext) -> tuple[int, int]:
         """(min, max) candidates per round for this call."""

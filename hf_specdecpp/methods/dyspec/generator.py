@@ -25,9 +25,6 @@ class DySpecMethod(DecodingMethod):
     rejection sampling over each node's children (`verify.py`), exact because no child's admission to the tree
     depends on its own draw. Only the accepted path stays in both caches. One sequence per call.
 
-    An immutable method description (not a `transformers.CandidateGenerator`); `DySpecCandidateGenerator` is the
-    same class under its former name.
-
     Args:
         head (`AcceptanceHead`, *optional*):
             An acceptance head for this draft model that guides the growth (keyword only).

@@ -40,9 +40,6 @@ class EntropyMethod(ChainMethod):
     orders tokens exactly like the AdaEDL entropy stopper: SVIP at (h, gamma) stops where AdaEDL at
     (lam = 1 - h, gamma) does (up to float rounding). Only the parametrisation differs.
 
-    An immutable method description (not a `transformers.CandidateGenerator`);
-    `EntropyStoppingCandidateGenerator` is the same class under its former name.
-
     Args:
 
     Example:
@@ -54,9 +51,7 @@ class EntropyMethod(ChainMethod):
     """
 
     config_class = EntropyConfig
-
-    def new_rule(self, ctx) -> ConfidenceStop:
-        return ConfidenceStop(self.config)
+    rule_class = ConfidenceStop
 
 
 EntropyStoppingCandidateGenerator = EntropyMethod

@@ -13,6 +13,9 @@ class NeverStop:
 
     needs_hidden_states = False
 
+    def __init__(self, config: FixedKConfig | None = None):
+        pass
+
     def start_round(self, batch_size: int) -> None:
         pass
 
@@ -24,9 +27,6 @@ class FixedKMethod(ChainMethod):
     """Fixed K, the classic speculative decoding baseline: draft exactly `num_candidates` (K) tokens per round;
     stop earlier only at EOS or at the length limit.
 
-    An immutable method description (not a `transformers.CandidateGenerator`); `FixedLengthCandidateGenerator` is
-    the same class under its former name. Its registry name is "fixed-k".
-
     Args:
 
     Example:
@@ -37,9 +37,7 @@ class FixedKMethod(ChainMethod):
     """
 
     config_class = FixedKConfig
-
-    def new_rule(self, ctx) -> NeverStop:
-        return NeverStop()
+    rule_class = NeverStop
 
 
 FixedLengthCandidateGenerator = FixedKMethod

@@ -92,9 +92,6 @@ class GammaTuneMethod(ChainMethod):
     with a heuristic switch): the switch here is the censored-run bonus (+1 over the drafted length after a fully
     accepted round); `initial` and `smoothing` are parameters, not the paper's constants.
 
-    An immutable method description (not a `transformers.CandidateGenerator`); `GammaTuneCandidateGenerator` is
-    the same class under its former name.
-
     Args:
 
     Example:
@@ -105,9 +102,7 @@ class GammaTuneMethod(ChainMethod):
     """
 
     config_class = GammaTuneConfig
-
-    def new_rule(self, ctx) -> GammaTuneRule:
-        return GammaTuneRule(self.config)
+    rule_class = GammaTuneRule
 
 
 GammaTuneCandidateGenerator = GammaTuneMethod

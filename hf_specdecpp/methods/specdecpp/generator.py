@@ -34,10 +34,6 @@ class ResolvedPolicy:
 class SpecDecPPMethod(ChainMethod):
     """SpecDec++: stop drafting when the acceptance head's predicted P(any rejection) exceeds `threshold`.
 
-    An immutable description of the method, not a `transformers.CandidateGenerator`: generate() builds the
-    per-call candidate generator from it (`new_candidate_generator`), so one object serves any number of calls,
-    also concurrently. `SpecDecPPCandidateGenerator` is the same class under its former name.
-
     Args:
         head (`AcceptanceHead`):
             The trained acceptance head for this draft/target pair (the first positional argument).
