@@ -1,6 +1,6 @@
 """What every decoding method shares: an immutable description that builds per-call state.
 
-The object a user passes (`candidate_generator=SpecDecPPCandidateGenerator(head=head)` or
+The object a user passes (`candidate_generator=SpecDecPPMethod(head=head)` or
 `custom_generate=...`) holds the method's validated config and optional `draft_model`/`streamer`; it never
 changes. Each generate() call builds its own state from it (a stop rule, a draft session, statistics), so one
 object serves any number of concurrent calls. The statistics of a call come back with the call
