@@ -9,7 +9,7 @@ is exactly what generate() gives for that prompt alone (greedy, float32), and ro
 from __future__ import annotations
 
 from common import arguments, default_prompt, load
-from hf_specdecpp import SpecDecPPCandidateGenerator
+from hf_specdecpp import SpecDecPPMethod
 
 PROMPTS = ["def fibonacci(n):", "Explain what a mutex is in one sentence.", "SELECT name FROM users WHERE"]
 
@@ -20,7 +20,7 @@ def main() -> None:
     prompts = [default_prompt(setup, p) + ("" if not setup.tiny else f" w{20 + i}") for i, p in enumerate(PROMPTS)]
     setup.tokenizer.padding_side = "left"
     inputs = setup.tokenizer(prompts, return_tensors="pt", padding=True).to(setup.target.device)
-    method = SpecDecPPCandidateGenerator(head=setup.head)
+    method = SpecDecPPMethod(head=setup.head)
     out = setup.target.generate(**inputs, assistant_model=setup.draft, candidate_generator=method,
                                 max_new_tokens=args.max_new_tokens, do_sample=False, return_dict_in_generate=True)
     width = inputs["input_ids"].shape[1]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from transformers import TextStreamer
 
 from common import arguments, chat_inputs, load
-from hf_specdecpp import SpecDecPPCandidateGenerator
+from hf_specdecpp import SpecDecPPMethod
 
 
 def main() -> None:
@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--turns", nargs="*", help="user messages (default: read them from the terminal)")
     args = parser.parse_args()
     setup = load(args)
-    method = SpecDecPPCandidateGenerator(head=setup.head)
+    method = SpecDecPPMethod(head=setup.head)
     streamer = TextStreamer(setup.tokenizer, skip_prompt=True, skip_special_tokens=True)
     messages: list[dict] = []
     turns = iter(args.turns) if args.turns is not None else iter(lambda: input("\nyou> "), "")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from transformers import TextStreamer
 
 from common import arguments, chat_inputs, default_prompt, load
-from hf_specdecpp import SpecDecPPCandidateGenerator
+from hf_specdecpp import SpecDecPPMethod
 
 
 def main() -> None:
@@ -19,7 +19,7 @@ def main() -> None:
     setup = load(args)
     inputs = chat_inputs(setup, [{"role": "user", "content": default_prompt(setup, "What does a KV cache store?")}])
     streamer = TextStreamer(setup.tokenizer, skip_prompt=True, skip_special_tokens=True)
-    method = SpecDecPPCandidateGenerator(head=setup.head, draft_model=setup.draft, streamer=streamer)
+    method = SpecDecPPMethod(head=setup.head, draft_model=setup.draft, streamer=streamer)
     out = setup.target.generate(**inputs, custom_generate=method, max_new_tokens=args.max_new_tokens,
                                 do_sample=False, return_dict_in_generate=True)
     print("\n==", out.speculation_stats.summary())

@@ -6,7 +6,7 @@
     HF_SPECDECPP_DEMO_TINY=1 python examples/demo.py   # the same (CI runs the README's first command this way)
 
 The text streams as it is generated, first from the target alone, then with SpecDec++
-(`target.generate(**inputs, assistant_model=draft, candidate_generator=SpecDecPPCandidateGenerator(head=head))`).
+(`target.generate(**inputs, assistant_model=draft, candidate_generator=SpecDecPPMethod(head=head))`).
 Then: whether the outputs are identical (in bfloat16, where they first differ and whether the target's own
 logits hold a near-tie there that rounding may flip), tokens/s of both (one prompt, one run: `hf-specdecpp bench` measures
 properly), and the round statistics of the call.
@@ -20,7 +20,7 @@ import torch
 from transformers import TextStreamer
 
 from common import arguments, chat_inputs, compare_with_target, default_prompt, load
-from hf_specdecpp import SpecDecPPCandidateGenerator
+from hf_specdecpp import SpecDecPPMethod
 
 
 def timed_generate(setup, inputs, label: str, **kwargs):
@@ -39,7 +39,7 @@ def main() -> None:
     prompt = args.prompt or default_prompt(setup, "Write a Python function that checks whether a number is prime.")
     inputs = chat_inputs(setup, [{"role": "user", "content": prompt}])
     generation = dict(max_new_tokens=args.max_new_tokens, do_sample=False)
-    method = SpecDecPPCandidateGenerator(head=setup.head)  # h and the cap: the head's policy for this device
+    method = SpecDecPPMethod(head=setup.head)  # h and the cap: the head's policy for this device
     setup.target.generate(**inputs, max_new_tokens=4)  # warm-up of both paths, not timed
     setup.target.generate(**inputs, assistant_model=setup.draft, candidate_generator=method, max_new_tokens=4)
     torch.manual_seed(0)

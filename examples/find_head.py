@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--draft", default="Qwen/Qwen2.5-Coder-0.5B-Instruct", help="the draft's Hub id")
     parser.add_argument("--target", default="Qwen/Qwen2.5-Coder-1.5B-Instruct", help="the target's Hub id")
     args = parser.parse_args()
-    from hf_specdecpp import AcceptanceHead, SpecDecPPCandidateGenerator
+    from hf_specdecpp import AcceptanceHead, SpecDecPPMethod
 
     draft_id, target_id = TINY_IDS if args.tiny else (args.draft, args.target)
     head = AcceptanceHead.for_pair(draft_id, target_id)
@@ -38,7 +38,7 @@ def main() -> None:
     messages = [{"role": "user", "content": "w12 w40 w41" if args.tiny else "Write a binary search in Python."}]
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                            return_dict=True).to(target.device)
-    out = target.generate(**inputs, assistant_model=draft, candidate_generator=SpecDecPPCandidateGenerator(head=head),
+    out = target.generate(**inputs, assistant_model=draft, candidate_generator=SpecDecPPMethod(head=head),
                           max_new_tokens=args.max_new_tokens, do_sample=False, return_dict_in_generate=True)
     print(tokenizer.decode(out.sequences[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
     print(f"== {out.speculation_stats.summary()}")

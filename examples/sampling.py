@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from common import arguments, chat_inputs, default_prompt, load
-from hf_specdecpp import SpecDecPPCandidateGenerator
+from hf_specdecpp import SpecDecPPMethod
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     setup = load(args, sampling=True)
     inputs = chat_inputs(setup, [{"role": "user", "content": default_prompt(setup, "Name three uses of a hash map.")}])
-    method = SpecDecPPCandidateGenerator(head=setup.head)
+    method = SpecDecPPMethod(head=setup.head)
     for i in range(args.samples):
         torch.manual_seed(i)
         out = setup.target.generate(**inputs, assistant_model=setup.draft, candidate_generator=method, do_sample=True,

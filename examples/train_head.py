@@ -18,7 +18,7 @@ The steps are the package's training commands as Python calls (each is also a CL
    `tests/hub_server.py` is an in-process fake). With `--local-dir` nothing goes online: the folder receives
    exactly what push would upload (`hf-specdecpp push HEAD REPO --local-dir DIR`).
 5. load it back with `AcceptanceHead.from_pretrained(repo_id or folder)` and generate with
-   `candidate_generator=SpecDecPPCandidateGenerator(head=head)`: greedy output equal to the target's own.
+   `candidate_generator=SpecDecPPMethod(head=head)`: greedy output equal to the target's own.
 
 Without --draft/--target the pair is a tiny Llama built from configs (`hf_specdecpp.testing.save_tiny_pair`)
 with random word prompts, so the whole pipeline runs offline in seconds.
@@ -111,14 +111,14 @@ def generate(args, target_dir: str, draft_dir: str, head) -> bool:
     """Greedy generation with the head and with the target alone; returns whether the outputs are equal."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hf_specdecpp import SpecDecPPCandidateGenerator
+    from hf_specdecpp import SpecDecPPMethod
 
     tokenizer = AutoTokenizer.from_pretrained(target_dir)
     target = AutoModelForCausalLM.from_pretrained(target_dir).eval()
     draft = AutoModelForCausalLM.from_pretrained(draft_dir).eval()
     prompt = "w12 w40 w41 w77 w30" if args.draft is None else "Write a function that reverses a string."
     inputs = tokenizer(prompt, return_tensors="pt")
-    method = SpecDecPPCandidateGenerator(head=head)
+    method = SpecDecPPMethod(head=head)
     common = dict(do_sample=False, max_new_tokens=args.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
     fast = target.generate(**inputs, assistant_model=draft, candidate_generator=method, **common)
     alone = target.generate(**inputs, **common)

@@ -14,7 +14,7 @@ that bf16 rounds differently in one pass over a tree or chain than in one-token 
 from __future__ import annotations
 
 from common import arguments, chat_inputs, compare_with_target, default_prompt, load
-from hf_specdecpp import DySpecCandidateGenerator, SpecDecPPCandidateGenerator
+from hf_specdecpp import DySpecMethod, SpecDecPPMethod
 
 
 def main() -> None:
@@ -25,8 +25,8 @@ def main() -> None:
     inputs = chat_inputs(setup, [{"role": "user", "content": default_prompt(setup, "Reverse a linked list in Python.")}])
     kwargs = dict(assistant_model=setup.draft, max_new_tokens=args.max_new_tokens, do_sample=False)
     reference = setup.target.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=False)
-    methods = {"SpecDec++ chain": SpecDecPPCandidateGenerator(head=setup.head)}
-    methods.update({f"DySpec tree, budget {b}": DySpecCandidateGenerator(budget=b) for b in args.budgets})
+    methods = {"SpecDec++ chain": SpecDecPPMethod(head=setup.head)}
+    methods.update({f"DySpec tree, budget {b}": DySpecMethod(budget=b) for b in args.budgets})
     for name, method in methods.items():
         out = setup.target.generate(**inputs, candidate_generator=method, **kwargs)
         stats = method.stats

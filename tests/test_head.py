@@ -453,7 +453,7 @@ def test_model_card(tmp_path):
     assert "```python" in card
     assert 'AcceptanceHead.from_pretrained("org/my-head")' in card
     assert 'AutoModelForCausalLM.from_pretrained("org/tiny-draft"' in card
-    assert "candidate_generator=SpecDecPPCandidateGenerator(head=head)" in card
+    assert "candidate_generator=SpecDecPPMethod(head=head)" in card
     assert "2405.19715" in card
     assert "hf-specdecpp recalibrate" in card
 

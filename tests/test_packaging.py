@@ -16,13 +16,25 @@ def test_every_source_folder_is_a_package_that_setuptools_finds():
     assert not missing, f"folders without __init__.py are left out of a wheel: {missing}"
 
 
-def test_setup_cfg_ships_every_file_of_the_shipped_heads():
-    patterns = next(line for line in (ROOT / "setup.cfg").read_text().splitlines()
-                    if line.startswith("hf_specdecpp.head.shipped ="))
+RUNTIME_HEAD_FILES = {"config.json", "model.safetensors", "policy.json", "training_info.json", "traces.safetensors",
+                      "README.md"}
+"""What a shipped head needs at run time (AcceptanceHead.from_pretrained, recalibrate="auto") and its model card;
+the calibration plot (`calibration.png`) is documentation and stays out of the wheel."""
+
+
+def _setup_cfg_line(prefix: str) -> str:
+    return next(line for line in (ROOT / "setup.cfg").read_text().splitlines() if line.startswith(prefix))
+
+
+def test_setup_cfg_ships_the_runtime_files_of_the_shipped_heads_and_no_plots():
+    patterns = _setup_cfg_line("hf_specdecpp.head.shipped = */config.json")
     shipped = ROOT / "hf_specdecpp" / "head" / "shipped"
     names = {p.name for folder in shipped.iterdir() if folder.is_dir() and folder.name != "__pycache__"
              for p in folder.iterdir()}
-    assert names and all(f"*/{name}" in patterns for name in names), (names, patterns)
+    assert RUNTIME_HEAD_FILES <= names and names - RUNTIME_HEAD_FILES <= {"calibration.png"}, names
+    assert all(f"*/{name}" in patterns for name in RUNTIME_HEAD_FILES), patterns
+    assert ".png" not in patterns
+    assert "*/calibration.png" in _setup_cfg_line("hf_specdecpp.head.shipped = */calibration.png")
 
 
 def test_requirements_declare_lower_bounds_only():
@@ -47,8 +59,7 @@ def test_requirements_declare_lower_bounds_only():
 
 
 def test_setup_cfg_ships_the_hub_method_template():
-    patterns = next(line for line in (ROOT / "setup.cfg").read_text().splitlines()
-                    if line.startswith("hf_specdecpp.integration ="))
+    patterns = _setup_cfg_line("hf_specdecpp.integration =")
     template = ROOT / "hf_specdecpp" / "integration" / "hub_repo"
     files = {str(p.relative_to(template.parent)) for p in template.rglob("*")
              if p.is_file() and "__pycache__" not in p.parts}

@@ -362,7 +362,7 @@ def test_cli_end_to_end_with_push(ws, hub_server, tmp_path):
     assert {"model.safetensors", "config.json", "README.md", "calibration.png"} <= set(files)
     card = files["README.md"].decode()
     for needle in (ws["draft"], ws["target"], "w_reject = 6.00", "calibrated policy: threshold h", "AUROC", "c = 0.1",
-                   "greedy", "candidate_generator=SpecDecPPCandidateGenerator", "org/acc-head", "2 residual blocks"):
+                   "greedy", "candidate_generator=SpecDecPPMethod", "org/acc-head", "2 residual blocks"):
         assert needle in card, needle
     pulled = AcceptanceHead.from_pretrained("org/acc-head")
     local = AcceptanceHead.from_pretrained(str(head))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import bench, hub_method, models, recalibrate, training
+from . import bench, hub_method, method_list, models, recalibrate, training
 
 app = typer.Typer(
     name="hf-specdecpp",
@@ -17,7 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for _module in (models, training, recalibrate, hub_method, bench):
+for _module in (models, method_list, training, recalibrate, hub_method, bench):
     _module.register(app)
 
 

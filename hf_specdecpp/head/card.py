@@ -35,7 +35,7 @@ the predicted probability of at least one rejection exceeds the threshold.
 ```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 import hf_specdecpp
-from hf_specdecpp import AcceptanceHead, SpecDecPPCandidateGenerator
+from hf_specdecpp import AcceptanceHead, SpecDecPPMethod
 
 tokenizer = AutoTokenizer.from_pretrained("{{ target_model_id }}")
 target = AutoModelForCausalLM.from_pretrained("{{ target_model_id }}", dtype="auto", device_map="auto")
@@ -44,7 +44,7 @@ head = AcceptanceHead.from_pretrained("{{ repo_id }}")
 
 inputs = tokenizer("def fibonacci(n):", return_tensors="pt").to(target.device)
 out = target.generate(**inputs, assistant_model=draft,
-                      candidate_generator=SpecDecPPCandidateGenerator(head=head), max_new_tokens=128)
+                      candidate_generator=SpecDecPPMethod(head=head), max_new_tokens=128)
 print(tokenizer.decode(out[0], skip_special_tokens=True))
 ```
 

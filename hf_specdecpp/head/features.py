@@ -24,6 +24,13 @@ def confidence_features(scores: torch.Tensor, tokens: torch.Tensor) -> torch.Ten
 
     `scores` are the processed logits the tokens were drawn from (greedy: the logits; sampling: after
     temperature / top-k / top-p, where removed tokens hold -inf). Computed in float32.
+
+    Args:
+        scores (`torch.Tensor` of shape `(..., vocab_size)`): the processed draft scores.
+        tokens (`torch.LongTensor` of shape `(...)`): the tokens drawn from them.
+
+    Returns:
+        `torch.Tensor` of shape `(..., 3)`: log q(token), log q_max, entropy (nats), float32.
     """
     log_q = torch.log_softmax(scores.float(), dim=-1)
     log_q_token = log_q.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)
@@ -33,6 +40,13 @@ def confidence_features(scores: torch.Tensor, tokens: torch.Tensor) -> torch.Ten
 
 def distribution_features(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(log q over the vocabulary `(..., V)`, log q_max `(...)`, entropy `(...)`) of `softmax(scores)`: the parts of
-    `confidence_features` that do not depend on the drawn token."""
+    `confidence_features` that do not depend on the drawn token.
+
+    Args:
+        scores (`torch.Tensor` of shape `(..., vocab_size)`): the processed draft scores.
+
+    Returns:
+        `tuple` of three float32 `torch.Tensor`s: shapes `(..., vocab_size)`, `(...)`, `(...)`.
+    """
     log_q = torch.log_softmax(scores.float(), dim=-1)
     return log_q, log_q.max(dim=-1).values, torch.special.entr(log_q.exp()).sum(dim=-1)

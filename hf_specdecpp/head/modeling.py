@@ -79,6 +79,16 @@ class AcceptanceHead(
     `policy` (the calibrated `HeadPolicy`, saved as `policy.json`), `training_info` (provenance: models, data,
     training arguments and metrics, saved as `training_info.json` and shown in the model card) and `traces`
     (the dev-set traces re-calibration simulates, saved as `traces.safetensors`).
+
+    Args:
+        hidden_size (`int`):
+            The draft model's hidden size (the width of the states the head reads).
+        num_layers (`int`, *optional*, defaults to 3):
+            Residual blocks before the classifier.
+        input_state (`str`, *optional*, defaults to `"drafted_token"`):
+            `"drafted_token"` (the reference layout, one-step lag) or `"producing_state"` (no lag).
+        use_confidence_features (`bool`, *optional*, defaults to `False`):
+            Add a linear term on the draft distribution's confidence features (producing-state heads only).
     """
 
     def __init__(self, hidden_size: int, num_layers: int = 3, input_state: str = DRAFTED_TOKEN,
@@ -140,7 +150,16 @@ class AcceptanceHead(
 
     # ------------------------------------------------------------------ forward
     def logits(self, hidden_states: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        """Acceptance logits `(...)` for hidden states `(..., hidden_size)` (and `(..., 3)` confidence features)."""
+        """Acceptance logits before the sigmoid.
+
+        Args:
+            hidden_states (`torch.Tensor` of shape `(..., hidden_size)`): draft hidden states.
+            features (`torch.Tensor` of shape `(..., 3)`, *optional*): confidence features, required by heads with
+                `use_confidence_features` (`confidence_features(scores, tokens)`).
+
+        Returns:
+            `torch.Tensor` of shape `(...)`: the logits.
+        """
         x = hidden_states.to(self.classifier.weight.dtype)
         for block in self.blocks:
             x = block(x)
@@ -153,12 +172,29 @@ class AcceptanceHead(
         return out
 
     def forward(self, hidden_states: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        """Predicted acceptance probabilities `(...)` for hidden states `(..., hidden_size)`."""
+        """Predicted acceptance probabilities.
+
+        Args:
+            hidden_states (`torch.Tensor` of shape `(..., hidden_size)`): draft hidden states.
+            features (`torch.Tensor` of shape `(..., 3)`, *optional*): confidence features (see `logits`).
+
+        Returns:
+            `torch.Tensor` of shape `(...)`: probabilities in (0, 1).
+        """
         return torch.sigmoid(self.logits(hidden_states, features))
 
     def predict_drafted(self, hidden_states: torch.Tensor, scores: torch.Tensor,
                         tokens: torch.Tensor) -> torch.Tensor:
-        """Acceptance probabilities of `tokens` drawn from `scores` at `hidden_states` (producing-state heads)."""
+        """Acceptance probabilities of `tokens` drawn from `scores` at `hidden_states` (producing-state heads).
+
+        Args:
+            hidden_states (`torch.Tensor` of shape `(..., hidden_size)`): the states whose logits drew the tokens.
+            scores (`torch.Tensor` of shape `(..., vocab_size)`): the processed draft scores.
+            tokens (`torch.LongTensor` of shape `(...)`): the drawn tokens.
+
+        Returns:
+            `torch.Tensor` of shape `(...)`: float32 probabilities.
+        """
         features = confidence_features(scores, tokens) if self.use_confidence_features else None
         return self(hidden_states.float(), features)
 
@@ -167,6 +203,14 @@ class AcceptanceHead(
 
         A producing-state head predicts the acceptance of `tokens`; a drafted-token head that of the token AT
         `hidden_states`, i.e. the previously drafted one (the one-step lag).
+
+        Args:
+            hidden_states (`torch.Tensor` of shape `(batch_size, hidden_size)`): the draft's last hidden state.
+            scores (`torch.Tensor` of shape `(batch_size, vocab_size)`): the processed draft scores of the step.
+            tokens (`torch.LongTensor` of shape `(batch_size,)`): the tokens drawn in the step.
+
+        Returns:
+            `torch.Tensor` of shape `(batch_size,)`: float32 acceptance probabilities.
         """
         if self.scores_without_lag:
             return self.predict_drafted(hidden_states, scores, tokens)
@@ -174,7 +218,18 @@ class AcceptanceHead(
 
     def expected_acceptance(self, hidden_states: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """E over x ~ softmax(scores) of the predicted acceptance of x (producing-state heads): a prediction that
-        does not depend on which token gets drawn, as exact tree sampling needs (`(...)` from `(..., H)`, `(..., V)`)."""
+        does not depend on which token gets drawn, as exact tree sampling needs.
+
+        Args:
+            hidden_states (`torch.Tensor` of shape `(..., hidden_size)`): the producing states.
+            scores (`torch.Tensor` of shape `(..., vocab_size)`): the processed draft scores.
+
+        Returns:
+            `torch.Tensor` of shape `(...)`: the expected acceptance probability.
+
+        Raises:
+            `ValueError`: for a drafted-token head.
+        """
         if not self.scores_without_lag:
             raise ValueError("expected_acceptance needs a producing-state head")
         base = self.logits(hidden_states.float(), torch.zeros(*hidden_states.shape[:-1], len(CONFIDENCE_FEATURES),
@@ -194,6 +249,13 @@ class AcceptanceHead(
         Writes `config.json` (architecture), `model.safetensors`, and `policy.json`, `training_info.json`,
         `traces.safetensors` when the head has them. A `README.md` this package wrote is regenerated; one that
         was written or edited by hand is kept.
+
+        Args:
+            save_directory (`str` or `pathlib.Path`): the folder to write (created when missing).
+            kwargs: `PyTorchModelHubMixin.save_pretrained`'s (`push_to_hub=`, `repo_id=`, `model_card_kwargs=`...).
+
+        Returns:
+            `str` or `None`: the commit URL when pushed, else None.
         """
         check_owned_folder(Path(save_directory))
         return super().save_pretrained(save_directory, **kwargs)
@@ -275,18 +337,33 @@ class AcceptanceHead(
             f"No acceptance head for {draft_model_id} -> {target_model_id} on the Hub (searched the "
             f"'acceptance-head' models whose card names both as base_model; {len(candidates)} named them). Train "
             "one: hf-specdecpp make-data, train, calibrate, push; or use a training-free rule, e.g. "
-            "EntropyStoppingCandidateGenerator(estimator='svip', lam=0.3).")
+            "EntropyMethod(estimator='svip', lam=0.3).")
 
     def check_pair(self, draft_model_id: str, target_model_id: str, where: str | None = None) -> None:
         """Raise `WrongPairError` when this head was trained for another pair of Hub ids (ids it or the caller
-        does not know, such as local folders, are not compared)."""
+        does not know, such as local folders, are not compared).
+
+        Args:
+            draft_model_id (`str`): the draft the caller uses.
+            target_model_id (`str`): the target the caller uses.
+            where (`str`, *optional*): where the head came from, for the message.
+        """
         from .discovery import check_pair
 
         check_pair((self.draft_model_id, self.target_model_id), (draft_model_id, target_model_id),
                    where or "given")
 
     def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs):
-        """`PyTorchModelHubMixin.push_to_hub`, with `repo_id` filled into the model card's usage snippet."""
+        """`PyTorchModelHubMixin.push_to_hub`, with `repo_id` filled into the model card's usage snippet.
+
+        Args:
+            repo_id (`str`): the Hub repo, namespace/name.
+            model_card_kwargs (`dict`, *optional*): values for the model card template.
+            kwargs: the mixin's (`private=`, `token=`, `commit_message=`, ...).
+
+        Returns:
+            the commit information of the upload.
+        """
         model_card_kwargs = {"repo_id": repo_id, **(model_card_kwargs or {})}
         return super().push_to_hub(repo_id, model_card_kwargs=model_card_kwargs, **kwargs)
 
@@ -299,6 +376,13 @@ class AcceptanceHead(
         A path to a missing folder or to a file is refused before the Hub is asked, and a local `config.json`
         that is not a UTF-8 JSON object is reported with its name (the mixin would fail on it with a bare
         `AttributeError` or `UnicodeDecodeError`).
+
+        Args:
+            pretrained_model_name_or_path (`str` or `pathlib.Path`): a local head folder or a Hub repo id.
+            kwargs: the mixin's (`revision=`, `token=`, `cache_dir=`, `local_files_only=`, `strict=`, ...).
+
+        Returns:
+            `AcceptanceHead`: the head with its `policy`, `training_info` and `traces` when the folder has them.
         """
         name = os.fspath(pretrained_model_name_or_path)
         folder = local_folder(name, "acceptance head")
@@ -457,6 +541,13 @@ def head_on(head: AcceptanceHead, device: torch.device) -> AcceptanceHead:
 
     The head itself is returned when it already is float32 on `device` (it has no dropout or normalisation, so
     train and eval mode compute the same); otherwise a copy, cached per device until the head's parameters change.
+
+    Args:
+        head (`AcceptanceHead`): the head.
+        device (`torch.device`): where the draft's hidden states are.
+
+    Returns:
+        `AcceptanceHead`: `head` or its float32 copy on `device`.
     """
     params = list(head.parameters())
     if all(p.device == device and p.dtype == torch.float32 for p in params):

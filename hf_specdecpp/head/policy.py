@@ -89,7 +89,15 @@ class HeadPolicy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "policy") -> "HeadPolicy":
-        """Build from `to_dict()` output; wrong keys or types raise a ValueError naming `source`."""
+        """Build from `to_dict()` output; wrong keys or types raise a ValueError naming `source`.
+
+        Args:
+            data (`dict[str, Any]`): `to_dict()`'s output (the contents of `policy.json`).
+            source (`str`, *optional*): where `data` came from, for error messages.
+
+        Returns:
+            `HeadPolicy`.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -105,10 +113,26 @@ class HeadPolicy:
             raise FileFormatError(f"{source}: {err}") from None
 
     def save(self, folder: str | os.PathLike) -> Path:
+        """Write `policy.json` into `folder`.
+
+        Args:
+            folder (`str` or `os.PathLike`): an existing folder (a head folder).
+
+        Returns:
+            `pathlib.Path`: the file written.
+        """
         path = Path(folder) / POLICY_FILE
         write_json(path, self.to_dict())
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "HeadPolicy":
+        """Read a `policy.json` file.
+
+        Args:
+            path (`str` or `os.PathLike`): the file.
+
+        Returns:
+            `HeadPolicy`; a missing, corrupt or mistyped file raises an error naming it.
+        """
         return cls.from_dict(read_json_object(path, "head policy"), source=str(path))

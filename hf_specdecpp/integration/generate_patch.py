@@ -191,7 +191,7 @@ def _generate_with_method(original_generate, signature: inspect.Signature, model
                           method: DecodingMethod):
     if registry.entry_for(method) is None:
         raise TypeError("candidate_generator must be an hf_specdecpp decoding method (e.g. "
-                        f"SpecDecPPCandidateGenerator), got {type(method).__name__}")
+                        f"SpecDecPPMethod), got {type(method).__name__}")
     bound = signature.bind_partial(model, *args, **kwargs)
     arguments = bound.arguments
     extra = arguments.setdefault("kwargs", {})

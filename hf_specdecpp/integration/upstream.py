@@ -42,9 +42,9 @@ def _pair() -> tuple[Any, Any]:
 
 
 def _method(draft: Any) -> Any:
-    from ..methods import FixedLengthCandidateGenerator
+    from ..methods import FixedKMethod
 
-    return FixedLengthCandidateGenerator(num_candidates=2, draft_model=draft)
+    return FixedKMethod(num_candidates=2, draft_model=draft)
 
 
 def _describe(err: BaseException) -> str:

@@ -44,7 +44,7 @@ from ..core.drafting import StopRule
 from ..core.pair import VocabMap, output_vocab_size
 from ..head import AcceptanceHead, head_on
 from ..methods.entropy.generator import ConfidenceStop, EntropyConfig
-from ..methods.specdecpp import DEFAULT_THRESHOLD, RejectionThresholdCriteria, check_head_fits
+from ..methods.specdecpp import DEFAULT_THRESHOLD, RejectionThresholdRule, check_head_fits
 from .hub_method import DEFAULT_RULE
 from .request_drafter import RequestDrafter
 
@@ -221,7 +221,7 @@ class SpecDecPPProposer(_HookProposer):
     def build_rule(self, draft: torch.nn.Module) -> StopRule:
         check_head_fits(self.head, draft)
         self.device_head = head_on(self.head, next(draft.parameters()).device)
-        return RejectionThresholdCriteria(self.device_head, self.threshold)
+        return RejectionThresholdRule(self.device_head, self.threshold)
 
     def after_step(self) -> None:
         if not self.calibrating or sum(map(len, self.times.verify.values())) < self.settings.calibration_steps:
@@ -234,7 +234,7 @@ class SpecDecPPProposer(_HookProposer):
         self.calibrating = False
         self.policy = policy_from_costs(self.head, curve, max_candidates=self.max_k)
         self.threshold, self.cap = self.policy.threshold, int(self.policy.max_candidates or self.max_k)
-        self.drafter.rule = RejectionThresholdCriteria(self.device_head, self.threshold)
+        self.drafter.rule = RejectionThresholdRule(self.device_head, self.threshold)
         logger.info("hf_specdecpp: policy re-calibrated on this engine: h=%.2f, cap %d (c=%.3f, v(K)=%.3f+%.3fK)",
                     self.threshold, self.cap, curve.c_draft, 1.0, curve.verify_slope)
 

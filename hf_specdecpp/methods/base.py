@@ -1,6 +1,6 @@
 """What every decoding method shares: an immutable description that builds per-call state.
 
-The object a user passes (`candidate_generator=SpecDecPPCandidateGenerator(head=head)` or
+The object a user passes (`candidate_generator=SpecDecPPMethod(head=head)` or
 `custom_generate=...`) holds the method's validated config and optional `draft_model`/`streamer`; it never
 changes. Each generate() call builds its own state from it (a stop rule, a draft session, statistics), so one
 object serves any number of concurrent calls. The statistics of a call come back with the call
@@ -14,8 +14,11 @@ of one sequence, through transformers' assisted decoding with `new_candidate_gen
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, fields
+from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -26,6 +29,7 @@ from ..core.compat import model_kwargs_cache
 from ..core.device import input_device
 from ..core.pair import check_pair
 from ..core.validation import check_empty_cache, check_generation_inputs
+from .config_base import MethodConfig, config_from_arguments, fields_doc
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel, StoppingCriteriaList
@@ -64,19 +68,66 @@ def build_output(result: DecodeResult, ctx: CallContext) -> Any:
 
 
 class DecodingMethod:
-    """Base of every method: immutable after construction, one per-call state per generate() call."""
+    """Base of every method: immutable after construction, one per-call state per generate() call.
+
+    A subclass names its settings with `config_class` (a `MethodConfig`); the constructor takes them as a config
+    object or as the config's fields (positionally in field order, or by name), so no method repeats its fields:
+    `FixedKMethod(4)`, `FixedKMethod(num_candidates=4)` and `FixedKMethod(FixedKConfig(4))` are the same method.
+    The fields also read as attributes (`method.num_candidates`). The class docstring's `Args:` section lists the
+    config's fields (added from their help text).
+    """
 
     kind: ClassVar[str] = ""  # "chain" or "tree"
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
     _frozen = False
 
-    def __init__(self, config: Any, draft_model: PreTrainedModel | None = None, streamer: BaseStreamer | None = None):
-        self.config = config
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "config_class" in cls.__dict__ and cls.__doc__ and "    Args:\n" in cls.__doc__:
+            cls.__doc__ = _with_config_args(cls.__doc__, cls.config_class)
+
+    def __init__(self, *settings: Any, config: MethodConfig | None = None, draft_model: PreTrainedModel | None = None,
+                 streamer: BaseStreamer | None = None, **values: Any):
+        self.config = config_from_arguments(self.config_class, settings, values, config)
         self.draft_model = draft_model
         self.streamer = streamer
         self._last = threading.local()
         if draft_model is not None:
             self.check_draft(draft_model)
         self._frozen = True
+
+    def __getattr__(self, name: str) -> Any:  # the config's fields read as attributes: method.threshold
+        config = self.__dict__.get("config")
+        if config is not None and name in {f.name for f in fields(config)}:
+            return getattr(config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    # ------------------------------------------------------------------ saving the settings
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
+        """Save the method's config (`MethodConfig.save_pretrained`; a head or draft model is not saved).
+
+        Args:
+            save_directory (`str` or `os.PathLike`): the folder to write `decoding_method.json` into.
+            kwargs: `config_file_name=`, `overwrite=` of `MethodConfig.save_pretrained`.
+
+        Returns:
+            `pathlib.Path`: the file written.
+        """
+        return self.config.save_pretrained(save_directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_path: str | os.PathLike, *args: Any, **kwargs: Any) -> DecodingMethod:
+        """The method with the config saved in `pretrained_path` (see `save_pretrained`).
+
+        Args:
+            pretrained_path (`str` or `os.PathLike`): the folder (or JSON file) `save_pretrained` wrote.
+            args, kwargs: the constructor's other arguments (e.g. `head=`, `draft_model=`); config fields given here
+                replace the saved ones.
+
+        Returns:
+            `DecodingMethod`: a new method object.
+        """
+        return cls(*args, config=cls.config_class.from_pretrained(pretrained_path), **kwargs)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if self._frozen and not name.startswith("_"):
@@ -92,7 +143,13 @@ class DecodingMethod:
 
     def check_models(self, target: PreTrainedModel, draft: PreTrainedModel, tokenizer: Any = None,
                      assistant_tokenizer: Any = None) -> None:
-        """Raise ValueError before any generation when the pair cannot work with this method."""
+        """Raise ValueError before any generation when the pair cannot work with this method.
+
+        Args:
+            target (`PreTrainedModel`): the target model.
+            draft (`PreTrainedModel`): the draft model.
+            tokenizer, assistant_tokenizer (`PreTrainedTokenizerBase`, *optional*): the call's tokenizers.
+        """
         check_pair(target, draft, tokenizer, assistant_tokenizer)
         self.check_draft(draft)
 
@@ -109,7 +166,21 @@ class DecodingMethod:
     def __call__(self, model: PreTrainedModel, input_ids: torch.LongTensor, logits_processor: LogitsProcessorList,
                  stopping_criteria: StoppingCriteriaList, generation_config: GenerationConfig,
                  synced_gpus: bool = False, **model_kwargs) -> Any:
-        """The `custom_generate=` front door: transformers calls the method object as its decoding method."""
+        """The `custom_generate=` front door: transformers calls the method object as its decoding method.
+
+        Args:
+            model (`PreTrainedModel`): the target.
+            input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`): the prompt (left-padded in a batch).
+            logits_processor (`LogitsProcessorList`): the call's processors.
+            stopping_criteria (`StoppingCriteriaList`): the call's stopping criteria.
+            generation_config (`GenerationConfig`): the call's generation config.
+            synced_gpus (`bool`): must be False.
+            model_kwargs: `attention_mask` and the other model inputs generate() passes.
+
+        Returns:
+            `torch.LongTensor` of shape `(batch_size, seq_len + new)`, or a `SpeculativeDecoderOnlyOutput` with
+            `return_dict_in_generate=True`.
+        """
         if self.draft_model is None:
             raise ValueError(
                 "With custom_generate=, transformers does not pass `assistant_model` to the decoding method: give "
@@ -124,7 +195,20 @@ class DecodingMethod:
                route: str = "candidate_generator=", tokenizer: Any = None, assistant_tokenizer: Any = None,
                models_checked: bool = False, **model_kwargs) -> Any:
         """Run this method's own decoding loop as generate()'s decoding method; returns like generate().
-        `models_checked`: the generate() patch already ran `check_models` for this call."""
+
+        Args:
+            model, input_ids, logits_processor, stopping_criteria, generation_config: as for `__call__`.
+            draft_model (`PreTrainedModel`): the draft.
+            streamer (`BaseStreamer`, *optional*): receives the prompt, then each accepted token.
+            synced_gpus (`bool`): must be False.
+            route (`str`): the front door, for error messages.
+            tokenizer, assistant_tokenizer (`PreTrainedTokenizerBase`, *optional*): the call's tokenizers.
+            models_checked (`bool`): the generate() patch already ran `check_models` for this call.
+            model_kwargs: `attention_mask` and the other model inputs.
+
+        Returns:
+            `torch.LongTensor` of shape `(batch_size, seq_len + new)`, or a `SpeculativeDecoderOnlyOutput`.
+        """
         if synced_gpus:
             raise ValueError(f"hf_specdecpp's decoding loop ({route}) does not support synced_gpus.")
         if not models_checked:
@@ -150,23 +234,80 @@ class DecodingMethod:
 
     def run(self, ctx: CallContext, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None,
             stopping_criteria: StoppingCriteriaList, cache: Any) -> DecodeResult:
+        """The method's decoding loop for one call (each method defines it).
+
+        Args:
+            ctx (`CallContext`): the call's models, settings and statistics.
+            input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`): the prompt, on the target's device.
+            attention_mask (`torch.Tensor` of shape `(batch_size, seq_len)`, *optional*): its mask.
+            stopping_criteria (`StoppingCriteriaList`): the call's stopping criteria.
+            cache (`Cache`, *optional*): an empty cache given to generate(), or None.
+
+        Returns:
+            `DecodeResult`: sequences, scores/logits when asked for, the cache and the statistics.
+        """
         raise NotImplementedError
+
+
+def _with_config_args(doc: str, config_class: type[MethodConfig]) -> str:
+    """A method class's docstring with its config's fields and the common arguments at the end of `Args:`."""
+    head, tail = doc.split("    Args:\n", 1)
+    head = f"{head.rstrip()}\n\n{_WHAT_IT_IS}\n\n"
+    own, rest = ("", tail[1:]) if tail.startswith("\n") else (tail.split("\n\n", 1) + [""])[:2]
+    own = f"{own}\n" if own.strip() else ""  # the method's own arguments (e.g. head) come first
+    common = _COMMON_ARGS.format(name=config_class.__name__)
+    return f"{head}    Args:\n{own}{fields_doc(config_class)}\n{common}\n{rest}"
+
+
+_WHAT_IT_IS = """\
+    An immutable description of the method (its config, plus a head where it takes one), not a
+    `transformers.CandidateGenerator`: generate() builds each call's candidate generator or decoding loop from it,
+    so one object serves any number of calls, also concurrently. Its former name (`hf_specdecpp.methods.ALIASES`)
+    still refers to the same class."""
+
+_COMMON_ARGS = """\
+        config (`{name}`, *optional*):
+            The settings as one object instead of the fields above (fields given as well replace its values).
+        draft_model (`PreTrainedModel`, *optional*):
+            The draft: required for `custom_generate=`, optional with `candidate_generator=` (`assistant_model=`).
+        streamer (`BaseStreamer`, *optional*):
+            A streamer for the `custom_generate=` route (generate() does not forward its own there).
+"""
 
 
 class ChainMethod(DecodingMethod):
     """A method that drafts a chain of candidates per round and differs from the others by its stop rule."""
 
     kind = "chain"
+    rule_class: ClassVar[Callable[[Any], StopRule] | None] = None
+    """The stop rule, built per call from the config (`rule_class(config)`), unless `new_rule` is overridden."""
 
     def new_rule(self, ctx: CallContext) -> StopRule:
-        """A fresh stop rule for one call."""
-        raise NotImplementedError
+        """A fresh stop rule for one call (`rule_class(self.config)`).
+
+        Args:
+            ctx (`CallContext`): the call.
+
+        Returns:
+            `StopRule`: see `hf_specdecpp.core.drafting.StopRule`.
+        """
+        if self.rule_class is None:
+            raise NotImplementedError(f"{type(self).__name__} sets neither rule_class nor new_rule")
+        return self.rule_class(self.config)
 
     def candidate_bounds(self, ctx: CallContext) -> tuple[int, int]:
         """(min, max) candidates per round for this call."""
         return self.config.min_candidates, self.config.max_candidates
 
     def chain_spec(self, ctx: CallContext) -> ChainSpec:
+        """What the chain loop needs of this method for one call: a stop-rule factory and the bounds per round.
+
+        Args:
+            ctx (`CallContext`): the call.
+
+        Returns:
+            `ChainSpec`.
+        """
         low, high = self.candidate_bounds(ctx)
         return ChainSpec(lambda: self.new_rule(ctx), low, high)
 
@@ -177,7 +318,17 @@ class ChainMethod(DecodingMethod):
                                 attention_mask: torch.Tensor | None,
                                 stopping_criteria: StoppingCriteriaList | None = None) -> ChainCandidateGenerator:
         """The per-call candidate generator for transformers' own assisted decoding (one sequence); it offers
-        each token to `stopping_criteria` (the call's) as the target alone would."""
+        each token to `stopping_criteria` (the call's) as the target alone would.
+
+        Args:
+            ctx (`CallContext`): the call's models, settings and statistics.
+            input_ids (`torch.LongTensor` of shape `(1, seq_len)`): the prompt.
+            attention_mask (`torch.Tensor` of shape `(1, seq_len)`, *optional*): its mask.
+            stopping_criteria (`StoppingCriteriaList`, *optional*): the call's stopping criteria.
+
+        Returns:
+            `ChainCandidateGenerator`: a `transformers.CandidateGenerator` for this call only.
+        """
         from ..core.assisted import ChainCandidateGenerator
 
         return ChainCandidateGenerator(ctx, self.chain_spec(ctx), input_ids, attention_mask, stopping_criteria)

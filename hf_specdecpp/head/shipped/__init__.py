@@ -16,7 +16,14 @@ SAMPLING_HEAD = "qwen2.5-coder-0.5b-to-1.5b-t0.7"
 
 
 def default_head_name(sampling: bool = False) -> str:
-    """The shipped head for greedy decoding, or the one for sampling at temperature 0.7."""
+    """The shipped head for greedy decoding, or the one for sampling at temperature 0.7.
+
+    Args:
+        sampling (`bool`, *optional*, defaults to `False`): the head for sampling instead of greedy decoding.
+
+    Returns:
+        `str`: a name `shipped_heads()` lists.
+    """
     return SAMPLING_HEAD if sampling else DEFAULT_HEAD
 
 
@@ -29,6 +36,12 @@ def shipped_head_path(name: str = DEFAULT_HEAD) -> Path:
     """The folder of a shipped head (loadable with `AcceptanceHead.from_pretrained(str(path))`).
 
     Only the names `shipped_heads()` lists are accepted: not paths, not other folders of the package.
+
+    Args:
+        name (`str`, *optional*, defaults to `DEFAULT_HEAD`): a shipped head's name.
+
+    Returns:
+        `pathlib.Path`: its folder inside the installed package.
     """
     if not isinstance(name, str) or name not in shipped_heads():
         raise ValueError(f"No shipped acceptance head named {name!r}; shipped heads: {', '.join(shipped_heads())}. "
@@ -37,7 +50,14 @@ def shipped_head_path(name: str = DEFAULT_HEAD) -> Path:
 
 
 def load_shipped_head(name: str = DEFAULT_HEAD) -> AcceptanceHead:
-    """Load a shipped head (float32, eval mode)."""
+    """Load a shipped head (float32, eval mode).
+
+    Args:
+        name (`str`, *optional*, defaults to `DEFAULT_HEAD`): a shipped head's name (`shipped_heads()`).
+
+    Returns:
+        `AcceptanceHead`: the head with its calibrated policy and dev traces.
+    """
     return AcceptanceHead.from_pretrained(str(shipped_head_path(name))).float().eval()
 
 

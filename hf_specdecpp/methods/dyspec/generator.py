@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...core.device import input_device
 from ...head import AcceptanceHead, head_on
@@ -14,44 +14,36 @@ from .probe import check_tree_support
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
-    from transformers.generation.streamers import BaseStreamer
 
 
-class DySpecCandidateGenerator(DecodingMethod):
+class DySpecMethod(DecodingMethod):
     """Grow a draft token tree of up to `budget` nodes per round and verify it with one target forward pass.
 
     The tree grows level by level, best estimate first (`growth.py`): without a head a node is worth the draft
     probability of its path (DySpec); with `head=` the head's acceptance prediction replaces the draft's for
     each first child. Greedy decoding accepts the longest path of target argmax tokens; sampling uses recursive
     rejection sampling over each node's children (`verify.py`), exact because no child's admission to the tree
-    depends on its own draw. Only the accepted path stays in both caches.
+    depends on its own draw. Only the accepted path stays in both caches. One sequence per call.
 
     Args:
-        budget: drafted nodes per round (>= 1). `budget=1` drafts one token per round.
-        head: an optional `AcceptanceHead` for this draft model.
-        max_depth: an optional limit on the tree depth (tokens accepted per round).
-        cost_ratio: optional draft step / target step: growth stops once another level of draft passes cannot
-            raise the expected tokens per unit of time (`growth.worth_another_level`).
-        draft_model: the draft, required for `custom_generate=`, optional with `candidate_generator=`.
-        streamer: a streamer for the `custom_generate=` route.
+        head (`AcceptanceHead`, *optional*):
+            An acceptance head for this draft model that guides the growth (keyword only).
 
-    Usage: `target.generate(**inputs, assistant_model=draft, candidate_generator=DySpecCandidateGenerator(
-    budget=16))` or `target.generate(**inputs, custom_generate=DySpecCandidateGenerator(budget=16,
-    draft_model=draft))`. One sequence per call.
+    Example:
+
+    ```python
+    target.generate(**inputs, assistant_model=draft, candidate_generator=DySpecMethod(budget=16))
+    target.generate(**inputs, custom_generate=DySpecMethod(budget=16, draft_model=draft))
+    ```
     """
 
     kind = "tree"
+    config_class = DySpecConfig
 
-    def __init__(self, budget: int = 16, head: AcceptanceHead | None = None, max_depth: int | None = None,
-                 cost_ratio: float | None = None, draft_model: PreTrainedModel | None = None,
-                 streamer: BaseStreamer | None = None):
+    def __init__(self, *settings: Any, head: AcceptanceHead | None = None, **kwargs: Any):
         check_head_type(head, optional=True)
         self.head = head
-        super().__init__(DySpecConfig(budget, max_depth, cost_ratio), draft_model, streamer)
-
-    @property
-    def budget(self) -> int:
-        return self.config.budget
+        super().__init__(*settings, **kwargs)
 
     def check_draft(self, draft: PreTrainedModel) -> None:
         if self.head is not None:
@@ -70,3 +62,7 @@ class DySpecCandidateGenerator(DecodingMethod):
                              "chain method (SpecDec++, fixed K), which decodes batches.")
         head = head_on(self.head, input_device(ctx.draft)) if self.head is not None else None
         return tree_decode(ctx, self.config, head, input_ids, attention_mask, stopping_criteria)
+
+
+DySpecCandidateGenerator = DySpecMethod
+"""The former name of `DySpecMethod` (kept working)."""

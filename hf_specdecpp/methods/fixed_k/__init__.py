@@ -1,5 +1,6 @@
 """Fixed candidate length K: the classic speculative decoding baseline."""
 
-from .generator import FixedKConfig, FixedLengthCandidateGenerator
+from .config import FixedKConfig
+from .generator import FixedKMethod, FixedLengthCandidateGenerator
 
-__all__ = ["FixedKConfig", "FixedLengthCandidateGenerator"]
+__all__ = ["FixedKConfig", "FixedKMethod", "FixedLengthCandidateGenerator"]

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 
-from ...core.validation import check_int
 from ..base import ChainMethod
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedModel
-    from transformers.generation.streamers import BaseStreamer
-
-
-@dataclass(frozen=True)
-class FixedKConfig:
-    num_candidates: int = 4
-
-    def __post_init__(self):
-        check_int("num_candidates", self.num_candidates)
-
-    @property
-    def min_candidates(self) -> int:
-        return self.num_candidates
-
-    @property
-    def max_candidates(self) -> int:
-        return self.num_candidates
+from .config import FixedKConfig
 
 
 class NeverStop:
     """A stop rule that never stops a round early (the loop stops it at the cap, EOS or the length limit)."""
 
     needs_hidden_states = False
+
+    def __init__(self, config: FixedKConfig | None = None):
+        pass
 
     def start_round(self, batch_size: int) -> None:
         pass
@@ -43,20 +23,22 @@ class NeverStop:
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
-class FixedLengthCandidateGenerator(ChainMethod):
-    """Draft exactly `num_candidates` (K) tokens per round; stop earlier only at EOS or at the length limit.
+class FixedKMethod(ChainMethod):
+    """Fixed K, the classic speculative decoding baseline: draft exactly `num_candidates` (K) tokens per round;
+    stop earlier only at EOS or at the length limit.
 
-    Usage: `target.generate(**inputs, assistant_model=draft,
-    candidate_generator=FixedLengthCandidateGenerator(num_candidates=4))`.
+    Args:
+
+    Example:
+
+    ```python
+    target.generate(**inputs, assistant_model=draft, candidate_generator=FixedKMethod(num_candidates=4))
+    ```
     """
 
-    def __init__(self, num_candidates: int = 4, draft_model: PreTrainedModel | None = None,
-                 streamer: BaseStreamer | None = None):
-        super().__init__(FixedKConfig(num_candidates), draft_model, streamer)
+    config_class = FixedKConfig
+    rule_class = NeverStop
 
-    @property
-    def num_candidates(self) -> int:
-        return self.config.num_candidates
 
-    def new_rule(self, ctx) -> NeverStop:
-        return NeverStop()
+FixedLengthCandidateGenerator = FixedKMethod
+"""The former name of `FixedKMethod` (kept working)."""

@@ -16,40 +16,39 @@ starting from gamma = `initial`. A round that drafted nothing (no room left) cha
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
-from ...core.validation import check_candidate_bounds, check_number
 from ..base import ChainMethod
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedModel
-    from transformers.generation.streamers import BaseStreamer
-
-
-@dataclass(frozen=True)
-class GammaTuneConfig:
-    initial: float = 4.0
-    smoothing: float = 0.5
-    min_candidates: int = 1
-    max_candidates: int = 20
-
-    def __post_init__(self):
-        check_number("initial", self.initial, 0.0, None, low_open=True)
-        check_number("smoothing", self.smoothing, 0.0, 1.0, low_open=True)
-        check_candidate_bounds(self.min_candidates, self.max_candidates)
+from .config import GammaTuneConfig
 
 
 def next_gamma(gamma: float, drafted: int, accepted: int, smoothing: float) -> float:
-    """The smoothed length after a round that drafted `drafted` (>= 1) candidates and kept `accepted`."""
+    """The smoothed length after a round that drafted `drafted` (>= 1) candidates and kept `accepted`.
+
+    Args:
+        gamma (`float`): the smoothed length before the round.
+        drafted (`int`): candidates drafted in the round (>= 1).
+        accepted (`int`): candidates the target accepted.
+        smoothing (`float`): the weight of the round, in (0, 1].
+
+    Returns:
+        `float`: the new smoothed length.
+    """
     observed = accepted + 1 if accepted >= drafted else accepted
     return (1.0 - smoothing) * gamma + smoothing * observed
 
 
 def round_length(gamma: float, config: GammaTuneConfig) -> int:
-    """Candidates to draft next round: gamma rounded half up, within the config's bounds."""
+    """Candidates to draft next round: gamma rounded half up, within the config's bounds.
+
+    Args:
+        gamma (`float`): the smoothed length.
+        config (`GammaTuneConfig`): the bounds.
+
+    Returns:
+        `int`: K for the next round.
+    """
     return min(config.max_candidates, max(config.min_candidates, math.floor(gamma + 0.5)))
 
 
@@ -85,21 +84,26 @@ class GammaTuneRule:
             self.gammas = [self.gammas[i] for i in keep]
 
 
-class GammaTuneCandidateGenerator(ChainMethod):
+class GammaTuneMethod(ChainMethod):
     """Draft K candidates per round, K adapted between rounds from the accepted counts (see the module docstring).
 
-    Usage: `target.generate(**inputs, assistant_model=draft, candidate_generator=GammaTuneCandidateGenerator())`.
-    Each generate() call (and each row of a batch) starts again from `initial`.
+    Each generate() call (and each row of a batch) starts again from `initial`. The update rule is a
+    reconstruction from GammaTune's published description (an exponential moving average of accepted token counts
+    with a heuristic switch): the switch here is the censored-run bonus (+1 over the drafted length after a fully
+    accepted round); `initial` and `smoothing` are parameters, not the paper's constants.
 
-    The update rule is a reconstruction from GammaTune's published description (an exponential moving average of
-    accepted token counts with a heuristic switch): the switch here is the censored-run bonus (+1 over the drafted
-    length after a fully accepted round); `initial` and `smoothing` are parameters, not the paper's constants.
+    Args:
+
+    Example:
+
+    ```python
+    target.generate(**inputs, assistant_model=draft, candidate_generator=GammaTuneMethod(max_candidates=8))
+    ```
     """
 
-    def __init__(self, initial: float = 4.0, smoothing: float = 0.5, min_candidates: int = 1,
-                 max_candidates: int = 20, draft_model: PreTrainedModel | None = None,
-                 streamer: BaseStreamer | None = None):
-        super().__init__(GammaTuneConfig(initial, smoothing, min_candidates, max_candidates), draft_model, streamer)
+    config_class = GammaTuneConfig
+    rule_class = GammaTuneRule
 
-    def new_rule(self, ctx) -> GammaTuneRule:
-        return GammaTuneRule(self.config)
+
+GammaTuneCandidateGenerator = GammaTuneMethod
+"""The former name of `GammaTuneMethod` (kept working)."""

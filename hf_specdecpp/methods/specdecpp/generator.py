@@ -1,9 +1,9 @@
-"""SpecDec++ as a candidate generator: the acceptance head decides when to stop drafting."""
+"""SpecDec++ as a decoding method: the acceptance head decides when to stop drafting."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...head import DEFAULT_MAX_CANDIDATES, AcceptanceHead, DeviceKind, HeadPolicy, head_on
 from ...utils.warnings import warn_once
@@ -12,11 +12,10 @@ from ...core.cost_aware import CostAwareStop
 from ...core.device import input_device
 from ..base import ChainMethod
 from .config import SpecDecPPConfig
-from .stopping import RejectionThresholdCriteria, head_estimate
+from .stopping import RejectionThresholdRule, head_estimate
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
-    from transformers.generation.streamers import BaseStreamer
 
     from ...core.chain import CallContext
 
@@ -38,44 +37,31 @@ class ResolvedPolicy:
     verify_costs: tuple[float, ...] = ASSUMED_COSTS[1]
 
 
-class SpecDecPPCandidateGenerator(ChainMethod):
+class SpecDecPPMethod(ChainMethod):
     """SpecDec++: stop drafting when the acceptance head's predicted P(any rejection) exceeds `threshold`.
 
     Args:
-        head: the trained `AcceptanceHead` for this draft/target pair.
-        threshold: h in (0, 1). Default: the head's calibrated policy when it was measured on the kind of device
-            (and dtype) the draft runs on, else the policy's h with a warning, else 0.7.
-        min_candidates / max_candidates: bounds on the candidates per round; max_candidates defaults like
-            `threshold` (a cap calibrated on another kind of device is not used: the default 20 is).
-        draft_model: the draft, required for `custom_generate=`, optional with `candidate_generator=`.
-        streamer: a streamer for the `custom_generate=` route (generate() does not forward its own there).
-        recalibrate: "auto" re-calibrates the head's policy at first use on a kind of device other than the one it
-            was measured on (seconds; needs a head with dev-set traces) and caches it per device kind; a policy
-            measured on this kind of device is used as it is. "never" (default) does not.
-        stop_rule: "threshold" (default): the paper's rule with h. "cost-aware": draft on while the head's
-            prediction, calibrated online during the call, says one more token pays for its cost at the call's own
-            tokens-per-cost rate (`core.cost_aware`; costs from the head's policy or the re-calibration).
+        head (`AcceptanceHead`):
+            The trained acceptance head for this draft/target pair (the first positional argument).
 
-    Usage: `target.generate(**inputs, assistant_model=draft, candidate_generator=SpecDecPPCandidateGenerator(
-    head=head))`. The object is immutable and serves any number of calls, also concurrently.
+    Example:
+
+    ```python
+    method = SpecDecPPMethod(head=load_shipped_head())
+    target.generate(**inputs, assistant_model=draft, candidate_generator=method)
+    ```
     """
 
-    def __init__(self, head: AcceptanceHead, threshold: float | None = None, min_candidates: int = 1,
-                 max_candidates: int | None = None, draft_model: PreTrainedModel | None = None,
-                 streamer: BaseStreamer | None = None, recalibrate: str = "never", stop_rule: str = "threshold"):
+    config_class = SpecDecPPConfig
+
+    def __init__(self, head: AcceptanceHead, *settings: Any, **kwargs: Any):
         check_head_type(head)
-        if recalibrate == "auto" and not head.traces:
+        self.head = head
+        super().__init__(*settings, **kwargs)
+        if self.config.recalibrate == "auto" and not head.traces:
             raise ValueError("recalibrate='auto' re-simulates the head's dev traces, but this head ships no dev "
                              "traces (head.traces): calibrate it with `hf-specdecpp calibrate` and its make-data "
                              "folder, or use recalibrate='never'.")
-        self.head = head
-        super().__init__(SpecDecPPConfig(threshold, min_candidates, max_candidates, recalibrate, stop_rule),
-                         draft_model, streamer)
-
-    @property
-    def threshold(self) -> float | None:
-        """The threshold given to the constructor (None: from the head's policy at call time)."""
-        return self.config.threshold
 
     def check_draft(self, draft: PreTrainedModel) -> None:
         check_head_fits(self.head, draft)
@@ -86,7 +72,16 @@ class SpecDecPPCandidateGenerator(ChainMethod):
         """The threshold and cap for a call with these models (see the class docstring for where they come from).
 
         A policy calibrated with given costs (no device recorded) applies anywhere; a measured one only on the
-        kind of device it was measured on."""
+        kind of device it was measured on.
+
+        Args:
+            draft (`PreTrainedModel`): the draft of the call (its device and dtype select the policy).
+            target (`PreTrainedModel`): the target (timed when `recalibrate="auto"` re-calibrates).
+            do_sample (`bool`, *optional*): the call's decoding, to warn when the head was trained for the other.
+
+        Returns:
+            `ResolvedPolicy`: the threshold, the cap and whether they were calibrated for this device.
+        """
         config, policy = self.config, self._plausible_policy()
         device = DeviceKind.of(draft)
         if config.recalibrate == "auto" and (policy is None or policy.measured_on != device):
@@ -104,7 +99,7 @@ class SpecDecPPCandidateGenerator(ChainMethod):
                           f"The acceptance head's policy (h={policy.threshold:g}, cap {policy.max_candidates}) was "
                           f"calibrated on {measured}; the draft runs on {device.describe()}. Using "
                           f"h={policy.threshold:g} with the default cap {DEFAULT_MAX_CANDIDATES}. Re-calibrate in "
-                          "seconds: SpecDecPPCandidateGenerator(head=head, recalibrate='auto'), or "
+                          "seconds: SpecDecPPMethod(head=head, recalibrate='auto'), or "
                           "`hf-specdecpp recalibrate`.")
         if do_sample is not None:
             self._warn_decoding(do_sample)
@@ -149,12 +144,20 @@ class SpecDecPPCandidateGenerator(ChainMethod):
                                      policy.verify_costs, policy.max_candidates, needs_hidden_states=True)
         else:
             def new_rule():
-                return RejectionThresholdCriteria(head, policy.threshold)
+                return RejectionThresholdRule(head, policy.threshold)
         return ChainSpec(new_rule, self.config.min_candidates, policy.max_candidates)
 
 
 def check_head_type(head: AcceptanceHead | None, optional: bool = False) -> None:
-    """`head` must be an AcceptanceHead (or None when `optional`)."""
+    """`head` must be an AcceptanceHead (or None when `optional`).
+
+    Args:
+        head (`AcceptanceHead` or `None`): the object given as `head=`.
+        optional (`bool`, *optional*, defaults to `False`): accept None.
+
+    Raises:
+        `TypeError`: for anything else.
+    """
     if optional and head is None:
         return
     if not isinstance(head, AcceptanceHead):
@@ -163,9 +166,22 @@ def check_head_type(head: AcceptanceHead | None, optional: bool = False) -> None
 
 
 def check_head_fits(head: AcceptanceHead, draft: PreTrainedModel) -> None:
-    """The head reads the draft's last hidden state: their sizes must agree."""
+    """The head reads the draft's last hidden state: their sizes must agree.
+
+    Args:
+        head (`AcceptanceHead`): the head.
+        draft (`PreTrainedModel`): the draft model.
+
+    Raises:
+        `ValueError`: when the hidden sizes differ.
+    """
     draft_hidden = draft.config.get_text_config().hidden_size
     if head.hidden_size != draft_hidden:
         raise ValueError(
             f"The acceptance head expects hidden size {head.hidden_size}, but the draft model "
             f"({type(draft).__name__}) has hidden size {draft_hidden}. Use a head trained for this draft model.")
+
+
+SpecDecPPCandidateGenerator = SpecDecPPMethod
+"""The former name of `SpecDecPPMethod` (kept working; the object is a method description, not a
+`transformers.CandidateGenerator`)."""

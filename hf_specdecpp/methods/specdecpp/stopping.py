@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import torch
-from transformers import StoppingCriteria
 
 from ...core.validation import check_probability
 from ...head import AcceptanceHead
 
 
-class RejectionThresholdCriteria(StoppingCriteria):
-    """The draft loop's stopping criterion: stop when `1 - prod_i p_accept_i > threshold` (per row).
+class RejectionThresholdRule:
+    """SpecDec++'s stop rule for the draft loop: stop when `1 - prod_i p_accept_i > threshold` (per row).
+
+    A `core.drafting.StopRule` (called with the draft's hidden states and the step), not a transformers
+    `StoppingCriteria`: it decides when a round stops drafting, never when generation ends.
+    `RejectionThresholdCriteria` is the same class under its former name.
 
     `p_accept_i` is the acceptance head's prediction for drafted token i. A producing-state head scores each
     token from the state that drafted it, so the product covers tokens 1..t after drafting token t. A
@@ -19,6 +22,10 @@ class RejectionThresholdCriteria(StoppingCriteria):
     (the last input token is verified and counts as accepted). The running product stays on the device; only
     the boolean result is read on the host (by the loop). Bounds on candidates and EOS are the loop's job.
     Fresh per generate() call (it keeps per-round state).
+
+    Args:
+        head (`AcceptanceHead`): the acceptance head, on the draft's device.
+        threshold (`float`): h in (0, 1).
     """
 
     def __init__(self, head: AcceptanceHead, threshold: float):
@@ -32,12 +39,27 @@ class RejectionThresholdCriteria(StoppingCriteria):
         self.cumulative_acceptance = None
 
     def rejection_probability(self) -> torch.Tensor | None:
-        """Predicted probability that at least one scored candidate of this round is rejected `(B,)`."""
+        """Predicted probability that at least one scored candidate of this round is rejected.
+
+        Returns:
+            `torch.Tensor` of shape `(batch_size,)`, or None before the round's first scored token.
+        """
         return None if self.cumulative_acceptance is None else 1.0 - self.cumulative_acceptance
 
     @torch.no_grad()
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor, *, hidden_states: torch.Tensor | None = None,
                  step: int = 0, **kwargs) -> torch.BoolTensor:
+        """Score the newest drafted token and say, per row, whether to stop drafting after it.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`): the sequence, newest token last.
+            scores (`torch.Tensor` of shape `(batch_size, vocab_size)`): the processed draft scores it came from.
+            hidden_states (`torch.Tensor` of shape `(batch_size, hidden_size)`): the draft's last hidden state.
+            step (`int`): 0-based index of the token within the round.
+
+        Returns:
+            `torch.BoolTensor` of shape `(batch_size,)`: True where the predicted P(any rejection) > threshold.
+        """
         if step > 0 or self.head.scores_without_lag:
             acceptance = self.head.score_step(hidden_states, scores, input_ids[:, -1])
             self.cumulative_acceptance = acceptance if self.cumulative_acceptance is None \
@@ -57,3 +79,7 @@ def head_estimate(head: AcceptanceHead):
             return None
         return head.score_step(hidden_states, scores, input_ids[:, -1])
     return estimate
+
+
+RejectionThresholdCriteria = RejectionThresholdRule
+"""The former name of `RejectionThresholdRule` (kept working; it is a stop rule, not a `StoppingCriteria`)."""
