@@ -30,7 +30,9 @@ from hf_specdecpp.bench.exact.recorder import record_trace
 from hf_specdecpp.bench.exact.replay import replay
 from hf_specdecpp.bench.models import real_setup
 from hf_specdecpp.bench.runner import generation_kwargs, prompt_items
+from hf_specdecpp.core.cost_aware import OnlineSettings
 from hf_specdecpp.core.costs import CostCurve
+from hf_specdecpp.methods.specdecpp.calibration import policy_from_costs
 
 HERE = Path(__file__).resolve().parent
 CAP = 20
@@ -58,9 +60,15 @@ def fixed_policies(target, draft, head) -> dict[str, P.Policy]:
 
 
 def cost_policies(head, curve: CostCurve) -> dict[str, P.Policy]:
+    """The policies that read the curve: SpecDec++ as a user with `recalibrate="auto"` gets it on that machine
+    (the threshold and cap re-simulated for the curve, `policy_from_costs`), and the cost-aware rule with the head
+    or the draft's top-1 probability, its prior rate the re-simulated policy's speed-up (as `SpecDecPPMethod` does)."""
+    auto = policy_from_costs(head, curve, max_candidates=CAP)
     table = tuple(float(v) for v in curve.table(CAP + 1))
-    return {"cost-aware-head": P.CostAware(head, curve.c_draft, table, CAP),
-            "cost-aware-top1": P.CostAware(None, curve.c_draft, table, CAP)}
+    settings = OnlineSettings(prior_rate=max(float(auto.simulation["speedup"]), 1.0))
+    return {"specdec++-auto": P.SpecDecPP(head, auto.threshold, 1, auto.max_candidates),
+            "cost-aware-head": P.CostAware(head, curve.c_draft, table, CAP, 1, settings),
+            "cost-aware-top1": P.CostAware(None, curve.c_draft, table, CAP, 1, settings)}
 
 
 def record(args) -> None:
@@ -125,7 +133,7 @@ def cell(curve_name: str, curve: CostCurve, dataset: str, rows: list[dict]) -> l
 
     entries = [("oracle", oracle), ("hf-default", s["hf-default"]), ("hf-heuristic", s["hf-heuristic"]),
                best("fixed-K"), best("entropy-"), best("svip-"), ("specdec++-h0.25 (shipped)", s["specdec++-h0.25"]),
-               best("specdec++-h"), ("cost-aware-head", s["cost-aware-head"]),
+               best("specdec++-h"), ("specdec++-auto", s["specdec++-auto"]), ("cost-aware-head", s["cost-aware-head"]),
                ("cost-aware-top1", s["cost-aware-top1"])]
     body = ", ".join(f"{n} {v:.3f}x ({v / oracle:.0%})" for n, v in entries)
     return [f"{curve_name} | {dataset} ({len(rows)} prompts, c={curve.c_draft:.2f}): {body}"]

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from hf_specdecpp import load_shipped_head
-from hf_specdecpp.core.cost_aware import CostAwareStop
+from hf_specdecpp.core.cost_aware import CostAwareStop, OnlineSettings
+from hf_specdecpp.methods.specdecpp.calibration import policy_from_costs
 
 from policy_curves import CAP, curves
 
@@ -86,19 +87,21 @@ def cost_aware(key: str) -> Callable:
     return decide
 
 
-def threshold(h: float) -> Callable:
+def threshold(h: float, cap: int = CAP) -> Callable:
     def decide(state, r, j, limit):
         product = 1.0
-        for t in range(limit):
+        for t in range(min(limit, cap)):
             product *= float(r["pred"][j + t])
             if 1.0 - product > h:
                 return t + 1
-        return limit
+        return min(limit, cap)
     return decide
 
 
-def rules(curve) -> dict[str, tuple[Callable, Callable | None]]:
+def rules(curve, head) -> dict[str, tuple[Callable, Callable | None]]:
     table = tuple(float(v) for v in curve.table(CAP + 1))
+    auto = policy_from_costs(head, curve, max_candidates=CAP)  # what recalibrate="auto" picks for this curve
+    settings = OnlineSettings(prior_rate=max(float(auto.simulation["speedup"]), 1.0))
     out = {f"fixed-K{k}": (lambda s, r, j, limit, k=k: min(k, limit), None) for k in range(1, 9)}
     out |= {f"specdec++-h{h:g}": (threshold(h), None) for h in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)}
     out |= {f"svip-h{h:g}": (stop_when(lambda r, p, h=h: math.sqrt(SVIP_GAMMA * max(r["entropy"][p], 0.0)) > h),
@@ -106,9 +109,9 @@ def rules(curve) -> dict[str, tuple[Callable, Callable | None]]:
     out |= {f"top1-{lam:g}": (stop_when(lambda r, p, lam=lam: r["top1"][p] < lam), None)
             for lam in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)}
     for name, key, lagged in (("cost-aware-head", "pred", False), ("cost-aware-top1", "top1", False)):
-        out[name] = (cost_aware(key), lambda key=key, lagged=lagged: CostAwareStop(None, lagged, curve.c_draft, table,
-                                                                                   CAP, False))
-    out["oracle"] = (lambda s, r, j, limit: limit, None)
+        out[name] = (cost_aware(key), lambda lagged=lagged: CostAwareStop(None, lagged, curve.c_draft, table, CAP,
+                                                                          False, settings))
+    out["specdec++-auto"] = (threshold(auto.threshold, auto.max_candidates), None)
     return out
 
 
@@ -127,12 +130,12 @@ def main(argv=None) -> None:
     responses = split(head.traces)
     lines = [f"{args.head}: {len(responses)} dev responses, {sum(len(r['label']) for r in responses)} positions"]
     for curve_name, curve in curves().items():
-        s = {n: simulate(responses, d, curve, f) for n, (d, f) in rules(curve).items() if n != "oracle"}
+        s = {n: simulate(responses, d, curve, f) for n, (d, f) in rules(curve, head).items()}
         s["oracle"] = oracle(responses, curve)
         best = {p: max((n for n in s if n.startswith(p)), key=s.get) for p in ("fixed-K", "specdec++-h", "svip-",
                                                                               "top1-")}
         cells = [f"oracle {s['oracle']:.3f}x"] + [f"{best[p]} {s[best[p]]:.3f}x" for p in best] + [
-            f"specdec++-h0.25 (shipped) {s['specdec++-h0.25']:.3f}x",
+            f"specdec++-h0.25 (shipped) {s['specdec++-h0.25']:.3f}x", f"specdec++-auto {s['specdec++-auto']:.3f}x",
             f"cost-aware-head {s['cost-aware-head']:.3f}x", f"cost-aware-top1 {s['cost-aware-top1']:.3f}x"]
         lines.append(f"{curve_name} (c={curve.c_draft:.2f}): " + ", ".join(cells))
     text = "\n".join(lines)

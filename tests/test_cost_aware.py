@@ -8,7 +8,7 @@ import functools
 import pytest
 import torch
 
-from hf_specdecpp import SpecDecPPCandidateGenerator
+from hf_specdecpp import SpecDecPPMethod
 from hf_specdecpp.core.cost_aware import CostAwareStop, marginal_costs
 from hf_specdecpp.testing import tiny_pair
 
@@ -72,7 +72,7 @@ def pair():
 def test_greedy_output_is_the_targets(pair, route, head_kind):
     target, draft = pair
     head = random_head(32, seed=3) if head_kind == "lagged" else producing_head(32)
-    method = SpecDecPPCandidateGenerator(head=head, stop_rule="cost-aware", max_candidates=8,
+    method = SpecDecPPMethod(head=head, stop_rule="cost-aware", max_candidates=8,
                                          draft_model=draft if route == "custom_generate" else None)
     ids = torch.tensor([[0, 0, 2, 5, 6, 7], [3, 17, 4, 40, 41, 42]])
     mask = (ids != 0).long()
@@ -90,6 +90,6 @@ def test_greedy_output_is_the_targets(pair, route, head_kind):
 def test_threshold_is_unused_and_the_rule_is_checked():
     head = producing_head(32)
     with pytest.raises(ValueError, match="stop_rule"):
-        SpecDecPPCandidateGenerator(head=head, stop_rule="bandit")
-    method = functools.partial(SpecDecPPCandidateGenerator, head=head, stop_rule="cost-aware")
+        SpecDecPPMethod(head=head, stop_rule="bandit")
+    method = functools.partial(SpecDecPPMethod, head=head, stop_rule="cost-aware")
     assert method().config.stop_rule == "cost-aware"

@@ -48,7 +48,7 @@ class OnlineSettings:
     calibration_prior: float = 4.0
     newton_steps: int = 2
     prior_rate: float = 1.0
-    prior_weight: float = 2.0
+    prior_weight: float = 8.0
 
 
 def marginal_costs(cost_ratio: float, verify_costs: Sequence[float], max_candidates: int) -> list[float]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ...head import DEFAULT_MAX_CANDIDATES, AcceptanceHead, DeviceKind, HeadPolicy, head_on
 from ...utils.warnings import warn_once
 from ...core.chain import ChainSpec
-from ...core.cost_aware import CostAwareStop
+from ...core.cost_aware import CostAwareStop, OnlineSettings
 from ...core.device import input_device
 from ..base import ChainMethod
 from .config import SpecDecPPConfig
@@ -35,6 +35,9 @@ class ResolvedPolicy:
     calibrated_here: bool
     cost_ratio: float = ASSUMED_COSTS[0]
     verify_costs: tuple[float, ...] = ASSUMED_COSTS[1]
+    expected_rate: float = 1.0
+    """Tokens per target step the policy was simulated to give with these costs (1.0: unknown): the cost-aware
+    rule's prior on the call's rate."""
 
 
 class SpecDecPPMethod(ChainMethod):
@@ -108,9 +111,11 @@ class SpecDecPPMethod(ChainMethod):
         cap = config.max_candidates if config.max_candidates is not None else (
             policy.max_candidates if use_cap and policy is not None and policy.max_candidates
             else DEFAULT_MAX_CANDIDATES)
-        costs = (policy.cost_ratio, policy.verify_costs) if policy is not None and policy.cost_ratio \
-            and policy.verify_costs else ASSUMED_COSTS
-        return ResolvedPolicy(float(threshold), max(int(cap), config.min_candidates), trusted, *costs)
+        has_costs = policy is not None and policy.cost_ratio and policy.verify_costs
+        costs = (policy.cost_ratio, policy.verify_costs) if has_costs else ASSUMED_COSTS
+        rate = float(policy.simulation.get("speedup") or 1.0) if has_costs else 1.0
+        return ResolvedPolicy(float(threshold), max(int(cap), config.min_candidates), trusted, *costs,
+                              expected_rate=max(rate, 1.0))
 
     def _plausible_policy(self) -> HeadPolicy | None:
         """The head's policy, or None (with a warning) when it holds values no calibration chooses."""
@@ -141,7 +146,8 @@ class SpecDecPPMethod(ChainMethod):
         if self.config.stop_rule == "cost-aware":
             def new_rule():
                 return CostAwareStop(head_estimate(head), not head.scores_without_lag, policy.cost_ratio,
-                                     policy.verify_costs, policy.max_candidates, needs_hidden_states=True)
+                                     policy.verify_costs, policy.max_candidates, needs_hidden_states=True,
+                                     settings=OnlineSettings(prior_rate=policy.expected_rate))
         else:
             def new_rule():
                 return RejectionThresholdRule(head, policy.threshold)
