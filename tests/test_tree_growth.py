@@ -205,8 +205,8 @@ def test_bounded_children_grow_the_same_tree_as_drawing_budget_children(monkeypa
     grown_trees = []
     for unbounded in (False, True):
         if unbounded:
-            monkeypatch.setattr(growth, "frontier", lambda tree, s: (lambda out: (
-                out[0], [s.budget] * len(out[0]), *out[2:]))(frontier(tree, s)))
+            monkeypatch.setattr(growth, "frontier", lambda tree, s, also=None: (lambda out: out._replace(
+                counts=[s.budget] * len(out.nodes)))(frontier(tree, s, also)))
         torch.manual_seed(seed)
         tree, probs = grow_tree(torch.tensor(0), path_reader(24, seed), settings)
         host = HostTree(tree, tree.best(settings.budget))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -152,11 +153,20 @@ def expand(tree: DraftTree, nodes: torch.LongTensor, scores: torch.Tensor, hidde
     return probs
 
 
-def frontier(tree: DraftTree, settings: GrowthSettings) -> tuple[list[int], list[int], float, float]:
-    """(selected nodes not read yet whose children could still enter the tree, how many children each can use,
-    their total value, the selected tree's total value); one host sync, which also brings the selected tree's
-    structure to the host (`tree.snapshot`), so that the round's last level leaves nothing more to read for
-    `HostTree`.
+class Frontier(NamedTuple):
+    """What one level reads on the host (`frontier`)."""
+
+    nodes: list[int]  # selected nodes not read yet whose children could still enter the tree
+    counts: list[int]  # how many children each of them can use
+    open_value: float  # their total value
+    tree_value: float  # the selected tree's total value
+    also: float  # the value of `frontier`'s `also` (0.0 without)
+
+
+def frontier(tree: DraftTree, settings: GrowthSettings, also: torch.Tensor | None = None) -> Frontier:
+    """The frontier of the tree grown so far, in one host sync, which also brings the selected tree's structure
+    to the host (`tree.snapshot`), so that the round's last level leaves nothing more to read for `HostTree`, and
+    reads the scalar `also` (a device value the caller needs on the host) with the rest.
 
     The children a node can use: a node at place p of the selection (p - 1 selected nodes worth at least as
     much, its ancestors among them) has values at or above its own on p nodes that stay in the tree; its child j
@@ -172,15 +182,16 @@ def frontier(tree: DraftTree, settings: GrowthSettings) -> tuple[list[int], list
     # once the budget is full, the weakest selected node's children (worth less than it) cannot enter
     floor = torch.where(drafted, tree.value, torch.full_like(tree.value, float("inf"))).min()
     open_ &= (drafted.sum() < settings.budget) | (tree.value > floor)
-    totals = torch.stack([torch.where(open_, tree.value, 0.0).sum(), torch.where(drafted, tree.value, 0.0).sum()])
+    totals = torch.stack([torch.where(open_, tree.value, 0.0).sum(), torch.where(drafted, tree.value, 0.0).sum(),
+                          tree.value.new_zeros(()) if also is None else also.reshape(()).to(tree.value.dtype)])
     rows = torch.stack([open_.long(), place]).reshape(-1)
     summary = torch.cat([totals, rows.to(totals.dtype), tree.selection_rows(chosen).reshape(-1).to(totals.dtype)])
     summary = summary.tolist()  # the level's one host sync
     n = tree.num_nodes
-    (flags, places, *selection) = ([int(x) for x in summary[2 + n * r: 2 + n * (r + 1)]] for r in range(8))
+    (flags, places, *selection) = ([int(x) for x in summary[3 + n * r: 3 + n * (r + 1)]] for r in range(8))
     tree.snapshot = selection
     nodes = [node for node, flag in enumerate(flags) if flag]
-    return nodes, [settings.budget - places[node] for node in nodes], summary[0], summary[1]
+    return Frontier(nodes, [settings.budget - places[node] for node in nodes], *summary[:3])
 
 
 def levels_worth_drafting(expected: float, cost_ratio: float, max_levels: int) -> int:
@@ -203,7 +214,8 @@ def grow_tree(root_token: torch.Tensor, read: Reader, settings: GrowthSettings,
     With a cost ratio, greedy decoding stops at the first level that cannot pay for itself
     (`worth_another_level`, which looks at the values of the tree grown so far). Under sampling that look would let
     a node's own draws decide whether rivals that could displace it get grown, so the number of levels is fixed
-    from the root's distribution alone, before anything is drawn (`levels_worth_drafting`).
+    from the root's distribution alone, before anything is drawn (`levels_worth_drafting`; the root's expected
+    acceptance reaches the host with the first level's frontier: no sync of its own).
     """
     tree = DraftTree(root_token)
     probs: dict[int, torch.Tensor] = {}
@@ -217,12 +229,12 @@ def grow_tree(root_token: torch.Tensor, read: Reader, settings: GrowthSettings,
         for node, row in zip(nodes, expand(tree, index, scores, hidden, settings, draw, width, keep)):
             probs[node] = row
         levels += 1
-        if levels == 1 and settings.cost_ratio is not None and settings.do_sample:
-            root_q = probs[ROOT].double()
-            max_levels = levels_worth_drafting(float((root_q * root_q).sum()), settings.cost_ratio,
-                                               settings.max_depth)
-        nodes, counts, open_value, tree_value = frontier(tree, settings)
+        pace = settings.cost_ratio is not None and settings.do_sample and levels == 1  # levels from the root's q
+        level = frontier(tree, settings, (probs[ROOT].double() ** 2).sum() if pace else None)
+        if pace:
+            max_levels = levels_worth_drafting(level.also, settings.cost_ratio, settings.max_depth)
+        nodes, counts = level.nodes, level.counts
         if not nodes or levels >= max_levels or (settings.cost_ratio is not None and not settings.do_sample
-                                                 and not worth_another_level(tree_value, open_value, levels,
-                                                                             settings.cost_ratio)):
+                                                 and not worth_another_level(level.tree_value, level.open_value,
+                                                                             levels, settings.cost_ratio)):
             return tree, probs
