@@ -210,7 +210,7 @@ def test_bounded_children_grow_the_same_tree_as_drawing_budget_children(monkeypa
         torch.manual_seed(seed)
         tree, probs = grow_tree(torch.tensor(0), path_reader(24, seed), settings)
         host = HostTree(tree, tree.best(settings.budget))
-        paths = sorted((tuple(host.path_tokens(i)), float(tree.value[host.nodes[i]])) for i in range(1, len(host.nodes)))
+        paths = sorted((tuple(host.path_tokens(i)), float(tree.value[node])) for i, node in enumerate(host.nodes))
         grown_trees.append((paths, sorted(tuple(tree.tokens[tree.ancestors[n]].tolist()) for n in probs),
                             tree.num_nodes))
     (bounded, read_bounded, size), (unbounded, read_unbounded, unbounded_size) = grown_trees
