@@ -7,9 +7,10 @@ SyncCounter` sees both kinds during a generate() call (on a CPU: every tensor bu
 without a device) and counts the ones made by this package's code; host integers sent through
 `core.device.to_device` (pinned memory, non-blocking copy) are counted apart as staged copies, which a GPU does
 not wait on. Budgets: the chain loop needs one sync per drafted token (the stop decision) and at most two per
-round (the round's outcome, the stopping criteria); the tree loop one per tree level and two per round (the
-verdict, the stopping criteria), never one per node; both independent of the batch size and of the number of
-layers, plus a few once per call (input checks, the rows' lengths, the tree's capability probe).
+round (the round's outcome, the stopping criteria); the tree loop one per tree level and one per round (the
+verdict), never one per node, with or without a cost ratio; both independent of the batch size and of the number
+of layers, plus a few once per call (input checks, the rows' lengths, the tree's capability probe). A call with
+stopping criteria of its own adds one per accepted token (they see every token; not used here).
 """
 
 from __future__ import annotations
@@ -100,20 +101,22 @@ def test_batched_chain_syncs_do_not_grow_with_the_batch(pair):
     assert len(in_loop(places)) <= stats.draft_forwards + 2 * stats.rounds, places
 
 
+@pytest.mark.parametrize("cost_ratio", [None, 0.05])
 @pytest.mark.parametrize("do_sample", [False, True])
 @pytest.mark.parametrize("route", ["candidate_generator", "custom_generate"])
-def test_tree_syncs_per_level_and_round_not_per_node(pair, do_sample, route):
+def test_tree_syncs_per_level_and_round_not_per_node(pair, do_sample, route, cost_ratio):
     target, draft = pair
-    method = DySpecCandidateGenerator(budget=12, draft_model=draft if route == "custom_generate" else None)
+    method = DySpecCandidateGenerator(budget=12, cost_ratio=cost_ratio,
+                                      draft_model=draft if route == "custom_generate" else None)
     extra = {"assistant_model": draft} if route == "candidate_generator" else {}
     stats, places = counted(target, input_ids=torch.tensor([[2, 5, 6, 7, 8, 9]]), **{route: method}, **extra,
                             max_new_tokens=24, do_sample=do_sample, eos_token_id=None)
     drafted_nodes = sum(stats.tree_sizes)
     probe = [p for p in places if p.startswith("methods/dyspec/probe.py")]  # once per model, not per round
     assert len(probe) <= 16, probe
-    # per round: one per level (the frontier, which also brings the selected tree), the verdict, the stopping
-    # criteria; per call: the EOS set
-    budget = stats.draft_forwards + 2 * stats.rounds + 1
+    # per round: one per level (the frontier, which also brings the selected tree and, sampling with a cost
+    # ratio, the root's expected acceptance that fixes the number of levels) and the verdict; per call: the EOS set
+    budget = stats.draft_forwards + stats.rounds + 1
     assert len(in_loop(places)) <= budget, places
     assert drafted_nodes > 2 * budget / 3  # the trees are large enough that a per-node sync would break the budget
 
@@ -175,6 +178,6 @@ def test_tree_budget_counts_what_a_gpu_waits_on(num_layers):
                                  max_new_tokens=24, do_sample=False, eos_token_id=None)
     loop = in_loop(counter.syncs)
     assert not [p for p in loop if p.endswith(" upload")], loop
-    assert len(loop) <= stats.draft_forwards + 2 * stats.rounds + 1, loop  # + 1: the call's EOS set
+    assert len(loop) <= stats.draft_forwards + stats.rounds + 1, loop  # + 1: the call's EOS set
     staged = in_loop([p for p in counter.places if p.endswith(" staged")])
     assert len(staged) <= 4 * stats.draft_forwards + 6 * stats.rounds, staged  # per level and round, not per node

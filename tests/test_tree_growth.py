@@ -5,13 +5,15 @@ the selected trees can be checked against hand computation and against best-firs
 """
 
 import itertools
+import math
 
 import pytest
 import torch
 
 from hf_specdecpp import AcceptanceHead
+from hf_specdecpp.methods.dyspec import growth
 from hf_specdecpp.methods.dyspec.growth import GrowthSettings, draw_children, grow_tree, worth_another_level
-from hf_specdecpp.methods.dyspec.tree import HostTree
+from hf_specdecpp.methods.dyspec.tree import DraftTree, HostTree
 
 Q = torch.tensor([0.7, 0.2, 0.1, 0.0])  # the draft distribution at every node in these tests (token 3 impossible)
 
@@ -129,3 +131,88 @@ def test_cost_ratio_stops_growing_when_a_level_cannot_pay():
     assert depths == sorted(depths, reverse=True) and depths[0] > depths[-1] == 1, depths
     # the stopping rule itself, by hand: E = 1 + 0.7, a frontier worth 0.49, one level so far
     assert worth_another_level(0.7, 0.49, 1, 0.05) and not worth_another_level(0.7, 0.49, 1, 2.0)
+
+
+# ------------------------------------------------------------------- issue 27: work per level, children per node
+def test_ancestor_rows_are_appended_not_rebuilt_every_level():
+    """A level writes its new nodes' rows (the parent's row plus the node) into spare room: the rows already there
+    are neither recomputed nor moved, except when the buffer doubles (a logarithmic number of times). The old tree
+    built a new (N, N) matrix at every level: one storage per level."""
+    tree = DraftTree(torch.tensor(0))
+    views, parent = [], 0
+    for _ in range(40):  # a deep, narrow tree: 40 levels of two nodes
+        values = torch.full((1, 2), 0.5)
+        parent = int(tree.add_children(torch.tensor([parent]), torch.tensor([[1, 2]]), values, values, values)[0, 0])
+        views.append(tree.ancestors)  # kept alive: a rebuilt matrix could not reuse an earlier one's memory
+    storages = {view.untyped_storage().data_ptr() for view in views}
+    assert len(storages) <= math.ceil(math.log2(tree.num_nodes)) + 1, len(storages)
+    expected = torch.eye(tree.num_nodes, dtype=torch.bool)
+    for node in range(1, tree.num_nodes):  # nodes come after their parents
+        expected[node] |= expected[int(tree.parents[node])]
+    assert torch.equal(tree.ancestors, expected)
+    for view in views:  # rows written at a level are never rewritten later
+        assert torch.equal(view, expected[: view.shape[0], : view.shape[0]])
+
+
+SPREAD = torch.linspace(3.0, 0.0, 32).softmax(-1)  # 32 tokens, strictly decreasing probabilities
+
+
+def test_a_node_draws_only_the_children_the_budget_can_still_use():
+    """The node at place p of the selection draws `budget - p` children, not `budget`: its j-th child can only be
+    selected if p + j < budget. Budget 8, depth 2: the root draws 8; the 7 children that can still have selected
+    children (the 8th is the weakest selected node) draw 7, 6, ..., 1 (28 nodes instead of 7 x 8 = 56)."""
+    widths = []
+
+    def draw(probs, count, do_sample):
+        widths.append(count)
+        return draw_children(probs, count, do_sample)
+
+    def read(tree, nodes):
+        return SPREAD.log().expand(len(nodes), -1), None
+
+    budget = 8
+    tree, _ = grow_tree(torch.tensor(0), read, GrowthSettings(budget, 2, do_sample=False), draw=draw)
+    assert widths == [8, 7]
+    children = torch.bincount(tree.parents[1:], minlength=tree.num_nodes).tolist()
+    first = list(range(1, budget + 1))  # the root's children, by falling value (= draw order)
+    assert [children[node] for node in first] == [budget - place for place in range(1, budget + 1)]
+    assert tree.num_nodes == 1 + budget + 28
+    host = HostTree(tree, tree.best(budget))  # still the best 8 path products
+    products = sorted((float(SPREAD[a] * (SPREAD[b] if b is not None else 1.0)) for a in range(32)
+                       for b in [None, *range(32)]), reverse=True)[:budget]
+    assert sorted(tree.value[host.index[1:]].tolist(), reverse=True) == pytest.approx(products, rel=1e-5)
+
+
+def path_reader(vocab: int, seed: int):
+    """A `Reader` whose draft distribution depends on the node's path (sharp enough for deep, uneven trees)."""
+    def read(tree, nodes):
+        rows = []
+        for node in nodes:
+            path = tree.tokens[tree.ancestors[node]].tolist()
+            g = torch.Generator().manual_seed(seed * 1_000_003 + hash(tuple(path)) % 1_000_003)
+            rows.append(torch.randn(vocab, generator=g, dtype=torch.float64) * 2.5)
+        return torch.stack(rows).log_softmax(-1), None
+    return read
+
+
+@pytest.mark.parametrize("do_sample", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bounded_children_grow_the_same_tree_as_drawing_budget_children(monkeypatch, do_sample, seed):
+    """Exactness of the bound: with the same random draws, the selected tree (and every level's frontier) is the
+    one that drawing `budget` children at every node gives."""
+    settings = GrowthSettings(10, 6, do_sample=do_sample)
+    frontier = growth.frontier
+    grown_trees = []
+    for unbounded in (False, True):
+        if unbounded:
+            monkeypatch.setattr(growth, "frontier", lambda tree, s, also=None: (lambda out: out._replace(
+                counts=[s.budget] * len(out.nodes)))(frontier(tree, s, also)))
+        torch.manual_seed(seed)
+        tree, probs = grow_tree(torch.tensor(0), path_reader(24, seed), settings)
+        host = HostTree(tree, tree.best(settings.budget))
+        paths = sorted((tuple(host.path_tokens(i)), float(tree.value[node])) for i, node in enumerate(host.nodes))
+        grown_trees.append((paths, sorted(tuple(tree.tokens[tree.ancestors[n]].tolist()) for n in probs),
+                            tree.num_nodes))
+    (bounded, read_bounded, size), (unbounded, read_unbounded, unbounded_size) = grown_trees
+    assert bounded == unbounded and read_bounded == read_unbounded
+    assert size < unbounded_size

@@ -1,7 +1,8 @@
 """How a draft tree grows: which children a node gets, what they are worth, and when to stop.
 
 Growth is level by level. Each level reads every selected node that has no children yet ("the frontier") in
-ONE draft forward pass, draws up to `budget` candidate children per node, and keeps the `budget` nodes of
+ONE draft forward pass, draws as many candidate children per node as could still enter the selection
+(`frontier`: `budget` minus the node's place among the selected nodes), and keeps the `budget` nodes of
 highest value. Values fall along every path and across siblings, so the best nodes form a tree, and level by
 level selection keeps exactly the nodes best-first growth (DySpec) would add, with one draft pass per level
 instead of one per node.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -112,11 +114,23 @@ def worth_another_level(selected_value: float, frontier_value: float, levels: in
     return (expected + frontier_value) * (1.0 + cost_ratio * levels) > expected * (1.0 + cost_ratio * (levels + 1))
 
 
+def children_to_keep(counts: list[int], width: int) -> list[int]:
+    """Flat positions in an `(F, width)` draw of the first `counts[i]` children of each row i (empty when every
+    row keeps all `width`)."""
+    if all(count >= width for count in counts):
+        return []
+    return [row * width + j for row, count in enumerate(counts) for j in range(min(count, width))]
+
+
 def expand(tree: DraftTree, nodes: torch.LongTensor, scores: torch.Tensor, hidden: torch.Tensor | None,
-           settings: GrowthSettings, draw: Drawer = draw_children) -> torch.Tensor:
-    """Draw the children of `nodes`, just read with processed scores `(F, V)`; return their q `(F, V)`."""
+           settings: GrowthSettings, draw: Drawer = draw_children, width: int | None = None,
+           keep: torch.LongTensor | None = None) -> torch.Tensor:
+    """Draw the children of `nodes`, just read with processed scores `(F, V)`; return their q `(F, V)`.
+
+    `width` children are drawn per node (default `budget`), of which the tree keeps those at the flat positions
+    `keep` (`children_to_keep`; None: all)."""
     probs = scores.softmax(dim=-1)
-    tokens, child_probs = draw(probs, settings.budget, settings.do_sample)
+    tokens, child_probs = draw(probs, width or settings.budget, settings.do_sample)
     head, first_own, first_expected = settings.head, None, None
     if head is not None and hidden is not None:
         if head.scores_without_lag:
@@ -128,16 +142,38 @@ def expand(tree: DraftTree, nodes: torch.LongTensor, scores: torch.Tensor, hidde
             tree.own[nodes] = torch.where(first_child, head(hidden.float()), tree.own[nodes])
     reach, own, value = child_estimates(tree.reach[nodes], tree.own[nodes], tree.value[nodes], probs, child_probs,
                                         settings.do_sample, first_own, first_expected)
-    tree.add_children(nodes, tokens, reach, own, value)
+    if keep is None:
+        tree.add_children(nodes, tokens, reach, own, value)
+    else:  # drop the draws no selection can use: the rest stay in draw order, each under its parent
+        def kept(x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(-1)[keep]
+        tree.add_nodes(kept(nodes[:, None].expand_as(tokens)), kept(tokens), keep % tokens.shape[1], kept(reach),
+                       kept(own), kept(value))
     tree.expanded[nodes] = True
     return probs
 
 
-def frontier(tree: DraftTree, settings: GrowthSettings) -> tuple[list[int], float, float]:
-    """(selected nodes not read yet whose children could still enter the tree, their total value, the selected
-    tree's total value); one host sync, which also brings the selected tree's structure to the host
-    (`tree.snapshot`), so that the round's last level leaves nothing more to read for `HostTree`."""
-    chosen = tree.best(settings.budget)
+class Frontier(NamedTuple):
+    """What one level reads on the host (`frontier`)."""
+
+    nodes: list[int]  # selected nodes not read yet whose children could still enter the tree
+    counts: list[int]  # how many children each of them can use
+    open_value: float  # their total value
+    tree_value: float  # the selected tree's total value
+    also: float  # the value of `frontier`'s `also` (0.0 without)
+
+
+def frontier(tree: DraftTree, settings: GrowthSettings, also: torch.Tensor | None = None) -> Frontier:
+    """The frontier of the tree grown so far, in one host sync, which also brings the selected tree's structure
+    to the host (`tree.snapshot`), so that the round's last level leaves nothing more to read for `HostTree`, and
+    reads the scalar `also` (a device value the caller needs on the host) with the rest.
+
+    The children a node can use: a node at place p of the selection (p - 1 selected nodes worth at least as
+    much, its ancestors among them) has values at or above its own on p nodes that stay in the tree; its child j
+    is worth less than those and than its j earlier siblings, so it can be selected only if p + j < budget, now
+    or after any later level. Drawing `budget - p` children therefore grows exactly the tree that drawing
+    `budget` would, from the same draws."""
+    chosen, place = tree.ranked(settings.budget)
     drafted = chosen.clone()
     drafted[ROOT] = False
     open_ = drafted & ~tree.expanded & (tree.depths < settings.max_depth)
@@ -146,12 +182,16 @@ def frontier(tree: DraftTree, settings: GrowthSettings) -> tuple[list[int], floa
     # once the budget is full, the weakest selected node's children (worth less than it) cannot enter
     floor = torch.where(drafted, tree.value, torch.full_like(tree.value, float("inf"))).min()
     open_ &= (drafted.sum() < settings.budget) | (tree.value > floor)
-    totals = torch.stack([torch.where(open_, tree.value, 0.0).sum(), torch.where(drafted, tree.value, 0.0).sum()])
-    summary = torch.cat([totals, open_.to(totals.dtype), tree.selection_rows(chosen).reshape(-1).to(totals.dtype)])
+    totals = torch.stack([torch.where(open_, tree.value, 0.0).sum(), torch.where(drafted, tree.value, 0.0).sum(),
+                          tree.value.new_zeros(()) if also is None else also.reshape(()).to(tree.value.dtype)])
+    rows = torch.stack([open_.long(), place]).reshape(-1)
+    summary = torch.cat([totals, rows.to(totals.dtype), tree.selection_rows(chosen).reshape(-1).to(totals.dtype)])
     summary = summary.tolist()  # the level's one host sync
     n = tree.num_nodes
-    tree.snapshot = [[int(x) for x in summary[2 + n * (r + 1): 2 + n * (r + 2)]] for r in range(6)]
-    return [node for node, flag in enumerate(summary[2: 2 + n]) if flag], summary[0], summary[1]
+    (flags, places, *selection) = ([int(x) for x in summary[3 + n * r: 3 + n * (r + 1)]] for r in range(8))
+    tree.snapshot = selection
+    nodes = [node for node, flag in enumerate(flags) if flag]
+    return Frontier(nodes, [settings.budget - places[node] for node in nodes], *summary[:3])
 
 
 def levels_worth_drafting(expected: float, cost_ratio: float, max_levels: int) -> int:
@@ -174,24 +214,27 @@ def grow_tree(root_token: torch.Tensor, read: Reader, settings: GrowthSettings,
     With a cost ratio, greedy decoding stops at the first level that cannot pay for itself
     (`worth_another_level`, which looks at the values of the tree grown so far). Under sampling that look would let
     a node's own draws decide whether rivals that could displace it get grown, so the number of levels is fixed
-    from the root's distribution alone, before anything is drawn (`levels_worth_drafting`).
+    from the root's distribution alone, before anything is drawn (`levels_worth_drafting`; the root's expected
+    acceptance reaches the host with the first level's frontier: no sync of its own).
     """
     tree = DraftTree(root_token)
-    scores, hidden = read(tree, [ROOT])
-    probs = {ROOT: expand(tree, torch.zeros(1, dtype=torch.long, device=tree.device), scores, hidden, settings,
-                          draw)[0]}
-    levels, max_levels = 1, settings.max_depth
-    if settings.cost_ratio is not None and settings.do_sample:
-        root_q = probs[ROOT].double()
-        max_levels = levels_worth_drafting(float((root_q * root_q).sum()), settings.cost_ratio, settings.max_depth)
+    probs: dict[int, torch.Tensor] = {}
+    nodes, counts, levels, max_levels = [ROOT], [settings.budget], 0, settings.max_depth
     while True:
-        nodes, open_value, tree_value = frontier(tree, settings)
-        if not nodes or levels >= max_levels or (settings.cost_ratio is not None and not settings.do_sample
-                                                 and not worth_another_level(tree_value, open_value, levels,
-                                                                             settings.cost_ratio)):
-            return tree, probs
         scores, hidden = read(tree, nodes)
-        index = to_device(nodes, tree.device)
-        for node, row in zip(nodes, expand(tree, index, scores, hidden, settings, draw)):
+        width = min(max(counts), scores.shape[-1])
+        positions = children_to_keep(counts, width)  # the root keeps all its children: no copy for it
+        staged = to_device(nodes + positions, tree.device) if levels else torch.full((1,), ROOT, device=tree.device)
+        index, keep = staged[: len(nodes)], (staged[len(nodes):] if positions else None)
+        for node, row in zip(nodes, expand(tree, index, scores, hidden, settings, draw, width, keep)):
             probs[node] = row
         levels += 1
+        pace = settings.cost_ratio is not None and settings.do_sample and levels == 1  # levels from the root's q
+        level = frontier(tree, settings, (probs[ROOT].double() ** 2).sum() if pace else None)
+        if pace:
+            max_levels = levels_worth_drafting(level.also, settings.cost_ratio, settings.max_depth)
+        nodes, counts = level.nodes, level.counts
+        if not nodes or levels >= max_levels or (settings.cost_ratio is not None and not settings.do_sample
+                                                 and not worth_another_level(level.tree_value, level.open_value,
+                                                                             levels, settings.cost_ratio)):
+            return tree, probs

@@ -10,7 +10,9 @@ continues, its `rank` the order in which it was drawn among its parent's childre
   sibling to the next, so the best `budget` nodes always form a tree whose children are a prefix of the draws;
 - `slot`: the node's column in the draft's KV cache once the draft has read it (-1 before).
 
-`ancestors[i, j]` marks the nodes on the path from the root to node i (both included).
+`ancestors[i, j]` marks the nodes on the path from the root to node i (both included). It is a view of a buffer
+with spare capacity: a new node's row is its parent's row plus itself, written once when the node is added, so
+a level costs work for its new rows only (the buffer doubles when full, an amortised constant per node).
 """
 
 from __future__ import annotations
@@ -40,9 +42,14 @@ class DraftTree:
         self.value = torch.ones(1, device=device, dtype=torch.float64)  # exact ordering of close values
         self.slots = torch.full((1,), -1, dtype=torch.long, device=device)
         self.expanded = torch.zeros(1, dtype=torch.bool, device=device)
-        self.ancestors = torch.ones((1, 1), dtype=torch.bool, device=device)
+        self._ancestors = torch.ones((1, 1), dtype=torch.bool, device=device)  # [:num_nodes, :num_nodes] in use
         self.num_nodes = 1
         self.snapshot: list[list[int]] | None = None  # `selection_rows` as read with the last level (growth.py)
+
+    @property
+    def ancestors(self) -> torch.Tensor:
+        """`(N, N)` bool: `ancestors[i, j]` marks the path from the root to node i (a view, not a copy)."""
+        return self._ancestors[: self.num_nodes, : self.num_nodes]
 
     def add_children(self, parents: torch.LongTensor, tokens: torch.LongTensor, reach: torch.Tensor,
                      own: torch.Tensor, value: torch.Tensor) -> torch.LongTensor:
@@ -50,26 +57,40 @@ class DraftTree:
         draw order); `value` must already be below the parent's and the previous sibling's. Returns the new
         node indices `(F, C)`."""
         count, width = tokens.shape
-        new = torch.arange(self.num_nodes, self.num_nodes + count * width, device=self.device).reshape(count, width)
-        flat_parents = parents[:, None].expand(count, width).reshape(-1)
-        self.tokens = torch.cat([self.tokens, tokens.reshape(-1)])
-        self.parents = torch.cat([self.parents, flat_parents])
-        self.depths = torch.cat([self.depths, self.depths[flat_parents] + 1])
-        self.ranks = torch.cat([self.ranks, torch.arange(width, device=self.device).repeat(count)])
-        self.reach = torch.cat([self.reach, reach.reshape(-1).to(self.reach.dtype)])
-        self.own = torch.cat([self.own, own.reshape(-1).to(self.own.dtype)])
-        self.value = torch.cat([self.value, value.reshape(-1).to(self.value.dtype)])
-        self.slots = torch.cat([self.slots, self.slots.new_full((count * width,), -1)])
-        self.expanded = torch.cat([self.expanded, self.expanded.new_zeros(count * width)])
-        total = self.num_nodes + count * width
-        ancestors = torch.zeros((total, total), dtype=torch.bool, device=self.device)
-        ancestors[: self.num_nodes, : self.num_nodes] = self.ancestors
-        ancestors[self.num_nodes:, : self.num_nodes] = self.ancestors[flat_parents]
-        ancestors[new.reshape(-1), new.reshape(-1)] = True
-        self.ancestors = ancestors
-        self.num_nodes = total
+        ranks = torch.arange(width, device=self.device).repeat(count)
+        return self.add_nodes(parents[:, None].expand(count, width).reshape(-1), tokens.reshape(-1), ranks,
+                              reach.reshape(-1), own.reshape(-1), value.reshape(-1)).reshape(count, width)
+
+    def add_nodes(self, parents: torch.LongTensor, tokens: torch.LongTensor, ranks: torch.LongTensor,
+                  reach: torch.Tensor, own: torch.Tensor, value: torch.Tensor) -> torch.LongTensor:
+        """Append `M` nodes (`(M,)` tensors: parent, token, rank among the parent's children, estimates), the
+        children of one parent contiguous and in draw order. Returns the new node indices `(M,)`."""
+        old, added = self.num_nodes, tokens.shape[0]
+        new = torch.arange(old, old + added, device=self.device)
+        self.tokens = torch.cat([self.tokens, tokens])
+        self.parents = torch.cat([self.parents, parents])
+        self.depths = torch.cat([self.depths, self.depths[parents] + 1])
+        self.ranks = torch.cat([self.ranks, ranks])
+        self.reach = torch.cat([self.reach, reach.to(self.reach.dtype)])
+        self.own = torch.cat([self.own, own.to(self.own.dtype)])
+        self.value = torch.cat([self.value, value.to(self.value.dtype)])
+        self.slots = torch.cat([self.slots, self.slots.new_full((added,), -1)])
+        self.expanded = torch.cat([self.expanded, self.expanded.new_zeros(added)])
+        self._reserve(old + added)
+        self._ancestors[old: old + added, :old] = self._ancestors[parents, :old]  # the parent's path ...
+        self._ancestors[new, new] = True  # ... and the node itself; no earlier row is read again or rewritten
+        self.num_nodes = old + added
         self.snapshot = None
         return new
+
+    def _reserve(self, total: int) -> None:
+        """Room for `total` nodes in the ancestor buffer (doubling it when full; rows past `num_nodes` stay 0)."""
+        capacity = self._ancestors.shape[0]
+        if total <= capacity:
+            return
+        grown = torch.zeros((max(total, 2 * capacity),) * 2, dtype=torch.bool, device=self.device)
+        grown[: self.num_nodes, : self.num_nodes] = self.ancestors
+        self._ancestors = grown
 
     def selection_rows(self, chosen: torch.Tensor) -> torch.Tensor:
         """`(6, N)`: what `HostTree` reads of the selection `chosen`: the mask, tokens, parents, ranks, slots and
@@ -78,13 +99,21 @@ class DraftTree:
 
     def best(self, budget: int) -> torch.Tensor:
         """Boolean `(N,)`: the root and the `budget` drafted nodes of highest value (values > 0 only)."""
+        return self.ranked(budget)[0]
+
+    def ranked(self, budget: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(`best(budget)`, each node's place `(N,)` in that selection: 1 for the drafted node of highest value,
+        ..., 0 for the root and the nodes not selected)."""
         chosen = torch.zeros(self.num_nodes, dtype=torch.bool, device=self.device)
         chosen[ROOT] = True
+        place = torch.zeros(self.num_nodes, dtype=torch.long, device=self.device)
         drafted = self.value[1:]
         if drafted.numel():
-            top = torch.topk(drafted, k=min(budget, drafted.numel()))
-            chosen[top.indices + 1] = top.values > 0  # a scatter, not a boolean index: no host sync
-        return chosen
+            top = torch.topk(drafted, k=min(budget, drafted.numel()))  # sorted: highest first
+            kept = top.values > 0
+            chosen[top.indices + 1] = kept  # a scatter, not a boolean index: no host sync
+            place[top.indices + 1] = torch.arange(1, top.indices.numel() + 1, device=self.device) * kept
+        return chosen, place
 
 
 class HostTree:
