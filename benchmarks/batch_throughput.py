@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from hf_specdecpp import EntropyStoppingCandidateGenerator, FixedLengthCandidateGenerator, SpecDecPPCandidateGenerator
+from hf_specdecpp import EntropyMethod, FixedKMethod, SpecDecPPMethod
 from hf_specdecpp.bench.machine import machine_info, machine_line
 from hf_specdecpp.bench.throughput import batch_throughput, runs_to_json, throughput_markdown, throughput_table
 from hf_specdecpp.utils.io import write_json
@@ -55,9 +55,9 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny random models (a smoke run)")
     args = parser.parse_args()
     target, draft, tokenizer, head, prompts = setup(args)
-    configs = {f"fixed-K{args.fixed_k}": FixedLengthCandidateGenerator(num_candidates=args.fixed_k),
-               f"entropy-{args.entropy_lam:g}": EntropyStoppingCandidateGenerator(lam=args.entropy_lam),
-               "specdec++": SpecDecPPCandidateGenerator(head=head, max_candidates=args.max_candidates,
+    configs = {f"fixed-K{args.fixed_k}": FixedKMethod(num_candidates=args.fixed_k),
+               f"entropy-{args.entropy_lam:g}": EntropyMethod(lam=args.entropy_lam),
+               "specdec++": SpecDecPPMethod(head=head, max_candidates=args.max_candidates,
                                                         recalibrate="auto" if head.traces else "never")}
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     runs = batch_throughput(target, draft, tokenizer, prompts, configs, sizes, args.repeats, args.max_new_tokens,

@@ -123,7 +123,7 @@ def stage_tests(args) -> dict:
 def stage_equality(args) -> dict:
     """Greedy equality (float32) of both front doors and a tree against the target alone, on real shapes."""
     import hf_specdecpp  # noqa: F401  (candidate_generator=)
-    from hf_specdecpp import DySpecCandidateGenerator, FixedLengthCandidateGenerator
+    from hf_specdecpp import DySpecMethod, FixedKMethod
 
     results = {}
     draft = build("qwen2.5-0.5b", args.device, torch.float32, args.small, seed=1)
@@ -134,8 +134,8 @@ def stage_equality(args) -> dict:
         reference = target.generate(ids, max_new_tokens=16, do_sample=False)
         checks = {}
         for label, helper in (("independent draft", draft), ("identical draft", twin)):
-            for method_name, method in (("fixed-K4", FixedLengthCandidateGenerator(4)),
-                                        ("dyspec-B8", DySpecCandidateGenerator(budget=8))):
+            for method_name, method in (("fixed-K4", FixedKMethod(4)),
+                                        ("dyspec-B8", DySpecMethod(budget=8))):
                 out = target.generate(ids, assistant_model=helper, candidate_generator=method, max_new_tokens=16,
                                       do_sample=False)
                 custom = type(method)(**_kwargs(method), draft_model=helper)
@@ -266,7 +266,7 @@ def stage_costs(args, deadline: float) -> dict:
 def stage_overhead(args) -> dict:
     """Seconds per round spent outside the two models' forward passes, at acceptance 0 and 1."""
     import hf_specdecpp  # noqa: F401
-    from hf_specdecpp import FixedLengthCandidateGenerator
+    from hf_specdecpp import FixedKMethod
 
     dtype = torch.bfloat16 if args.device != "cpu" else torch.float32
     target = build("qwen2.5-1.5b", args.device, dtype, args.small, seed=2)
@@ -276,10 +276,10 @@ def stage_overhead(args) -> dict:
     results = {}
     for acceptance, draft in drafts.items():
         routes = {
-            "hf_specdecpp loop (custom_generate=)": dict(custom_generate=FixedLengthCandidateGenerator(4,
+            "hf_specdecpp loop (custom_generate=)": dict(custom_generate=FixedKMethod(4,
                                                                                                      draft_model=draft)),
             "hf_specdecpp generator in transformers' loop": dict(
-                assistant_model=draft, candidate_generator=FixedLengthCandidateGenerator(4)),
+                assistant_model=draft, candidate_generator=FixedKMethod(4)),
             "transformers assisted generation": dict(assistant_model=draft),
         }
         results[acceptance] = {name: _overhead(target, draft, ids, kwargs, args) for name, kwargs in routes.items()}

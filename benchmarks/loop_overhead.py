@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from hf_specdecpp import FixedLengthCandidateGenerator, SpecDecPPCandidateGenerator, load_shipped_head
+from hf_specdecpp import FixedKMethod, SpecDecPPMethod, load_shipped_head
 from hf_specdecpp.assets import load_pair
 from hf_specdecpp.assets.prompts import chat_prompt
 from hf_specdecpp.bench.calls import decoding_kwargs
@@ -41,8 +41,8 @@ def main() -> None:
     passes: dict[str, list[float]] = {"target": [], "draft": []}
     hook_timer(target, passes["target"])
     hook_timer(draft, passes["draft"])
-    generators = {"fixed-K3": FixedLengthCandidateGenerator(num_candidates=3),
-                  "specdec++": SpecDecPPCandidateGenerator(head=load_shipped_head())}
+    generators = {"fixed-K3": FixedKMethod(num_candidates=3),
+                  "specdec++": SpecDecPPMethod(head=load_shipped_head())}
     kwargs = dict(enc, max_new_tokens=args.max_new_tokens, **decoding_kwargs(sampling=False))
     for _ in range(args.repeats):
         for name in ["target", *generators]:

@@ -7,7 +7,7 @@ import time
 
 import torch
 import hf_specdecpp  # noqa: F401  (adds candidate_generator= to generate())
-from hf_specdecpp import AcceptanceHead, SpecDecPPCandidateGenerator
+from hf_specdecpp import AcceptanceHead, SpecDecPPMethod
 from hf_specdecpp.assets import load_pair
 from hf_specdecpp.assets.prompts import chat_prompt
 
@@ -21,7 +21,7 @@ for text in prompts:
     inputs = tok(chat_prompt(tok, text), return_tensors="pt")
     kw = dict(max_new_tokens=64, do_sample=False)
     t0 = time.perf_counter(); ref = target.generate(**inputs, **kw); t_ref = time.perf_counter() - t0
-    gen = SpecDecPPCandidateGenerator(head=head)
+    gen = SpecDecPPMethod(head=head)
     t0 = time.perf_counter(); out = target.generate(**inputs, assistant_model=draft, candidate_generator=gen, **kw)
     t_spec = time.perf_counter() - t0
     print("PROMPT:", text)

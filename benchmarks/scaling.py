@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from hf_specdecpp import DySpecCandidateGenerator, SpecDecPPCandidateGenerator
+from hf_specdecpp import DySpecMethod, SpecDecPPMethod
 from hf_specdecpp.bench.machine import machine_info, machine_line
 from hf_specdecpp.bench.syncs import SyncCounter
 from hf_specdecpp.utils.timing import timed
@@ -87,8 +87,8 @@ def method_kwargs(config: str, draft, head, tree_budget: int) -> dict:
     if config == "assisted":
         return {"assistant_model": draft}
     if config == "specdec++":
-        return {"custom_generate": SpecDecPPCandidateGenerator(head=head, draft_model=draft)}
-    return {"custom_generate": DySpecCandidateGenerator(budget=tree_budget, draft_model=draft)}
+        return {"custom_generate": SpecDecPPMethod(head=head, draft_model=draft)}
+    return {"custom_generate": DySpecMethod(budget=tree_budget, draft_model=draft)}
 
 
 def run_one(target, draft, head, config: str, ids: torch.LongTensor, new_tokens: int, args) -> tuple[float, dict]:
