@@ -43,7 +43,19 @@ BIAS_BOUNDS = (-4.0, 4.0)
 class OnlineSettings:
     """How the rule adapts: the calibration's prior precision (`calibration_prior`, worth about that many verified
     predictions) and Newton steps per round, and the prior on the rate (`prior_rate` tokens per target step,
-    weighted as `prior_weight` target steps of the call)."""
+    weighted as `prior_weight` target steps of the call).
+
+    Args:
+        calibration_prior (`float`, *optional*, defaults to 4.0):
+            Precision of the Gaussian prior holding the calibration `(scale, bias)` at `(1, 0)`, worth about that
+            many verified predictions.
+        newton_steps (`int`, *optional*, defaults to 2):
+            Newton steps of the logistic calibration fit after each round.
+        prior_rate (`float`, *optional*, defaults to 1.0):
+            The rate (tokens per target step) every row starts from.
+        prior_weight (`float`, *optional*, defaults to 8.0):
+            How many target steps of the call the prior rate counts as.
+    """
 
     calibration_prior: float = 4.0
     newton_steps: int = 2

@@ -30,7 +30,16 @@ rows are padded to a multiple of 8 (17 rows: 1226 ms padded vs 1560 ms)."""
 
 
 def padded_rows(rows: int) -> int:
-    """The row count the product is computed with for `rows` input rows (see `PAD_TO`); one row is not padded."""
+    """The row count the product is computed with for `rows` input rows (see `PAD_TO`); one row is not padded.
+
+    Args:
+        rows (`int`):
+            The number of input rows.
+
+    Returns:
+        `int`: `rows` itself for 0 or 1 row; the next size in `PAD_TO` up to 16 rows; beyond that the next
+        multiple of 8.
+    """
     if rows <= 1:
         return rows
     for size in PAD_TO:
@@ -40,7 +49,13 @@ def padded_rows(rows: int) -> int:
 
 
 class FewRowLinear(nn.Module):
-    """A linear layer computing `y = x W^T + b` as `(W x^T)^T` for multi-row float32 inputs on CPU."""
+    """A linear layer computing `y = x W^T + b` as `(W x^T)^T` for multi-row float32 inputs on CPU.
+
+    Args:
+        linear (`nn.Linear`):
+            The layer it replaces; its `weight` and `bias` Parameters are shared, not copied (tied weights stay
+            tied, `state_dict` keys are unchanged).
+    """
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -50,6 +65,16 @@ class FewRowLinear(nn.Module):
         self.bias = linear.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`F.linear(x, weight, bias)`, computed as `(W x^T)^T` with padded rows where that is faster.
+
+        Args:
+            x (`torch.Tensor` of shape `(..., in_features)`):
+                The input; one row, a non-CPU device, or a dtype other than float32 (input or weight) takes
+                `F.linear`.
+
+        Returns:
+            `torch.Tensor` of shape `(..., out_features)`: the layer's output.
+        """
         rows = x.numel() // self.in_features if self.in_features else 0
         if rows <= 1 or x.device.type != "cpu" or x.dtype != torch.float32 or self.weight.dtype != torch.float32:
             return F.linear(x, self.weight, self.bias)
@@ -63,11 +88,25 @@ class FewRowLinear(nn.Module):
         return out.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
+        """The layer's sizes for `repr()`, as `nn.Linear` shows them.
+
+        Returns:
+            `str`: `in_features=..., out_features=..., bias=...`.
+        """
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
 def linear_layers(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
-    """Every plain `nn.Linear` of `model` as (parent module, attribute name, layer)."""
+    """Every plain `nn.Linear` of `model` as (parent module, attribute name, layer).
+
+    Args:
+        model (`nn.Module`):
+            The model to search (all submodules).
+
+    Returns:
+        `list[tuple[nn.Module, str, nn.Linear]]`: the layers whose type is exactly `nn.Linear` (subclasses and
+        `FewRowLinear` are left out), with their parent and attribute name.
+    """
     return [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
             if type(child) is nn.Linear]
 
@@ -75,8 +114,14 @@ def linear_layers(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
 def use_fast_cpu_linear(model: nn.Module) -> int:
     """Replace every `nn.Linear` in `model` (in place) by a `FewRowLinear` sharing its parameters.
 
-    Returns the number of layers replaced; calling it again replaces nothing. Meant for float32 inference on
-    CPU (training and other devices or dtypes fall back to `F.linear`).
+    Meant for float32 inference on CPU (training and other devices or dtypes fall back to `F.linear`).
+
+    Args:
+        model (`nn.Module`):
+            The model, changed in place.
+
+    Returns:
+        `int`: the number of layers replaced; calling it again replaces nothing.
     """
     layers = linear_layers(model)
     for parent, name, linear in layers:

@@ -35,10 +35,12 @@ def input_device(model: torch.nn.Module) -> torch.device:
     the inputs of a dispatched model; the top-level hook's or the first real parameter's device otherwise.
 
     Args:
-        model: a transformers model (plain, or dispatched by accelerate).
+        model (`torch.nn.Module`):
+            A transformers model (plain, or dispatched by accelerate).
 
     Returns:
-        The device on which the model's first computation runs.
+        `torch.device`: the device on which the model's first computation runs (the CPU when no hook and no
+        real parameter say otherwise).
     """
     embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     return _execution_device(embeddings) or _execution_device(model) or torch.device("cpu")
@@ -54,12 +56,16 @@ def to_device(values: list[int] | list[list[int]], device: torch.device, dtype: 
     kept positions, tree indices) through here only, so that `hf_specdecpp.bench.syncs` can tell them apart.
 
     Args:
-        values: integers (nested lists for 2D) known on the host.
-        device: where the tensor is needed.
-        dtype: the tensor's dtype.
+        values (`list[int]` or `list[list[int]]`):
+            Integers (nested lists for 2D) known on the host.
+        device (`torch.device` or `str`):
+            Where the tensor is needed.
+        dtype (`torch.dtype`, *optional*, defaults to `torch.long`):
+            The tensor's dtype.
 
     Returns:
-        The tensor on `device` (its copy possibly still in flight, ordered before later work on the stream).
+        `torch.Tensor` of shape `(N,)` or `(B, T)`: the tensor on `device` (its copy possibly still in flight,
+        ordered before later work on the stream).
     """
     device = torch.device(device)
     if device.type != "cuda":
@@ -69,7 +75,13 @@ def to_device(values: list[int] | list[list[int]], device: torch.device, dtype: 
 
 @functools.lru_cache(maxsize=None)
 def cpu_name() -> str:
-    """The CPU model with the instruction-set extensions that change matmul costs (e.g. `[avx512_bf16 amx]`)."""
+    """The CPU model with the instruction-set extensions that change matmul costs (e.g. `[avx512_bf16 amx]`).
+
+    Returns:
+        `str`: the `model name` of `/proc/cpuinfo` (else `platform.processor()` or `platform.machine()`), followed
+        by those of `avx2`, `avx512f`, `avx512_bf16`, `amx_bf16` it has in brackets when it has any. Computed once
+        per process.
+    """
     name, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -88,7 +100,18 @@ def cpu_name() -> str:
 
 @dataclass(frozen=True)
 class DeviceKind:
-    """What a cost measurement depends on: device type and model, dtype, and the CPU linear-layer variant."""
+    """What a cost measurement depends on: device type and model, dtype, and the CPU linear-layer variant.
+
+    Args:
+        device_type (`str`):
+            The torch device type (`"cuda"`, `"cpu"`, ...).
+        device_name (`str`):
+            The GPU's name, the CPU's `cpu_name()`, or the device type for other devices.
+        dtype (`str`):
+            The parameters' dtype without the `torch.` prefix (e.g. `"bfloat16"`).
+        linear (`str`, *optional*, defaults to `"nn.Linear"`):
+            The linear-layer variant: `"nn.Linear"` or `"FewRowLinear"` (`cpu_linear`).
+    """
 
     device_type: str
     device_name: str
@@ -97,7 +120,15 @@ class DeviceKind:
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> "DeviceKind":
-        """The kind of device `model`'s parameters are on."""
+        """The kind of device `model`'s parameters are on.
+
+        Args:
+            model (`torch.nn.Module`):
+                The model; its device is `input_device(model)`, its dtype its first floating-point parameter's.
+
+        Returns:
+            `DeviceKind`: the kind; `linear` is `"FewRowLinear"` when any submodule is one.
+        """
         param = next(p for p in model.parameters() if p.is_floating_point())
         device = input_device(model)  # a dispatched model's first parameter may sit on the meta device
         if device.type == "cuda":
@@ -110,11 +141,20 @@ class DeviceKind:
         return cls(device.type, name, str(param.dtype).removeprefix("torch."), linear)
 
     def key(self) -> str:
-        """A file-name-safe key (for per-device policy caches)."""
+        """A file-name-safe key (for per-device policy caches).
+
+        Returns:
+            `str`: the fields joined by `-`, every character other than letters, digits and `-._` replaced by `_`.
+        """
         text = f"{self.device_type}-{self.device_name}-{self.dtype}-{self.linear}"
         return "".join(c if c.isalnum() or c in "-._" else "_" for c in text)
 
     def describe(self) -> str:
+        """A one-line human-readable description (for reports).
+
+        Returns:
+            `str`: e.g. `cuda (NVIDIA H100), bfloat16`; on CPUs the linear-layer variant is appended.
+        """
         extra = f", {self.linear}" if self.device_type == "cpu" else ""
         return f"{self.device_type} ({self.device_name}), {self.dtype}{extra}"
 
@@ -123,19 +163,41 @@ class DeviceKind:
 
 def cpu_has_native_bf16(name: str) -> bool:
     """Whether the CPU `cpu_name()` described as `name` computes bfloat16 matmuls natively (AVX512-BF16 or AMX):
-    there bf16 is faster than float32; on AVX2-only CPUs bf16 is emulated and slower."""
+    there bf16 is faster than float32; on AVX2-only CPUs bf16 is emulated and slower.
+
+    Args:
+        name (`str`):
+            A CPU description as `cpu_name()` returns it (the flags in its last bracket are read).
+
+    Returns:
+        `bool`: whether the flags include `avx512_bf16` or `amx_bf16`.
+    """
     flags = name.rpartition("[")[2]
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def native_bf16_cpu() -> bool:
-    """Whether this machine's CPU computes bfloat16 natively (see `cpu_has_native_bf16`)."""
+    """Whether this machine's CPU computes bfloat16 natively (see `cpu_has_native_bf16`).
+
+    Returns:
+        `bool`: `cpu_has_native_bf16(cpu_name())`.
+    """
     return cpu_has_native_bf16(cpu_name())
 
 
 def default_dtype(device: torch.device | str) -> torch.dtype:
     """The dtype to load models in when the user does not say: bfloat16 on a GPU that supports it and on CPUs
-    with native bf16, float32 elsewhere."""
+    with native bf16, float32 elsewhere.
+
+    Args:
+        device (`torch.device` or `str`):
+            The device the models will run on.
+
+    Returns:
+        `torch.dtype`: on CUDA `torch.bfloat16` when the GPU supports it, else `torch.float16`; on the CPU
+        `torch.bfloat16` with native bf16 (`native_bf16_cpu`), else `torch.float32`; `torch.float32` on other
+        devices.
+    """
     device = torch.device(device)
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

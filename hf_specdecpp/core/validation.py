@@ -22,7 +22,26 @@ def _is_number(value: Any) -> bool:
 
 def check_int(name: str, value: Any, minimum: int | None = 1, maximum: int | None = None,
               allow_none: bool = False) -> int | None:
-    """An integer within [minimum, maximum] (None allowed when `allow_none`)."""
+    """An integer within [minimum, maximum] (None allowed when `allow_none`).
+
+    Args:
+        name (`str`):
+            The argument's name, for the message.
+        value (`Any`):
+            The value to check (a `bool` is not an integer here).
+        minimum (`int`, *optional*, defaults to 1):
+            The smallest allowed value; None for no lower bound.
+        maximum (`int`, *optional*):
+            The largest allowed value; None (the default) for no upper bound.
+        allow_none (`bool`, *optional*, defaults to `False`):
+            Whether None is accepted.
+
+    Returns:
+        `int` or `None`: `value`, unchanged.
+
+    Raises:
+        ValueError: `value` is not an integer or lies outside the bounds.
+    """
     if value is None and allow_none:
         return None
     bounds = []
@@ -40,7 +59,30 @@ def check_int(name: str, value: Any, minimum: int | None = 1, maximum: int | Non
 
 def check_number(name: str, value: Any, low: float | None = None, high: float | None = None,
                  low_open: bool = False, high_open: bool = False, allow_none: bool = False) -> float | None:
-    """A finite number in the interval given by `low`/`high` (open ends with `*_open`)."""
+    """A finite number in the interval given by `low`/`high` (open ends with `*_open`).
+
+    Args:
+        name (`str`):
+            The argument's name, for the message.
+        value (`Any`):
+            The value to check: an `int` or `float` (not a `bool`), finite.
+        low (`float`, *optional*):
+            The lower end; None (the default) for none.
+        high (`float`, *optional*):
+            The upper end; None (the default) for none.
+        low_open (`bool`, *optional*, defaults to `False`):
+            Whether `low` itself is excluded.
+        high_open (`bool`, *optional*, defaults to `False`):
+            Whether `high` itself is excluded.
+        allow_none (`bool`, *optional*, defaults to `False`):
+            Whether None is accepted.
+
+    Returns:
+        `float` or `None`: `value` as a `float`.
+
+    Raises:
+        ValueError: `value` is not a finite number or lies outside the interval.
+    """
     if value is None and allow_none:
         return None
     left = "(" if low_open else "["
@@ -58,11 +100,42 @@ def check_number(name: str, value: Any, low: float | None = None, high: float | 
 
 
 def check_probability(name: str, value: Any, allow_none: bool = False) -> float | None:
-    """A number strictly between 0 and 1 (a threshold on a probability)."""
+    """A number strictly between 0 and 1 (a threshold on a probability).
+
+    Args:
+        name (`str`):
+            The argument's name, for the message.
+        value (`Any`):
+            The value to check.
+        allow_none (`bool`, *optional*, defaults to `False`):
+            Whether None is accepted.
+
+    Returns:
+        `float` or `None`: `value` as a `float`.
+
+    Raises:
+        ValueError: `value` is not a number in (0, 1).
+    """
     return check_number(name, value, 0.0, 1.0, low_open=True, high_open=True, allow_none=allow_none)
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """One of a fixed set of values.
+
+    Args:
+        name (`str`):
+            The argument's name, for the message.
+        value (`Any`):
+            The value to check.
+        choices (`Iterable[Any]`):
+            The allowed values (listed in the message).
+
+    Returns:
+        `Any`: `value`, unchanged.
+
+    Raises:
+        ValueError: `value` is not one of `choices`.
+    """
     choices = tuple(choices)
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
@@ -70,7 +143,20 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
 
 
 def check_candidate_bounds(min_candidates: Any, max_candidates: Any) -> tuple[int, int]:
-    """Bounds on candidates per round: integers >= 1 with min <= max."""
+    """Bounds on candidates per round: integers >= 1 with min <= max.
+
+    Args:
+        min_candidates (`Any`):
+            The fewest candidates drafted per round.
+        max_candidates (`Any`):
+            The most candidates drafted per round.
+
+    Returns:
+        `tuple[int, int]`: `(min_candidates, max_candidates)`, unchanged.
+
+    Raises:
+        ValueError: either is not an integer >= 1, or min exceeds max.
+    """
     check_int("min_candidates", min_candidates)
     check_int("max_candidates", max_candidates)
     if min_candidates > max_candidates:
@@ -96,6 +182,19 @@ def check_generation_inputs(input_ids: torch.Tensor, model_kwargs: dict, generat
     - a batch without an attention mask, or right/inner padding (speculative rows must be left-padded);
     - model inputs the loop would otherwise drop silently (`pixel_values`, `inputs_embeds`, non-zero
       `token_type_ids`, 3D position ids, ...).
+
+    Args:
+        input_ids (`torch.LongTensor` of shape `(B, T)`): the prompts.
+        model_kwargs (`dict`): generate()'s model kwargs (`attention_mask`, `use_cache`, ...).
+        generation_config (`GenerationConfig`): its `num_beams`, `num_beam_groups` and `pad_token_id` are read.
+        route (`str`): how the method was called, for the messages.
+        allow_batch (`bool`, *optional*, defaults to `True`): whether more than one sequence is accepted.
+
+    Returns:
+        `None`.
+
+    Raises:
+        ValueError: any of the above, the message naming the argument.
     """
     num_beams = getattr(generation_config, "num_beams", 1) or 1
     if num_beams > 1:
@@ -131,7 +230,18 @@ def check_generation_inputs(input_ids: torch.Tensor, model_kwargs: dict, generat
 
 
 def check_left_padding(mask: torch.Tensor) -> None:
-    """Every row of a 2D attention mask must be zeros (padding) followed by ones (text), with some text."""
+    """Every row of a 2D attention mask must be zeros (padding) followed by ones (text), with some text.
+
+    Args:
+        mask (`torch.Tensor` of shape `(B, T)`):
+            The attention mask (nonzero entries count as text).
+
+    Returns:
+        `None`.
+
+    Raises:
+        ValueError: the mask is not 2D, a row has no text, or a row shows right or inner padding.
+    """
     if mask.dim() != 2:
         raise ValueError(f"attention_mask must be 2D (batch, length), got shape {tuple(mask.shape)}")
     binary = mask.bool()
@@ -146,9 +256,19 @@ def check_empty_cache(argument: str, cache: Any, route: str) -> None:
     """Refuse a pre-filled KV cache: speculative decoding reads the whole prompt into both models' caches.
 
     Args:
-        argument: the generate() argument that holds the cache, as the message names it (`past_key_values=`).
-        cache: its value (None, an empty cache and a filled one are told apart).
-        route: how the method was called, for the message.
+        argument (`str`):
+            The generate() argument that holds the cache, as the message names it (`past_key_values=`).
+        cache (`Any`):
+            Its value (None, an empty cache and a filled one are told apart): a cache's `get_seq_length()` is read,
+            else its `len()`.
+        route (`str`):
+            How the method was called, for the message.
+
+    Returns:
+        `None`.
+
+    Raises:
+        ValueError: the cache already holds tokens.
     """
     if cache is None:
         return
