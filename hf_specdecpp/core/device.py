@@ -187,7 +187,7 @@ def native_bf16_cpu() -> bool:
 
 def default_dtype(device: torch.device | str) -> torch.dtype:
     """The dtype to load models in when the user does not say: bfloat16 on a GPU that supports it and on CPUs
-    with native bf16, float32 elsewhere.
+    with native bf16, float16 on an older CUDA GPU, float32 on other CPUs.
 
     Args:
         device (`torch.device` or `str`):
