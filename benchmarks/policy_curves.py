@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from hf_specdecpp.bench.exact.configs import policy_for
 from hf_specdecpp.bench.exact.recorder import record_trace
 from hf_specdecpp.bench.exact.replay import replay
 from hf_specdecpp.bench.models import real_setup
+from hf_specdecpp.bench.paired import log_ratio_interval
 from hf_specdecpp.bench.runner import generation_kwargs, prompt_items
 from hf_specdecpp.core.cost_aware import OnlineSettings
 from hf_specdecpp.core.costs import CostCurve
@@ -136,7 +138,17 @@ def cell(curve_name: str, curve: CostCurve, dataset: str, rows: list[dict]) -> l
                best("specdec++-h"), ("specdec++-auto", s["specdec++-auto"]), ("cost-aware-head", s["cost-aware-head"]),
                ("cost-aware-top1", s["cost-aware-top1"])]
     body = ", ".join(f"{n} {v:.3f}x ({v / oracle:.0%})" for n, v in entries)
-    return [f"{curve_name} | {dataset} ({len(rows)} prompts, c={curve.c_draft:.2f}): {body}"]
+    return [f"{curve_name} | {dataset} ({len(rows)} prompts, c={curve.c_draft:.2f}): {body}",
+            "    paired, time of specdec++-auto / time of the rule on the same prompt (> 1: the rule faster): "
+            + ", ".join(paired(curve_name, curve, rows, name) for name in ("cost-aware-head", "cost-aware-top1"))]
+
+
+def paired(curve_name: str, curve: CostCurve, rows: list[dict], name: str) -> str:
+    """Geometric mean of the per-prompt time ratios with a 95% t-interval (`bench.paired`)."""
+    logs = [math.log(units(r["rounds"][f"specdec++-auto@{curve_name}"], curve)
+                     / units(r["rounds"][f"{name}@{curve_name}"], curve)) for r in rows]
+    i = log_ratio_interval(logs)
+    return f"{name} {i['ratio']:.3f} [{i['ci_low']:.3f}, {i['ci_high']:.3f}] (faster on {i['wins']}/{i['prompts']})"
 
 
 def main(argv=None) -> None:
