@@ -446,7 +446,14 @@ def accepted_prefix(matches: torch.Tensor, lengths: torch.LongTensor) -> torch.L
 
 @dataclass
 class RowStats:
-    """Counts of one sequence (row) of a batch: rounds it took part in, its drafted/accepted tokens, its lengths."""
+    """Counts of one sequence (row) of a batch: rounds it took part in, its drafted/accepted tokens, its lengths.
+
+    Args:
+        rounds (`int`): rounds the row took part in.
+        drafted_tokens (`int`) / accepted_tokens (`int`): its candidates proposed / accepted by the target.
+        new_tokens (`int`): tokens added to the row.
+        candidate_lengths (`list[int]`) / accepted_lengths (`list[int]`): per round, its candidates / accepted ones.
+    """
 
     rounds: int = 0
     drafted_tokens: int = 0
@@ -480,6 +487,9 @@ class SpeculationStats:
 
     Tree decoding (DySpec) also records `tree_sizes` (drafted nodes of every round) and `accepted_child_ranks`
     (for every round, the sibling rank of each accepted node: 0 for its parent's first child, ...).
+
+    Args:
+        The fields above, each an `int` or a `list[int]` (`rows`: a `list[RowStats]`); all default to empty.
     """
 
     rounds: int = 0

@@ -34,6 +34,16 @@ class HeadPolicy:
     target steps, K = 0, 1, ...) are the costs it was chosen for, measured on `measured_on`; `decoding` is the
     decoding it was simulated for (`do_sample`, `temperature`, ...); `simulation` summarises the choice
     (simulated speedups of the policy, the best fixed K and the oracle).
+
+    Args:
+        threshold (`float`): h in (0, 1).
+        max_candidates (`int`, *optional*): the cap on candidates per round (None: the default cap).
+        cost_ratio (`float`, *optional*): c, a draft step in target steps.
+        verify_costs (`tuple[float, ...]`, *optional*): v(0), v(1), ... in target steps.
+        measured_on (`DeviceKind`, *optional*): where the costs were measured (None: given, valid anywhere).
+        decoding (`dict[str, Any]`): the decoding simulated (`do_sample`, `temperature`, `top_k`, `top_p`).
+        simulation (`dict[str, Any]`): `speedup`, `time_per_token`, `best_fixed_k`, `fixed_k_speedup`,
+            `oracle_speedup`, `dev_responses` of the simulation that chose the policy.
     """
 
     threshold: float

@@ -41,7 +41,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class SpeculativeDecoderOnlyOutput(GenerateDecoderOnlyOutput):
-    """generate()'s output object with the call's speculative-decoding statistics."""
+    """generate()'s output object with the call's speculative-decoding statistics.
+
+    Args:
+        speculation_stats (`SpeculationStats`, *optional*): the call's counts (rounds, drafted and accepted tokens,
+            forward passes, per row); every other field is transformers' `GenerateDecoderOnlyOutput`'s.
+    """
 
     speculation_stats: SpeculationStats | None = None
 

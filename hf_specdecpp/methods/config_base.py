@@ -32,7 +32,12 @@ C = TypeVar("C", bound="MethodConfig")
 
 @dataclasses.dataclass(frozen=True)
 class MethodConfig:
-    """Base of every method's settings: an immutable, validated dataclass that round-trips through JSON."""
+    """Base of every method's settings: an immutable, validated dataclass that round-trips through JSON.
+
+    Args:
+        The subclass's fields (each with its help text, `field(metadata={"help": ...})`); `Literal` fields are
+        checked here, the rest by the subclass's `__post_init__`.
+    """
 
     method: ClassVar[str] = ""
     """The registry name of the method this config belongs to (e.g. "specdec++")."""
