@@ -26,7 +26,11 @@ then rest on a handful of tokens (8 prompts made a 1-prompt, 7-token dev split a
 
 
 class TrainingError(Exception):
-    """An expected failure (bad input, mismatched models or settings); the CLI prints it without a traceback."""
+    """An expected failure (bad input, mismatched models or settings); the CLI prints it without a traceback.
+
+    Args:
+        message (`str`): what failed, naming the file, argument or model, and often how to fix it.
+    """
 
 
 def train_extra(module: str, feature: str = "training a head") -> ModuleType:

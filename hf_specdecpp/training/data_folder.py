@@ -183,7 +183,19 @@ def _resolved(path: str) -> str:
 
 
 def read_metadata(data_dir: str | os.PathLike) -> dict:
-    """`metadata.json` of a make-data folder, its types checked; errors name the file."""
+    """`metadata.json` of a make-data folder, its types checked; errors name the file.
+
+    Args:
+        data_dir (`str` or `os.PathLike`): a make-data output folder.
+
+    Returns:
+        `dict`: the metadata: `hidden_size`, `vocab_size`, `max_new_tokens`, `mix_ratio`, `responses`, `decoding`
+        (with `do_sample`), `source`, `draft` and `target` (each with `id` and `weights_sha`), and any other keys.
+
+    Raises:
+        TrainingError: the folder holds no `metadata.json`.
+        FileFormatError: the file is not UTF-8 JSON, not an object, or a key is missing or of the wrong type.
+    """
     path = Path(data_dir) / METADATA_FILE
     if not path.is_file():
         raise TrainingError(f"{data_dir} is not a make-data output folder (no {METADATA_FILE})")

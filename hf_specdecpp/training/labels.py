@@ -15,7 +15,16 @@ from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogit
 
 @dataclass(frozen=True)
 class DecodingSettings:
-    """The decoding the head will serve. `temperature == 0` means greedy (top-k / top-p are then ignored)."""
+    """The decoding the head will serve. `temperature == 0` means greedy (top-k / top-p are then ignored).
+
+    Args:
+        temperature (`float`, *optional*, defaults to 0.0): the sampling temperature, >= 0 (0: greedy).
+        top_p (`float`, *optional*, defaults to 1.0): nucleus sampling's mass, in (0, 1] (1: off).
+        top_k (`int`, *optional*, defaults to 0): keep the k most likely tokens, >= 0 (0: off).
+
+    Raises:
+        ValueError: a setting outside its range.
+    """
 
     temperature: float = 0.0
     top_p: float = 1.0
@@ -56,7 +65,15 @@ class DecodingSettings:
 
 
 def logits_processors(settings: DecodingSettings) -> LogitsProcessorList:
-    """transformers' own warpers, in the order `generate()` applies them (temperature, top-k, top-p)."""
+    """transformers' own warpers, in the order `generate()` applies them (temperature, top-k, top-p).
+
+    Args:
+        settings (`DecodingSettings`): the decoding to reproduce.
+
+    Returns:
+        `LogitsProcessorList`: empty for greedy decoding; else a `TemperatureLogitsWarper` (unless the temperature
+        is 1), a `TopKLogitsWarper` (if `top_k` > 0) and a `TopPLogitsWarper` (if `top_p` < 1).
+    """
     processors = LogitsProcessorList()
     if settings.greedy:
         return processors
@@ -70,7 +87,16 @@ def logits_processors(settings: DecodingSettings) -> LogitsProcessorList:
 
 
 def process_logits(logits: torch.Tensor, settings: DecodingSettings) -> torch.Tensor:
-    """Apply the decoding's warpers to `(N, V)` logits (in float32); greedy returns them unchanged."""
+    """Apply the decoding's warpers to `(N, V)` logits (in float32); greedy returns them unchanged.
+
+    Args:
+        logits (`torch.Tensor` of shape `(N, V)`): raw next-token logits, one row per position.
+        settings (`DecodingSettings`): the decoding whose warpers to apply (see `logits_processors`).
+
+    Returns:
+        `torch.Tensor` of shape `(N, V)`: the processed logits in float32 (`-inf` where top-k / top-p removed a
+        token); for greedy decoding the logits themselves, cast to float32.
+    """
     logits = logits.float()
     processors = logits_processors(settings)
     if len(processors) == 0:
@@ -91,6 +117,20 @@ def acceptance_labels(
     Greedy: Y = draft argmax, label = 1.0 iff Y equals the target argmax (exact, hard labels).
     Sampling: Y ~ softmax(processed draft logits), label = min(1, p(Y)/q(Y)) computed in log space with the
     processed distributions of both models (0 where the target's processing removed Y).
+
+    Args:
+        target_logits (`torch.Tensor` of shape `(N, V)`): the target's raw logits.
+        draft_logits (`torch.Tensor` of shape `(N, V)`): the draft's raw logits at the same positions.
+        settings (`DecodingSettings`): the decoding served; both models' logits are processed with it.
+        generator (`torch.Generator`, *optional*, defaults to `None`): the random source of the draws of Y when
+            sampling (unused for greedy decoding).
+
+    Returns:
+        `tuple[torch.LongTensor, torch.Tensor]`: the draft tokens Y of shape `(N,)` and their float32 acceptance
+        labels of shape `(N,)`, in [0, 1].
+
+    Raises:
+        ValueError: the two logit tensors differ in shape.
     """
     if target_logits.shape != draft_logits.shape:
         raise ValueError(f"logit shapes differ: target {tuple(target_logits.shape)}, draft {tuple(draft_logits.shape)}")

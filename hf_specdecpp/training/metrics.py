@@ -13,7 +13,18 @@ from .common import train_extra
 
 def weighted_bce_from_logits(logits: torch.Tensor, labels: torch.Tensor, w_accept: float = 1.0,
                              w_reject: float = 6.0) -> torch.Tensor:
-    """Soft-label weighted BCE normalised by the total weight (numerically stable: logsigmoid of logits)."""
+    """Soft-label weighted BCE normalised by the total weight (numerically stable: logsigmoid of logits).
+
+    Args:
+        logits (`torch.Tensor` of shape `(N,)`): acceptance logits (any shape works, element-wise).
+        labels (`torch.Tensor` of shape `(N,)`): soft acceptance labels P in [0, 1], cast to the logits' dtype.
+        w_accept (`float`, *optional*, defaults to 1.0): the weight of the accepted part, `w_acc`.
+        w_reject (`float`, *optional*, defaults to 6.0): the weight of the rejected part, `w_rej`.
+
+    Returns:
+        `torch.Tensor` of shape `()`: `-sum(w_acc*P*log P̂ + w_rej*(1-P)*log(1-P̂)) / sum(w_acc*P + w_rej*(1-P))`,
+        with P̂ = sigmoid(logits) (the denominator clamped to at least 1e-12).
+    """
     labels = labels.to(logits.dtype)
     log_acc = F.logsigmoid(logits)
     log_rej = F.logsigmoid(-logits)
@@ -32,6 +43,16 @@ def rejection_auroc(pred_accept: np.ndarray, labels: np.ndarray) -> float:
 
     Every row counts as a rejected example with weight `1 - P` and as an accepted one with weight `P`; for hard
     0/1 labels this is the ordinary AUROC. NaN when one class has no weight.
+
+    Args:
+        pred_accept (`np.ndarray` of shape `(N,)`): predicted acceptance probabilities P̂.
+        labels (`np.ndarray` of shape `(N,)`): soft acceptance labels P in [0, 1].
+
+    Returns:
+        `float`: the weighted AUROC of predicting rejection, in [0, 1], or NaN.
+
+    Raises:
+        MissingExtraError: scikit-learn (the `[train]` extra) is not installed.
     """
     roc_auc_score = train_extra("sklearn.metrics", "the dev AUROC").roc_auc_score
     labels = np.asarray(labels, dtype=np.float64)
@@ -59,7 +80,25 @@ def expected_calibration_error(pred: np.ndarray, labels: np.ndarray, bins: int =
 
 def evaluate_predictions(logits: np.ndarray, labels: np.ndarray, w_accept: float, w_reject: float,
                          base_rate: float | None = None) -> dict[str, float]:
-    """Dev metrics of acceptance logits against soft labels, plus the constant predictors' scores."""
+    """Dev metrics of acceptance logits against soft labels, plus the constant predictors' scores.
+
+    Args:
+        logits (`np.ndarray` of shape `(N,)`): the head's acceptance logits (computed in float64).
+        labels (`np.ndarray` of shape `(N,)`): soft acceptance labels in [0, 1].
+        w_accept (`float`): the loss weight of acceptance (for `weighted_bce`).
+        w_reject (`float`): the loss weight of rejection (for `weighted_bce`).
+        base_rate (`float`, *optional*, defaults to `None`): the training labels' mean; when given, the scores of
+            constant predictors built from it are added.
+
+    Returns:
+        `dict[str, float]`: `weighted_bce`, `bce` (unweighted), `kl` (BCE minus the labels' mean binary entropy),
+        `auroc_reject` (see `rejection_auroc`), `ece` (10 bins), `mean_pred`, `mean_label` and `rows` (an `int`);
+        with `base_rate`, also `baseline_bce` (the constant `base_rate`) and `baseline_weighted_bce` (the constant
+        minimising the weighted BCE on labels with that mean).
+
+    Raises:
+        MissingExtraError: scikit-learn (the `[train]` extra) is not installed.
+    """
     logits_t = torch.as_tensor(logits, dtype=torch.float64)
     labels_t = torch.as_tensor(labels, dtype=torch.float64)
     pred = torch.sigmoid(logits_t).numpy()

@@ -17,7 +17,14 @@ from .common import TrainingError, local_model_id, train_extra
 
 @dataclass
 class PromptRecord:
-    """One training example: a plain prompt or chat messages, and optionally the dataset's answer."""
+    """One training example: a plain prompt or chat messages, and optionally the dataset's answer.
+
+    Args:
+        prompt (`str`, *optional*, defaults to `None`): a plain-text prompt (used when `messages` is `None`).
+        messages (`list[dict]`, *optional*, defaults to `None`): chat messages `[{"role": ..., "content": ...}]`;
+            a final assistant message is the answer when `response` is `None`.
+        response (`str`, *optional*, defaults to `None`): the dataset's answer (needed by `responses="dataset"`).
+    """
 
     prompt: str | None = None
     messages: list[dict] | None = None
@@ -74,6 +81,19 @@ def read_jsonl_prompts(path: str | os.PathLike, prompt_field: str = "prompt",
     """Prompts from a JSONL file: one object per line with `prompt` (string) or chat `messages`.
 
     Errors name the file and the 1-based line number of the malformed line (bad JSON, not UTF-8, wrong types).
+
+    Args:
+        path (`str` or `os.PathLike`): the JSONL file; blank lines are skipped.
+        prompt_field (`str`, *optional*, defaults to `"prompt"`): the field of the prompt (a string, or a chat list);
+            without it, a `messages` or `conversations` list (ShareGPT `from`/`value` accepted).
+        response_field (`str`, *optional*, defaults to `"response"`): the field of the dataset's answer, if any
+            (`None`: read no answers).
+
+    Returns:
+        `list[PromptRecord]`: the records, in file order.
+
+    Raises:
+        TrainingError: the file is missing, holds no prompts, or a line is malformed.
     """
     path = Path(path)
     if not path.is_file():

@@ -25,6 +25,17 @@ def export_head(head_dir: str | os.PathLike, output_dir: str | os.PathLike, repo
 
     The folder must be new, empty, or a head folder written by this package (`AcceptanceHead.save_pretrained`
     refuses anything else); a model card written or edited by hand there is kept.
+
+    Args:
+        head_dir (`str` or `os.PathLike`): a trained (and calibrated) head folder.
+        output_dir (`str` or `os.PathLike`): the folder to write.
+        repo_id (`str`, *optional*, defaults to `None`): the Hub repo the model card names (`None`: `output_dir`).
+
+    Returns:
+        `Path`: `output_dir`.
+
+    Raises:
+        TrainingError: the head cannot be loaded, or `output_dir` holds files this package did not write.
     """
     head = _load(head_dir)
     output_dir = Path(output_dir)
@@ -51,7 +62,24 @@ def _http_client_errors() -> tuple[type[Exception], ...]:
 def push_head(head_dir: str | os.PathLike, repo_id: str, *, token: str | None = None, private: bool | None = None,
               endpoint: str | None = None, revision: str | None = None,
               commit_message: str = "Upload SpecDec++ acceptance head") -> str:
-    """Upload the head in `head_dir` to the Hub repo `repo_id`; returns the commit URL."""
+    """Upload the head in `head_dir` to the Hub repo `repo_id`; returns the commit URL.
+
+    Args:
+        head_dir (`str` or `os.PathLike`): a trained (and calibrated) head folder; its files are those `export_head`
+            writes.
+        repo_id (`str`): the Hub repo, created if missing.
+        token (`str`, *optional*, defaults to `None`): a Hub token (`None`: the user's saved one).
+        private (`bool`, *optional*, defaults to `None`): whether a new repo is private (`None`: the Hub's default).
+        endpoint (`str`, *optional*, defaults to `None`): the Hub endpoint (`None`: `HF_ENDPOINT` or the Hub).
+        revision (`str`, *optional*, defaults to `None`): the branch to commit to (`None`: the default branch).
+        commit_message (`str`, *optional*, defaults to `"Upload SpecDec++ acceptance head"`): the commit message.
+
+    Returns:
+        `str`: the URL of the commit.
+
+    Raises:
+        TrainingError: the head folder is missing or cannot be loaded, or the Hub refused or could not be reached.
+    """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 

@@ -77,7 +77,23 @@ def load_shard(data_dir: Path, split: str, shard: int, entry: dict, hidden_size:
 
 def load_features(data_dir: str | os.PathLike, split: str = "train", require_complete: bool = True):
     """The `split` records of a make-data folder as one memory-mapped `datasets.Dataset` (shards concatenated,
-    each checked against its checksums and for valid labels, features and shapes)."""
+    each checked against its checksums and for valid labels, features and shapes).
+
+    Args:
+        data_dir (`str` or `os.PathLike`): a make-data output folder.
+        split (`str`, *optional*, defaults to `"train"`): `"train"` or `"dev"`.
+        require_complete (`bool`, *optional*, defaults to `True`): refuse a folder whose make-data has not finished
+            (`False`: read the shards finished so far).
+
+    Returns:
+        `datasets.Dataset`: one record per response; empty (with the split's features) when no shard holds any.
+
+    Raises:
+        TrainingError: make-data has not finished (with `require_complete`), or a shard is damaged or unreadable.
+        FileFormatError: the metadata or the manifest (`progress.json`) is malformed.
+        FileNotFoundError: the folder has no manifest.
+        MissingExtraError: `datasets` (the `[train]` extra) is not installed.
+    """
     datasets = train_extra("datasets", "reading a make-data folder")
     data_dir = Path(data_dir)
     meta = read_metadata(data_dir)

@@ -35,7 +35,27 @@ __all__ = ["TrainArgs", "evaluate_predictions", "rejection_auroc", "train_head",
 
 @dataclass(frozen=True)
 class TrainArgs:
-    """The head's architecture and the optimisation settings (recorded in the checkpoint and the head)."""
+    """The head's architecture and the optimisation settings (recorded in the checkpoint and the head).
+
+    Args:
+        num_layers (`int`, *optional*, defaults to 3): the head's residual blocks before its classifier (>= 0).
+        epochs (`int`, *optional*, defaults to 3): passes over the training split.
+        batch_size (`int`, *optional*, defaults to 16): responses per optimizer step (all their label rows).
+        lr (`float`, *optional*, defaults to 1e-3): AdamW's learning rate of the hidden-state path.
+        weight_decay (`float`, *optional*, defaults to 0.01): AdamW's weight decay.
+        warmup_ratio (`float`, *optional*, defaults to 0.03): the share of the steps that warm up the cosine schedule.
+        w_reject (`float`, *optional*, defaults to 6.0): the loss weight of rejection (`weighted_bce_from_logits`).
+        w_accept (`float`, *optional*, defaults to 1.0): the loss weight of acceptance.
+        max_grad_norm (`float`, *optional*, defaults to 1.0): the gradient-norm clip (0: none).
+        seed (`int`, *optional*, defaults to 0): the seed of the initialisation and of the batch order.
+        input_state (`str`, *optional*, defaults to `"drafted_token"`): the head type (see `AcceptanceHead`).
+        use_confidence_features (`bool`, *optional*, defaults to `False`): also feed the draft's confidence
+            features (`"producing_state"` heads only).
+        feature_lr (`float`, *optional*, defaults to 1e-2): the learning rate of the confidence-feature weights.
+
+    Raises:
+        TrainingError: from `check()`, a setting outside its range (naming the argument).
+    """
 
     num_layers: int = 3
     epochs: int = 3
@@ -93,12 +113,19 @@ def train_head(
 ) -> dict[str, Any]:
     """Train an acceptance head from a make-data folder; returns the trainer state (history, best metrics).
 
-    `batch_size` counts responses per optimizer step (all their label rows). `draft_model_id`/`target_model_id`
-    are the ids the head declares; they default to the data set's and must match it. `input_state` and
-    `use_confidence_features` choose the head type (see `AcceptanceHead`); the confidence-feature weights learn
-    at `feature_lr`, the hidden-state path at `lr`. `output_dir` must be new, empty or a head folder this package
-    wrote (a README.md written by hand there is kept).
-    """
+    Args:
+        data_dir (`str` or `os.PathLike`): the make-data folder. output_dir (`str` or `os.PathLike`): must be new,
+            empty or a head folder this package wrote (a README.md written by hand there is kept).
+        num_layers, epochs, batch_size, lr, weight_decay, warmup_ratio, w_reject, w_accept, max_grad_norm, seed,
+            input_state, use_confidence_features, feature_lr: the `TrainArgs` fields, with their types and defaults.
+        draft_model_id, target_model_id (`str`, *optional*): the ids the head declares; default: the data set's.
+        resume, cpu (`bool`, *optional*, defaults to `False`): continue `output_dir`'s run (else refuse it); use CPU.
+        show_progress (`bool`, *optional*, defaults to `True`), on_epoch_end (`Callable[[int, dict], None]`,
+            *optional*): progress bars and per-epoch lines; a callback given each epoch (1-based) and its metrics.
+    Returns:
+        `dict[str, Any]`: `args`, `data`, `epochs_done`, `history` (per-epoch metrics), `best` (epoch, score, metrics).
+    Raises:
+        TrainingError: bad settings, folder or data set, or ids that do not match the data set's."""
     require_train_extras("train", "accelerate", "datasets", "sklearn", "tqdm")
     args = TrainArgs(num_layers, epochs, batch_size, lr, weight_decay, warmup_ratio, w_reject, w_accept,
                      max_grad_norm, seed, input_state, use_confidence_features, feature_lr).check()
