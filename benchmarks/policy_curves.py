@@ -35,6 +35,7 @@ from hf_specdecpp.bench.runner import generation_kwargs, prompt_items
 from hf_specdecpp.core.cost_aware import OnlineSettings
 from hf_specdecpp.core.costs import CostCurve
 from hf_specdecpp.methods.specdecpp.calibration import policy_from_costs
+from hf_specdecpp.methods.specdecpp.generator import expected_rate
 
 HERE = Path(__file__).resolve().parent
 CAP = 20
@@ -67,7 +68,7 @@ def cost_policies(head, curve: CostCurve) -> dict[str, P.Policy]:
     or the draft's top-1 probability, its prior rate the re-simulated policy's speed-up (as `SpecDecPPMethod` does)."""
     auto = policy_from_costs(head, curve, max_candidates=CAP)
     table = tuple(float(v) for v in curve.table(CAP + 1))
-    settings = OnlineSettings(prior_rate=max(float(auto.simulation["speedup"]), 1.0))
+    settings = OnlineSettings(prior_rate=expected_rate(auto))
     return {"specdec++-auto": P.SpecDecPP(head, auto.threshold, 1, auto.max_candidates),
             "cost-aware-head": P.CostAware(head, curve.c_draft, table, CAP, 1, settings),
             "cost-aware-top1": P.CostAware(None, curve.c_draft, table, CAP, 1, settings)}

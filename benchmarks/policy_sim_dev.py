@@ -24,6 +24,7 @@ import torch
 from hf_specdecpp import load_shipped_head
 from hf_specdecpp.core.cost_aware import CostAwareStop, OnlineSettings
 from hf_specdecpp.methods.specdecpp.calibration import policy_from_costs
+from hf_specdecpp.methods.specdecpp.generator import expected_rate
 
 from policy_curves import CAP, curves
 
@@ -101,7 +102,7 @@ def threshold(h: float, cap: int = CAP) -> Callable:
 def rules(curve, head) -> dict[str, tuple[Callable, Callable | None]]:
     table = tuple(float(v) for v in curve.table(CAP + 1))
     auto = policy_from_costs(head, curve, max_candidates=CAP)  # what recalibrate="auto" picks for this curve
-    settings = OnlineSettings(prior_rate=max(float(auto.simulation["speedup"]), 1.0))
+    settings = OnlineSettings(prior_rate=expected_rate(auto))
     out = {f"fixed-K{k}": (lambda s, r, j, limit, k=k: min(k, limit), None) for k in range(1, 9)}
     out |= {f"specdec++-h{h:g}": (threshold(h), None) for h in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)}
     out |= {f"svip-h{h:g}": (stop_when(lambda r, p, h=h: math.sqrt(SVIP_GAMMA * max(r["entropy"][p], 0.0)) > h),

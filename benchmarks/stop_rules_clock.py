@@ -33,12 +33,11 @@ def main(argv=None) -> None:
                "specdec++-auto": SpecDecPPMethod(head=setup.head, recalibrate="auto"),
                "cost-aware": SpecDecPPMethod(head=setup.head, stop_rule="cost-aware")}
     for name, prompts in setup.sets.items():
-        result = run_benchmark(setup.target, setup.draft, setup.tokenizer, prompts, configs,
+        run_benchmark(setup.target, setup.draft, setup.tokenizer, prompts, configs,
                                max_new_tokens=args.max_new_tokens, output_dir=Path(args.out_dir) / name,
                                paired_with="specdec++-auto",
                                progress=lambda p, c, r: print(f"{p} {c}: {r.time_s:.1f} s", flush=True))
         print((Path(args.out_dir) / name / "summary.md").read_text(), flush=True)
-        del result
 
 
 if __name__ == "__main__":

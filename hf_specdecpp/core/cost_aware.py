@@ -63,23 +63,35 @@ class OnlineSettings:
     prior_weight: float = 8.0
 
 
+def extended_verify_costs(verify_costs: Sequence[float], max_candidates: int) -> list[float]:
+    """v(0) .. v(max_candidates) at least, extended linearly with the last slope (never falling) when short.
+
+    Args:
+        verify_costs: v(0), v(1), ... in target steps (fewer than two: a flat v = 1 is assumed).
+        max_candidates: the largest K needed.
+
+    Returns:
+        The table, at least `max_candidates + 1` long.
+    """
+    table = list(verify_costs) if len(verify_costs) >= 2 else [1.0, 1.0]
+    slope = max(table[-1] - table[-2], 0.0)
+    while len(table) < max_candidates + 1:
+        table.append(table[-1] + slope)
+    return table
+
+
 def marginal_costs(cost_ratio: float, verify_costs: Sequence[float], max_candidates: int) -> list[float]:
     """`c + v(k + 1) - v(k)` for k = 0 .. max_candidates - 1: the cost of drafting and verifying token k + 1.
 
     Args:
         cost_ratio: c, a draft step in target steps.
-        verify_costs: v(0), v(1), ... in target steps; extended linearly with the last slope when short.
+        verify_costs: v(0), v(1), ... in target steps; extended as `extended_verify_costs` does when short.
         max_candidates: the round's cap.
 
     Returns:
         `max_candidates` marginal costs (never below c: verifying one more token never costs less than nothing).
     """
-    table = list(verify_costs)
-    if len(table) < 2:
-        table = [1.0, 1.0]
-    slope = max(table[-1] - table[-2], 0.0)
-    while len(table) < max_candidates + 1:
-        table.append(table[-1] + slope)
+    table = extended_verify_costs(verify_costs, max_candidates)
     return [cost_ratio + max(table[k + 1] - table[k], 0.0) for k in range(max_candidates)]
 
 
@@ -101,9 +113,8 @@ class CostAwareStop:
                  max_candidates: int, needs_hidden_states: bool, settings: OnlineSettings = OnlineSettings()):
         self.estimate, self.lagged, self.settings = estimate, lagged, settings
         self.cost_ratio, self.needs_hidden_states = float(cost_ratio), needs_hidden_states
-        table = list(verify_costs) if len(verify_costs) >= 2 else [1.0, 1.0]
-        self.verify_costs = table
-        self.marginal_host = marginal_costs(cost_ratio, table, max(int(max_candidates), 1))
+        self.verify_costs = extended_verify_costs(verify_costs, max(int(max_candidates), 1))
+        self.marginal_host = marginal_costs(cost_ratio, self.verify_costs, max(int(max_candidates), 1))
         self.marginal: torch.Tensor | None = None  # on the device, at the first step
         self.scale = self.bias = self.rate = None  # (B,) on the device, at the first step
         self.tokens: list[float] = []
@@ -155,25 +166,20 @@ class CostAwareStop:
 
     # ------------------------------------------------------------------ between rounds
     def end_round(self, drafted: list[int], accepted: list[int]) -> None:
-        """Per row of the round: the rate gains the round's tokens and cost, and the calibration one gradient step
-        on its verified predictions."""
+        """Per row of the round: the rate gains the round's tokens and cost, and the calibration takes its Newton
+        steps on the call's verified predictions."""
         if not self.tokens:
             return
         for i, (d, a) in enumerate(zip(drafted, accepted)):
             self.tokens[i] += a + 1
-            self.costs[i] += d * self.cost_ratio + self._verify(d)
+            table = self.verify_costs if d < len(self.verify_costs) else extended_verify_costs(self.verify_costs, d)
+            self.costs[i] += d * self.cost_ratio + table[d]
         if self.scale is None:
             return
         self.rate = to_device(self._rates(), self.scale.device, torch.float32)
         if self.round_logits:
             self._calibrate(drafted, accepted)
         self.round_logits, self.round_positions = [], []  # a round without drafting (no room) has none
-
-    def _verify(self, k: int) -> float:
-        table = self.verify_costs
-        if k < len(table):
-            return table[k]
-        return table[-1] + (k - len(table) + 1) * max(table[-1] - table[-2], 0.0)
 
     def _calibrate(self, drafted: list[int], accepted: list[int]) -> None:
         device = self.scale.device

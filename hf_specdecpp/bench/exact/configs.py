@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ...core.cost_aware import OnlineSettings
 from ...head import head_on
 from ..configs import ASSISTED, HEURISTIC, HEURISTIC_START, method_name
 from .policies import DEFAULT_ASSISTANT_TOKENS, DEFAULT_CONFIDENCE, Confidence, CostAware, FixedK, GammaTune, \
@@ -47,6 +46,6 @@ def policy_for(config, target, draft) -> Policy | None:
         head = head_on(config.head, next(draft.parameters()).device)
         if config.config.stop_rule == "cost-aware":
             return CostAware(head, resolved.cost_ratio, tuple(resolved.verify_costs), resolved.max_candidates,
-                             config.config.min_candidates, OnlineSettings(prior_rate=resolved.expected_rate))
+                             config.config.min_candidates, resolved.cost_aware_settings())
         return SpecDecPP(head, resolved.threshold, config.config.min_candidates, resolved.max_candidates)
     return None

@@ -39,6 +39,23 @@ class ResolvedPolicy:
     """Tokens per target step the policy was simulated to give with these costs (1.0: unknown): the cost-aware
     rule's prior on the call's rate."""
 
+    def cost_aware_settings(self) -> OnlineSettings:
+        """The cost-aware rule's settings for this policy: its prior rate is `expected_rate`."""
+        return OnlineSettings(prior_rate=self.expected_rate)
+
+
+def expected_rate(policy: HeadPolicy) -> float:
+    """Tokens per target step `policy` was simulated to give with its own costs (its speed-up over the target alone),
+    at least 1.0 (also when unknown): the cost-aware rule's prior on a call's rate.
+
+    Args:
+        policy (`HeadPolicy`): a calibrated policy.
+
+    Returns:
+        `float`: the prior rate.
+    """
+    return max(float(policy.simulation.get("speedup") or 1.0), 1.0)
+
 
 class SpecDecPPMethod(ChainMethod):
     """SpecDec++: stop drafting when the acceptance head's predicted P(any rejection) exceeds `threshold`.
@@ -113,9 +130,8 @@ class SpecDecPPMethod(ChainMethod):
             else DEFAULT_MAX_CANDIDATES)
         has_costs = policy is not None and policy.cost_ratio and policy.verify_costs
         costs = (policy.cost_ratio, policy.verify_costs) if has_costs else ASSUMED_COSTS
-        rate = float(policy.simulation.get("speedup") or 1.0) if has_costs else 1.0
         return ResolvedPolicy(float(threshold), max(int(cap), config.min_candidates), trusted, *costs,
-                              expected_rate=max(rate, 1.0))
+                              expected_rate=expected_rate(policy) if has_costs else 1.0)
 
     def _plausible_policy(self) -> HeadPolicy | None:
         """The head's policy, or None (with a warning) when it holds values no calibration chooses."""
@@ -147,7 +163,7 @@ class SpecDecPPMethod(ChainMethod):
             def new_rule():
                 return CostAwareStop(head_estimate(head), not head.scores_without_lag, policy.cost_ratio,
                                      policy.verify_costs, policy.max_candidates, needs_hidden_states=True,
-                                     settings=OnlineSettings(prior_rate=policy.expected_rate))
+                                     settings=policy.cost_aware_settings())
         else:
             def new_rule():
                 return RejectionThresholdRule(head, policy.threshold)

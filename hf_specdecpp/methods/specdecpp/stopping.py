@@ -30,6 +30,7 @@ class RejectionThresholdRule:
 
     def __init__(self, head: AcceptanceHead, threshold: float):
         self.head = head
+        self.estimate = head_estimate(head)
         self.threshold = check_probability("threshold", threshold)
         self.needs_hidden_states = True
         self.cumulative_acceptance: torch.Tensor | None = None
@@ -60,8 +61,8 @@ class RejectionThresholdRule:
         Returns:
             `torch.BoolTensor` of shape `(batch_size,)`: True where the predicted P(any rejection) > threshold.
         """
-        if step > 0 or self.head.scores_without_lag:
-            acceptance = self.head.score_step(hidden_states, scores, input_ids[:, -1])
+        acceptance = self.estimate(input_ids, scores, hidden_states, step)
+        if acceptance is not None:
             self.cumulative_acceptance = acceptance if self.cumulative_acceptance is None \
                 else self.cumulative_acceptance * acceptance
         rejection = self.rejection_probability()
