@@ -33,8 +33,8 @@ even when another fails:
 7. syncs (issue 27), right after equality: what the GPU waits on (device reads and blocking host-to-device copies,
    `hf_specdecpp.bench.syncs`) per round and per drafted token, for a chain at batch 1 and 8 and for a tree, on the
    0.5B draft and 1.5B target shapes (bf16), at 2 and 4 layers of each (the counts must not depend on the depth);
-8. scaling (issue 27): time per generated token against the output length (128, 512, 1024 new tokens after a
-   128-token prompt) and the prompt length (128, 1024, 4096 tokens, 128 new tokens), batch 1 and 4, for the target
+8. scaling (issue 27): decode time per generated token against the output length (stretches ending at 128, 512
+   and 1024 new tokens of one call after a 128-token prompt) and the prompt length (128, 1024, 4096 tokens, 128 new tokens), batch 1 and 4, for the target
    alone, SpecDec++ chains and a DySpec tree (batch 1), 0.5B draft and 1.5B target shapes in bf16
    (`benchmarks/scaling.py`), for up to 15 % of the budget: the speculative curves should be as flat as the
    target's.
@@ -207,8 +207,9 @@ def stage_scaling(args, deadline: float) -> dict:
 
     target, draft, head = _sync_pair(args, None)
     small = args.small
-    options = argparse.Namespace(tree_budget=16, count=False, tiny=False)
-    plan = [("output", 16 if small else 128, n) for n in ((4, 8) if small else (128, 512, 1024))]
+    lengths = [4, 8] if small else [128, 512, 1024]
+    options = argparse.Namespace(tree_budget=16, count=False, tiny=False, output_lengths=lengths)
+    plan = [("output", 16 if small else 128, max(lengths))]  # one call, read in stretches (scaling.points_of)
     plan += [("prompt", p, 4 if small else 128) for p in ((16, 32) if small else (128, 1024, 4096))]
     vocab = target.config.vocab_size
     points, skipped = [], []
@@ -224,9 +225,10 @@ def stage_scaling(args, deadline: float) -> dict:
                 if not first and time.monotonic() > deadline:  # every configuration's first point always runs
                     skipped.append(f"{config} B={batch} {kind} {prompt_tokens}+{new_tokens}")
                     continue
-                seconds, counts = scaling.run_one(target, draft, head, config, ids, new_tokens, options)
-                points.append(scaling.Point(config, batch, kind, prompt_tokens, new_tokens, seconds,
-                                            1000.0 * seconds / new_tokens, **counts))
+                clock = scaling.LengthClock(args.device, prompt_tokens)
+                seconds, counts = scaling.run_one(target, draft, head, config, ids, new_tokens, options, clock)
+                points += scaling.points_of(kind, config, batch, prompt_tokens, new_tokens, seconds, counts, clock,
+                                            options)
     del target, draft
     _free(args.device)
     return {"points": [vars(p) for p in points], "skipped": skipped,

@@ -2,6 +2,7 @@
 
     python benchmarks/policy_curves.py OUT_DIR [--subset 32] [--max-new-tokens 96] [--dtype bfloat16]
     python benchmarks/policy_curves.py OUT_DIR --summarise-only
+    python benchmarks/policy_curves.py OUT_DIR --subset 80 --greedy-from docs/benchmarks/cpu-exact-bf16-full-2026-11-27
 
 Greedy decoding. Per prompt (HumanEval 0-79 and MT-Bench first turns, the first `--subset` of each) the trace is
 recorded once (`bench.exact`) and every policy replayed on it: the counts of a policy that ignores costs are the
@@ -11,11 +12,16 @@ candidates costs `K * c + v(K)` target steps under a curve. Curves: this machine
 on 2026-11-27), the Intel AMX bf16 CPU's (measured elsewhere, `benchmarks/curves/`), and two GPU-like curves that
 are ASSUMPTIONS (c = 0.25 and 0.1, v(K) = 1 + 0.01 K up to K = 32). Speed-up = the target alone's steps (one per
 token) over the policy's, summed over the set's prompts.
+
+`--greedy-from DIR` takes each prompt's target greedy output from an earlier exact run's `*/exact.json.gz`
+(`prompt_info[prompt]["target_tokens"]`, used only where that run's prompt length equals this one's) instead of
+generating it again: the policies are then compared on that recorded output (a row says `cached_greedy`).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import sys
@@ -74,6 +80,19 @@ def cost_policies(head, curve: CostCurve) -> dict[str, P.Policy]:
             "cost-aware-top1": P.CostAware(None, curve.c_draft, table, CAP, 1, settings)}
 
 
+def cached_greedy(folder: str | None) -> dict[str, dict]:
+    """prompt id -> {"target_tokens", "prompt_length"} from an earlier exact run's `*/exact.json.gz` files."""
+    if folder is None:
+        return {}
+    found = {}
+    for path in sorted(Path(folder).glob("*/exact.json.gz")):
+        with gzip.open(path, "rt") as f:
+            found.update(json.load(f)["prompt_info"])
+    if not found:
+        raise SystemExit(f"--greedy-from {folder}: no */exact.json.gz with prompt_info found there")
+    return found
+
+
 def record(args) -> None:
     setup = real_setup("both", args.subset, getattr(torch, args.dtype), None, None, None, False, False)
     target, draft, tok, head = setup.target, setup.draft, setup.tokenizer, setup.head
@@ -82,6 +101,7 @@ def record(args) -> None:
     per_curve = {name: cost_policies(head, curve) for name, curve in curves().items()}
     out_file = Path(args.out_dir) / "rounds.jsonl"
     done = {json.loads(line)["prompt"] for line in out_file.read_text().splitlines()} if out_file.exists() else set()
+    cache = cached_greedy(args.greedy_from)
     for dataset, prompts in setup.sets.items():
         for prompt_id, text in prompt_items(prompts):
             if prompt_id in done:
@@ -89,7 +109,10 @@ def record(args) -> None:
             clock = time.perf_counter()
             enc = tok(text, return_tensors="pt", add_special_tokens=False)
             inputs = {k: enc[k] for k in ("input_ids", "attention_mask")}
-            trace = record_trace(target, draft, prompt_id, inputs, args.max_new_tokens, gen_kwargs)
+            known = cache.get(prompt_id, {})
+            reuse = known.get("prompt_length") == inputs["input_ids"].shape[1] and "target_tokens" in known
+            trace = record_trace(target, draft, prompt_id, inputs, args.max_new_tokens, gen_kwargs,
+                                 target_tokens=list(known["target_tokens"]) if reuse else None)
             rounds = {name: replay(trace, policy).candidate_lengths for name, policy in fixed.items()}
             for curve_name, policies in per_curve.items():
                 rounds.update({f"{name}@{curve_name}": replay(trace, p).candidate_lengths
@@ -98,7 +121,7 @@ def record(args) -> None:
             seconds["branch_steps"] = round(trace.recorder.seconds, 1) if trace.recorder is not None else 0.0
             seconds["total"] = round(time.perf_counter() - clock, 1)
             row = {"prompt": prompt_id, "dataset": dataset, "new_tokens": trace.new_tokens, "rounds": rounds,
-                   "seconds": seconds, "branch_steps": trace.branch_steps()}
+                   "seconds": seconds, "branch_steps": trace.branch_steps(), "cached_greedy": reuse}
             trace.release()
             with open(out_file, "a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -159,6 +182,8 @@ def main(argv=None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--summarise-only", action="store_true")
+    parser.add_argument("--greedy-from", default=None,
+                        help="an earlier exact run's folder whose recorded target greedy outputs are re-used")
     args = parser.parse_args(argv)
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     if not args.summarise_only:

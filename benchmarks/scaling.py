@@ -3,7 +3,7 @@
     python benchmarks/scaling.py --out DIR                       # the real pair (fetched when needed)
         [--output-lengths 128,512,1024,2048] [--prompt-lengths 128,512,1024,2048,4096] [--batch-sizes 1,4]
         [--base-prompt 128] [--base-output 128] [--configs target,assisted,specdec++,tree] [--dtype bfloat16]
-        [--device cuda] [--count]
+        [--device cuda] [--count] [--batch-output-limit N] [--batch-prompt-limit N]
     python benchmarks/scaling.py --tiny --out DIR                # tiny random models, seconds (the CI smoke run)
 
 Two sweeps, greedy, EOS disabled so that every call generates exactly the requested tokens: the output length at a
@@ -13,11 +13,14 @@ only: transformers decodes one sequence), SpecDec++ chains (`custom_generate=`, 
 tree (budget `--tree-budget`, one sequence per call). Prompts: the HumanEval and MT-Bench prompts (chat template)
 concatenated and cut to the length, a different offset per row (random token ids with `--tiny`).
 
-Per configuration and length it records the time per generated token (wall time over the new tokens of a row;
-flat means per-round work does not grow with the sequence) and, more robust on a shared machine, the work counts
-per round: target and draft forward passes, and with `--count` (always with `--tiny`) the host synchronisations and
-staged copies per round counted in a separate untimed call (`hf_specdecpp.bench.syncs`). Writes DIR/scaling.json,
-DIR/scaling.md (the table) and DIR/scaling.png (the curves).
+Per configuration and length it records the decode time per generated token (per step at batch > 1), without the
+prefill: a stopping criterion of its own (`LengthClock`, never stopping) notes when each length is reached. The
+output sweep is one call to the longest `--output-lengths` read in stretches between the asked lengths (flat means
+per-round work does not grow with the output); the prompt sweep one call per prompt length. It also records the
+work counts per call: rounds, target and draft forward passes (ms per round in the prompt table), and with `--count`
+(always with `--tiny`) the host synchronisations and staged copies per round counted in a separate untimed call
+(`hf_specdecpp.bench.syncs`). `--batch-output-limit` / `--batch-prompt-limit` shorten the grid at batch > 1. Writes
+DIR/scaling.json, DIR/scaling.md (the table) and DIR/scaling.png (the curves).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,7 +37,8 @@ import torch
 from hf_specdecpp import DySpecMethod, SpecDecPPMethod
 from hf_specdecpp.bench.machine import machine_info, machine_line
 from hf_specdecpp.bench.syncs import SyncCounter
-from hf_specdecpp.utils.timing import timed
+from hf_specdecpp.utils.timing import synchronize, timed
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 CONFIGS = ("target", "assisted", "specdec++", "tree")
 ONE_SEQUENCE = ("assisted", "tree")
@@ -55,6 +60,38 @@ class Point:
     draft_forwards: int | None = None
     syncs_per_round: float | None = None
     staged_per_round: float | None = None
+    prefill_seconds: float | None = None
+    decode_ms_per_token: float | None = None
+
+
+class LengthClock(StoppingCriteria):
+    """Never stops; notes when each sequence length is first reached (seconds since the call began).
+
+    generate() asks its stopping criteria after every token (the target alone), after every round (assisted
+    generation) or token by token after every round (this package's loops), so the marks give the decode time of
+    any stretch of the output without the prefill, from one call.
+    """
+
+    def __init__(self, device, prompt_tokens: int):
+        self.device, self.prompt_tokens, self.start, self.marks = device, prompt_tokens, None, []
+
+    def begin(self) -> None:
+        self.start, self.marks = time.perf_counter(), []
+
+    def __call__(self, input_ids, scores, **kwargs):
+        new = input_ids.shape[1] - self.prompt_tokens
+        if not self.marks or new > self.marks[-1][0]:
+            synchronize(self.device)
+            self.marks.append((new, time.perf_counter() - self.start))
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    def ms_per_token(self, low: int, high: int) -> tuple[float, int] | None:
+        """(ms per token, tokens) from the first mark at or past `low` new tokens to the first at or past `high`."""
+        after = lambda n: next((m for m in self.marks if m[0] >= n), None)
+        first, last = after(max(low, self.marks[0][0])), after(high) or self.marks[-1]
+        if first is None or last[0] <= first[0]:
+            return None
+        return 1000.0 * (last[1] - first[1]) / (last[0] - first[0]), last[0] - first[0]
 
 
 def token_stream(args, tokenizer, vocab_size: int) -> list[int]:
@@ -91,24 +128,34 @@ def method_kwargs(config: str, draft, head, tree_budget: int) -> dict:
     return {"custom_generate": DySpecMethod(budget=tree_budget, draft_model=draft)}
 
 
-def run_one(target, draft, head, config: str, ids: torch.LongTensor, new_tokens: int, args) -> tuple[float, dict]:
-    """(seconds, work counts) of one greedy call generating exactly `new_tokens` per row."""
+def run_one(target, draft, head, config: str, ids: torch.LongTensor, new_tokens: int, args,
+            clock: LengthClock | None = None) -> tuple[float, dict]:
+    """(seconds, work counts) of one greedy call generating exactly `new_tokens` per row.
+
+    The counts include the prefill time (to the first mark) and the decode ms per token after it, read from
+    `clock` (a fresh one when not given; pass one to read other stretches of the output from its marks).
+    """
     kwargs = method_kwargs(config, draft, head, args.tree_budget)
+    clock = clock or LengthClock(ids.device, ids.shape[1])
     call = dict(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
                 min_new_tokens=None, do_sample=False, eos_token_id=None, pad_token_id=0,
-                return_dict_in_generate=True, **kwargs)
+                return_dict_in_generate=True, stopping_criteria=StoppingCriteriaList([clock]), **kwargs)
+    clock.begin()
     out, seconds = timed(lambda: target.generate(**call), target)
-    counts: dict = {}
+    decode = clock.ms_per_token(0, new_tokens)
+    counts: dict = {"prefill_seconds": clock.marks[0][1], "decode_ms_per_token": decode[0] if decode else None}
     stats = getattr(out, "speculation_stats", None)
     if stats is not None:
-        counts = {"rounds": stats.rounds, "target_forwards": stats.target_forwards,
-                  "draft_forwards": stats.draft_forwards}
+        counts.update(rounds=stats.rounds, target_forwards=stats.target_forwards, draft_forwards=stats.draft_forwards)
     elif config == "target":
-        counts = {"rounds": new_tokens, "target_forwards": new_tokens, "draft_forwards": 0}
+        counts.update(rounds=new_tokens, target_forwards=new_tokens, draft_forwards=0)
+    else:  # transformers' assisted generation asks the criteria once per round: a mark per round
+        counts.update(rounds=len(clock.marks))
     if (args.count or args.tiny) and config not in ("target", "assisted") and stats is not None:
         counter = SyncCounter()
         with counter:
-            counted = target.generate(**dict(call, **method_kwargs(config, draft, head, args.tree_budget)))
+            counted = target.generate(**dict(call, stopping_criteria=None,
+                                             **method_kwargs(config, draft, head, args.tree_budget)))
         rounds = max(counted.speculation_stats.rounds, 1)
         summary = counter.summary()
         counts.update(syncs_per_round=summary["syncs"] / rounds, staged_per_round=summary["staged"] / rounds)
@@ -116,22 +163,46 @@ def run_one(target, draft, head, config: str, ids: torch.LongTensor, new_tokens:
 
 
 def sweep(target, draft, head, stream, args) -> list[Point]:
-    """Both sweeps, configurations interleaved at every point (so that machine load hits them alike)."""
+    """Both sweeps, configurations interleaved at every point (so that machine load hits them alike).
+
+    The output sweep is one call per configuration to the longest output length, read in stretches between the
+    lengths asked for (decode ms per token within each stretch: flat means no per-round work grows with the
+    output); the prompt sweep is one call per prompt length (decode ms per token after the prefill).
+    """
     device = next(p.device for p in target.parameters() if p.device.type != "meta")
-    plan = [("output", args.base_prompt, n) for n in args.output_lengths]
+    plan = [("output", args.base_prompt, max(args.output_lengths))]
     plan += [("prompt", p, args.base_output) for p in args.prompt_lengths]
     points = []
     for batch in args.batch_sizes:
         for kind, prompt_tokens, new_tokens in plan:
+            if kind == "output" and batch > 1 and args.batch_output_limit:
+                new_tokens = min(new_tokens, args.batch_output_limit)
+            if kind == "prompt" and batch > 1 and args.batch_prompt_limit and prompt_tokens > args.batch_prompt_limit:
+                continue
             ids = prompts(stream, batch, prompt_tokens, device)
             for config in args.configs:
                 if batch > 1 and config in ONE_SEQUENCE:
                     continue
-                seconds, counts = run_one(target, draft, head, config, ids, new_tokens, args)
-                point = Point(config, batch, kind, prompt_tokens, new_tokens, seconds,
-                              1000.0 * seconds / new_tokens, **counts)
-                points.append(point)
-                print(json.dumps(asdict(point)), flush=True)
+                clock = LengthClock(device, prompt_tokens)
+                seconds, counts = run_one(target, draft, head, config, ids, new_tokens, args, clock)
+                for point in points_of(kind, config, batch, prompt_tokens, new_tokens, seconds, counts, clock, args):
+                    points.append(point)
+                    print(json.dumps(asdict(point)), flush=True)
+    return points
+
+
+def points_of(kind, config, batch, prompt_tokens, new_tokens, seconds, counts, clock, args) -> list[Point]:
+    """One point per call (prompt sweep) or per stretch of the output between the asked lengths (output sweep)."""
+    if kind == "prompt":
+        return [Point(config, batch, kind, prompt_tokens, new_tokens, seconds, counts["decode_ms_per_token"],
+                      **counts)]
+    points, low = [], 0
+    for high in sorted(n for n in args.output_lengths if n <= new_tokens):
+        stretch = clock.ms_per_token(low, high)
+        if stretch is not None:
+            points.append(Point(config, batch, kind, prompt_tokens, high, stretch[0] * stretch[1] / 1000.0,
+                                stretch[0], **dict(counts, decode_ms_per_token=stretch[0])))
+        low = high
     return points
 
 
@@ -157,7 +228,31 @@ def markdown(points: list[Point], machine: str, command: str) -> str:
                 if values else ""
             lines.append(f"| {config} | {batch} | " + " | ".join(cells) + f" | {span(syncs)} | {span(staged)} |")
         lines.append("")
+        if kind == "prompt":
+            lines += per_round_table(chosen, lengths)
     return "\n".join(lines)
+
+
+def ms_per_round(point: Point) -> float | None:
+    """Decode time per round after the first (a target step for the target alone): the work per round, which
+    does not depend on how many tokens the prompt's content lets a round accept."""
+    if point.rounds is None or point.rounds < 2 or point.prefill_seconds is None:
+        return None
+    return 1000.0 * (point.seconds - point.prefill_seconds) / (point.rounds - 1)
+
+
+def per_round_table(points: list[Point], lengths: list[int]) -> list[str]:
+    """The prompt sweep as ms per round and tokens per round (acceptance varies with the prompt's content)."""
+    lines = ["ms per round after the first (tokens per round) against prompt tokens:", "",
+             "| config | batch | " + " | ".join(map(str, lengths)) + " |", "|---|---|" + "---|" * len(lengths)]
+    for config, batch in dict.fromkeys((p.config, p.batch) for p in points):
+        row = {p.prompt_tokens: p for p in points if (p.config, p.batch) == (config, batch)}
+        cells = []
+        for n in lengths:
+            value = ms_per_round(row[n]) if n in row else None
+            cells.append(f"{value:.0f} ({row[n].new_tokens / row[n].rounds:.1f})" if value is not None else "")
+        lines.append(f"| {config} | {batch} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def plot(points: list[Point], path: Path) -> None:
@@ -215,6 +310,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16", "float16"))
     parser.add_argument("--device", default=None)
     parser.add_argument("--count", action="store_true", help="also count syncs per round (an extra untimed call)")
+    parser.add_argument("--batch-output-limit", type=int, default=None,
+                        help="longest output of the output sweep at batch sizes above 1 (default: no limit)")
+    parser.add_argument("--batch-prompt-limit", type=int, default=None,
+                        help="longest prompt of the prompt sweep at batch sizes above 1 (default: no limit)")
     args = parser.parse_args(argv)
     small = {"output_lengths": [8, 16, 32], "prompt_lengths": [8, 16, 32], "batch_sizes": [1, 2],
              "base_prompt": 8, "base_output": 8}

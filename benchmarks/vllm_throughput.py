@@ -190,8 +190,12 @@ def main() -> None:
                                                      indent=1))
         (out / "table.md").write_text(table(results, args.concurrency))
         print(table(results, args.concurrency), flush=True)
-    plot(results, args.concurrency, out / "throughput.png",
-         f"vLLM (CPU): {Path(args.draft).name} -> {Path(args.target).name}, greedy")
+    try:
+        plot(results, args.concurrency, out / "throughput.png",
+             f"vLLM (CPU): {Path(args.draft).name} -> {Path(args.target).name}, greedy")
+    except ImportError:  # the vLLM venv may lack matplotlib: the table and results are written already
+        print(f"matplotlib is not installed in {sys.executable}: no throughput.png (results.json and table.md "
+              f"are in {out})")
 
 
 if __name__ == "__main__":
