@@ -34,10 +34,10 @@ even when another fails:
    `hf_specdecpp.bench.syncs`) per round and per drafted token, for a chain at batch 1 and 8 and for a tree, on the
    0.5B draft and 1.5B target shapes (bf16), at 2 and 4 layers of each (the counts must not depend on the depth);
 8. scaling (issue 27): decode time per generated token against the output length (stretches ending at 128, 512
-   and 1024 new tokens of one call after a 128-token prompt) and the prompt length (128, 1024, 4096 tokens, 128 new tokens), batch 1 and 4, for the target
-   alone, SpecDec++ chains and a DySpec tree (batch 1), 0.5B draft and 1.5B target shapes in bf16
-   (`benchmarks/scaling.py`), for up to 15 % of the budget: the speculative curves should be as flat as the
-   target's.
+   and 1024 new tokens of one call after a 128-token prompt) and the prompt length (128, 1024, 4096 tokens, 128
+   new tokens), batch 1 and 4, for the target alone, SpecDec++ chains and a DySpec tree (batch 1), 0.5B draft
+   and 1.5B target shapes in bf16 (`benchmarks/scaling.py`), for up to 15 % of the budget: the speculative curves
+   should be as flat as the target's.
 
 The syncs and scaling stages run right after equality on a GPU and last in the CPU dry run (`--small`).
 Budget shares of `--budget-s` (450 s by default): tests up to 30 %, costs until 65 % from the start (equality in

@@ -1,7 +1,7 @@
 """Every drafting policy under several machines' cost curves, by exact replay on the real pair (issue 26).
 
     python benchmarks/policy_curves.py OUT_DIR [--subset 32] [--max-new-tokens 96] [--dtype bfloat16]
-    python benchmarks/policy_curves.py OUT_DIR --summarise-only
+    python benchmarks/policy_curves.py OUT_DIR --summarise-only     # summary.txt and summary.md (the table) again
     python benchmarks/policy_curves.py OUT_DIR --subset 80 --greedy-from docs/benchmarks/cpu-exact-bf16-full-2026-11-27
 
 Greedy decoding. Per prompt (HumanEval 0-79 and MT-Bench first turns, the first `--subset` of each) the trace is
@@ -133,8 +133,12 @@ def units(lengths: list[int], curve: CostCurve) -> float:
     return sum(k * curve.c_draft + float(table[k]) for k in lengths)
 
 
-def summarise(out_dir: Path) -> str:
-    rows = [json.loads(line) for line in (out_dir / "rounds.jsonl").read_text().splitlines()]
+def read_rows(out_dir: Path) -> list[dict]:
+    """The recorded prompts of `out_dir/rounds.jsonl`: every policy's candidate counts per round."""
+    return [json.loads(line) for line in (out_dir / "rounds.jsonl").read_text().splitlines()]
+
+
+def summarise(rows: list[dict]) -> str:
     lines = []
     for curve_name, curve in curves().items():
         for dataset in sorted({r["dataset"] for r in rows}):
@@ -149,22 +153,43 @@ def speedups(curve_name: str, curve: CostCurve, rows: list[dict]) -> dict[str, f
     return {n.split("@")[0]: tokens / sum(units(r["rounds"][n], curve) for r in rows) for n in names}
 
 
-def cell(curve_name: str, curve: CostCurve, dataset: str, rows: list[dict]) -> list[str]:
-    s = speedups(curve_name, curve, rows)
-    oracle = s["oracle"]
+def cell_entries(s: dict[str, float]) -> list[tuple[str, float]]:
+    """(policy, speed-up) of one cell in the reported order; "best" rows take the hindsight-best parameter."""
 
     def best(prefix: str) -> tuple[str, float]:
         name = max((n for n in s if n.startswith(prefix)), key=s.get)
         return name, s[name]
 
-    entries = [("oracle", oracle), ("hf-default", s["hf-default"]), ("hf-heuristic", s["hf-heuristic"]),
-               best("fixed-K"), best("entropy-"), best("svip-"), ("specdec++-h0.25 (shipped)", s["specdec++-h0.25"]),
-               best("specdec++-h"), ("specdec++-auto", s["specdec++-auto"]), ("cost-aware-head", s["cost-aware-head"]),
-               ("cost-aware-top1", s["cost-aware-top1"])]
+    return [("oracle", s["oracle"]), ("hf-default", s["hf-default"]), ("hf-heuristic", s["hf-heuristic"]),
+            best("fixed-K"), best("entropy-"), best("svip-"), ("specdec++-h0.25 (shipped)", s["specdec++-h0.25"]),
+            best("specdec++-h"), ("specdec++-auto", s["specdec++-auto"]), ("cost-aware-head", s["cost-aware-head"]),
+            ("cost-aware-top1", s["cost-aware-top1"])]
+
+
+def cell(curve_name: str, curve: CostCurve, dataset: str, rows: list[dict]) -> list[str]:
+    entries = cell_entries(speedups(curve_name, curve, rows))
+    oracle = entries[0][1]
     body = ", ".join(f"{n} {v:.3f}x ({v / oracle:.0%})" for n, v in entries)
     return [f"{curve_name} | {dataset} ({len(rows)} prompts, c={curve.c_draft:.2f}): {body}",
             "    paired, time of specdec++-auto / time of the rule on the same prompt (> 1: the rule faster): "
             + ", ".join(paired(curve_name, curve, rows, name) for name in ("cost-aware-head", "cost-aware-top1"))]
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The cells as one markdown table (the README's): speed-up (% of the oracle) per curve and prompt set."""
+    lines = ["| curve | set (prompts) | oracle | hf default | hf heuristic | best fixed K | best entropy | best SVIP "
+             "| best h | auto | cost-aware, head | cost-aware, top-1 |", "|---|---|" + "---|" * 10]
+    for curve_name, curve in curves().items():
+        for dataset in sorted({r["dataset"] for r in rows}):
+            subset = [r for r in rows if r["dataset"] == dataset]
+            oracle, default, heuristic, fixed, entropy, svip, _, best_h, auto, head, top1 = \
+                cell_entries(speedups(curve_name, curve, subset))
+            share = lambda entry: f"{entry[1]:.3f} ({entry[1] / oracle[1]:.0%})"
+            param = lambda entry: f"{entry[1]:.3f} ({entry[0].split('-')[-1]})"
+            cells = [f"{oracle[1]:.3f}", share(default), share(heuristic), param(fixed), f"{entropy[1]:.3f}",
+                     f"{svip[1]:.3f}", param(best_h), share(auto), share(head), share(top1)]
+            lines.append(f"| {curve_name} | {dataset} ({len(subset)}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def paired(curve_name: str, curve: CostCurve, rows: list[dict], name: str) -> str:
@@ -188,8 +213,10 @@ def main(argv=None) -> None:
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     if not args.summarise_only:
         record(args)
-    text = summarise(Path(args.out_dir))
+    rows = read_rows(Path(args.out_dir))
+    text = summarise(rows)
     (Path(args.out_dir) / "summary.txt").write_text(text + "\n")
+    (Path(args.out_dir) / "summary.md").write_text(markdown_table(rows))
     print(text)
 
 

@@ -235,7 +235,8 @@ def markdown(points: list[Point], machine: str, command: str) -> str:
 
 def ms_per_round(point: Point) -> float | None:
     """Decode time per round after the first (a target step for the target alone): the work per round, which
-    does not depend on how many tokens the prompt's content lets a round accept."""
+    does not depend on how many tokens the prompt's content lets a round accept. For prompt-sweep points only
+    (their seconds are the whole call's; an output-sweep point's are one stretch's)."""
     if point.rounds is None or point.rounds < 2 or point.prefill_seconds is None:
         return None
     return 1000.0 * (point.seconds - point.prefill_seconds) / (point.rounds - 1)
