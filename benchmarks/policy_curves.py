@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+from dataclasses import replace
 import json
 import math
 import sys
@@ -38,10 +39,10 @@ from hf_specdecpp.bench.exact.replay import replay
 from hf_specdecpp.bench.models import real_setup
 from hf_specdecpp.bench.paired import log_ratio_interval
 from hf_specdecpp.bench.runner import generation_kwargs, prompt_items
-from hf_specdecpp.core.cost_aware import OnlineSettings
+from hf_specdecpp.core.cost_aware import ASSUMED_COST_RATIO, OnlineSettings, assumed_verify_costs, fixed_k_rate
 from hf_specdecpp.core.costs import CostCurve
 from hf_specdecpp.methods.specdecpp.calibration import policy_from_costs
-from hf_specdecpp.methods.specdecpp.generator import expected_rate
+from hf_specdecpp.methods.specdecpp.generator import expected_rate, head_calibration
 
 HERE = Path(__file__).resolve().parent
 CAP = 20
@@ -65,6 +66,12 @@ def fixed_policies(target, draft, head) -> dict[str, P.Policy]:
     for h in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6):
         out[f"specdec++-h{h:g}"] = P.SpecDecPP(head, h, 1, CAP)
     out["oracle"] = P.Oracle(CAP)
+    assumed = (ASSUMED_COST_RATIO, assumed_verify_costs(CAP))
+    prior = OnlineSettings(prior_rate=fixed_k_rate(*assumed, CAP))
+    scale, bias = head_calibration(head)
+    out["cost-aware-head-assumed"] = P.CostAware(head, *assumed, CAP, 1, replace(prior, prior_scale=scale,
+                                                                                 prior_bias=bias))
+    out["cost-aware-top1-assumed"] = P.CostAware(None, *assumed, CAP, 1, prior)
     return out
 
 
@@ -74,10 +81,14 @@ def cost_policies(head, curve: CostCurve) -> dict[str, P.Policy]:
     or the draft's top-1 probability, its prior rate the re-simulated policy's speed-up (as `SpecDecPPMethod` does)."""
     auto = policy_from_costs(head, curve, max_candidates=CAP)
     table = tuple(float(v) for v in curve.table(CAP + 1))
-    settings = OnlineSettings(prior_rate=expected_rate(auto))
+    scale, bias = head_calibration(head)
+    settings = OnlineSettings(prior_rate=expected_rate(auto), prior_scale=scale, prior_bias=bias)
     return {"specdec++-auto": P.SpecDecPP(head, auto.threshold, 1, auto.max_candidates),
             "cost-aware-head": P.CostAware(head, curve.c_draft, table, CAP, 1, settings),
-            "cost-aware-top1": P.CostAware(None, curve.c_draft, table, CAP, 1, settings)}
+            "cost-aware-top1": P.CostAware(None, curve.c_draft, table, CAP, 1,
+                                           OnlineSettings(prior_rate=expected_rate(auto))),
+            "cost-aware-top1-given": P.CostAware(None, curve.c_draft, table, CAP, 1,
+                                                 OnlineSettings(prior_rate=fixed_k_rate(curve.c_draft, table, CAP)))}
 
 
 def cached_greedy(folder: str | None) -> dict[str, dict]:
@@ -138,6 +149,13 @@ def read_rows(out_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (out_dir / "rounds.jsonl").read_text().splitlines()]
 
 
+SHIPPED_COSTS = "amd-epyc-bf16"
+"""The curve the shipped heads' policies were measured on: the costs SpecDec++'s cost-aware rule reads on any machine
+unless `recalibrate="auto"` re-times there."""
+SHIPPED_COST_AWARE = "cost-aware-head (shipped costs)"
+"""`SpecDecPPMethod(head=load_shipped_head(), stop_rule="cost-aware")` with no other argument, on any machine."""
+
+
 def summarise(rows: list[dict]) -> str:
     lines = []
     for curve_name, curve in curves().items():
@@ -147,57 +165,89 @@ def summarise(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def rounds_of(row: dict, name: str, curve_name: str) -> list[int]:
+    """A policy's candidate counts on `row` when costed under `curve_name` (`SHIPPED_COST_AWARE`: with the shipped
+    costs whatever the curve)."""
+    if name == SHIPPED_COST_AWARE:
+        return row["rounds"][f"cost-aware-head@{SHIPPED_COSTS}"]
+    return row["rounds"].get(f"{name}@{curve_name}", row["rounds"].get(name))
+
+
 def speedups(curve_name: str, curve: CostCurve, rows: list[dict]) -> dict[str, float]:
     tokens = sum(r["new_tokens"] for r in rows)
-    names = [n for n in rows[0]["rounds"] if "@" not in n or n.endswith("@" + curve_name)]
-    return {n.split("@")[0]: tokens / sum(units(r["rounds"][n], curve) for r in rows) for n in names}
+    names = [n.split("@")[0] for n in rows[0]["rounds"] if "@" not in n or n.endswith("@" + curve_name)]
+    return {n: tokens / sum(units(rounds_of(r, n, curve_name), curve) for r in rows) for n in names + [SHIPPED_COST_AWARE]}
+
+
+def best(s: dict[str, float], *prefixes: str) -> tuple[str, float]:
+    """The hindsight-best policy of a family (names starting with any of `prefixes`) and its speed-up."""
+    name = max((n for n in s if n.startswith(prefixes)), key=s.get)
+    return name, s[name]
 
 
 def cell_entries(s: dict[str, float]) -> list[tuple[str, float]]:
-    """(policy, speed-up) of one cell in the reported order; "best" rows take the hindsight-best parameter."""
+    """(policy, speed-up) of one cell in the reported order, those the run recorded; "best" entries take the
+    hindsight-best parameter (entropy and SVIP are one family: both stop on the draft's entropy)."""
+    entries = [("oracle", s["oracle"]), ("hf-default", s["hf-default"]), ("hf-heuristic", s["hf-heuristic"]),
+               best(s, "fixed-K"), best(s, "entropy-", "svip-"), ("svip-h0.3", s["svip-h0.3"]),
+               ("specdec++-h0.25", s["specdec++-h0.25"]), best(s, "specdec++-h"), ("specdec++-auto", s["specdec++-auto"])]
+    return entries + [(n, s[n]) for n in (SHIPPED_COST_AWARE, "cost-aware-head", "cost-aware-top1", "cost-aware-top1-given",
+                                          "cost-aware-top1-assumed", "cost-aware-head-assumed") if n in s]
 
-    def best(prefix: str) -> tuple[str, float]:
-        name = max((n for n in s if n.startswith(prefix)), key=s.get)
-        return name, s[name]
 
-    return [("oracle", s["oracle"]), ("hf-default", s["hf-default"]), ("hf-heuristic", s["hf-heuristic"]),
-            best("fixed-K"), best("entropy-"), best("svip-"), ("specdec++-h0.25 (shipped)", s["specdec++-h0.25"]),
-            best("specdec++-h"), ("specdec++-auto", s["specdec++-auto"]), ("cost-aware-head", s["cost-aware-head"]),
-            ("cost-aware-top1", s["cost-aware-top1"])]
+PAIRS = ((SHIPPED_COST_AWARE, "specdec++-h0.25"), (SHIPPED_COST_AWARE, "specdec++-auto"), ("cost-aware-top1-assumed", "svip-h0.3"),
+         ("cost-aware-top1-given", "specdec++-auto"))
+"""(rule, reference) pairs whose per-prompt time ratios the summary reports with intervals."""
 
 
 def cell(curve_name: str, curve: CostCurve, dataset: str, rows: list[dict]) -> list[str]:
-    entries = cell_entries(speedups(curve_name, curve, rows))
+    s = speedups(curve_name, curve, rows)
+    entries = cell_entries(s)
     oracle = entries[0][1]
     body = ", ".join(f"{n} {v:.3f}x ({v / oracle:.0%})" for n, v in entries)
+    pairs = [(a, b) for a, b in PAIRS + ((SHIPPED_COST_AWARE, entries[4][0]),) if a in s and b in s]
     return [f"{curve_name} | {dataset} ({len(rows)} prompts, c={curve.c_draft:.2f}): {body}",
-            "    paired, time of specdec++-auto / time of the rule on the same prompt (> 1: the rule faster): "
-            + ", ".join(paired(curve_name, curve, rows, name) for name in ("cost-aware-head", "cost-aware-top1"))]
+            "    paired, time of the reference / time of the rule (> 1: the rule faster): "
+            + "; ".join(paired(curve_name, curve, rows, a, b) for a, b in pairs)]
+
+
+TABLE_COLUMNS = (("oracle", "oracle"), ("hf default", "hf-default"), ("best entropy / SVIP", None),
+                 ("SVIP h 0.3", "svip-h0.3"), ("**SpecDec++ default** (threshold as shipped, h 0.25)", "specdec++-h0.25"),
+                 ("threshold re-calibrated (auto)", "specdec++-auto"),
+                 ("cost-aware head, shipped costs", SHIPPED_COST_AWARE),
+                 ("cost-aware head, re-calibrated costs", "cost-aware-head"),
+                 ("**no-head default** (cost-aware top-1, assumed costs)", "cost-aware-top1-assumed"),
+                 ("cost-aware top-1, measured costs", "cost-aware-top1-given"))
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The cells as one markdown table (the README's): speed-up (% of the oracle) per curve and prompt set."""
-    lines = ["| curve | set (prompts) | oracle | hf default | hf heuristic | best fixed K | best entropy | best SVIP "
-             "| best h | auto | cost-aware, head | cost-aware, top-1 |", "|---|---|" + "---|" * 10]
+    columns = [(title, key) for title, key in TABLE_COLUMNS if key is None or key in rows[0]["rounds"]
+               or f"{key}@{SHIPPED_COSTS}" in rows[0]["rounds"] or key == SHIPPED_COST_AWARE]
+    lines = ["| curve | set (prompts) | " + " | ".join(t for t, _ in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
     for curve_name, curve in curves().items():
         for dataset in sorted({r["dataset"] for r in rows}):
             subset = [r for r in rows if r["dataset"] == dataset]
-            oracle, default, heuristic, fixed, entropy, svip, _, best_h, auto, head, top1 = \
-                cell_entries(speedups(curve_name, curve, subset))
-            share = lambda entry: f"{entry[1]:.3f} ({entry[1] / oracle[1]:.0%})"
-            param = lambda entry: f"{entry[1]:.3f} ({entry[0].split('-')[-1]})"
-            cells = [f"{oracle[1]:.3f}", share(default), share(heuristic), param(fixed), f"{entropy[1]:.3f}",
-                     f"{svip[1]:.3f}", param(best_h), share(auto), share(head), share(top1)]
+            s = speedups(curve_name, curve, subset)
+            family, best_tf = best(s, "entropy-", "svip-")
+            cells = []
+            for _, key in columns:
+                if key is None:
+                    cells.append(f"{best_tf:.3f} ({family})")
+                else:
+                    cells.append(f"{s[key]:.3f}" if key == "oracle" else f"{s[key]:.3f} ({s[key] / s['oracle']:.0%})")
             lines.append(f"| {curve_name} | {dataset} ({len(subset)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def paired(curve_name: str, curve: CostCurve, rows: list[dict], name: str) -> str:
-    """Geometric mean of the per-prompt time ratios with a 95% t-interval (`bench.paired`)."""
-    logs = [math.log(units(r["rounds"][f"specdec++-auto@{curve_name}"], curve)
-                     / units(r["rounds"][f"{name}@{curve_name}"], curve)) for r in rows]
+def paired(curve_name: str, curve: CostCurve, rows: list[dict], name: str, reference: str) -> str:
+    """Time of `reference` / time of `name`, geometric mean of the per-prompt ratios with a 95% t-interval."""
+    logs = [math.log(units(rounds_of(r, reference, curve_name), curve) / units(rounds_of(r, name, curve_name), curve))
+            for r in rows]
     i = log_ratio_interval(logs)
-    return f"{name} {i['ratio']:.3f} [{i['ci_low']:.3f}, {i['ci_high']:.3f}] (faster on {i['wins']}/{i['prompts']})"
+    return (f"{name} vs {reference} {i['ratio']:.3f} [{i['ci_low']:.3f}, {i['ci_high']:.3f}] (faster on "
+            f"{i['wins']}/{i['prompts']})")
 
 
 def main(argv=None) -> None:

@@ -73,6 +73,9 @@ def _methods(draft) -> dict:
     methods["entropy-0.3"] = registry.build("entropy", lam=0.3, max_candidates=6)
     methods["top1-0.6"] = registry.build("entropy", lam=0.6, estimator="top1", max_candidates=6)
     methods["entropy-0.5-min2"] = registry.build("entropy", lam=0.5, min_candidates=2, max_candidates=6)
+    for cap, costs in ((6, {}), (12, dict(cost_ratio=0.2, verify_costs=(1.0, 1.01, 1.02)))):  # assumed, given
+        methods[f"top1-cost-aware-cap{cap}"] = registry.build("entropy", estimator="top1", stop_rule="cost-aware",
+                                                              max_candidates=cap, **costs)
     for h in (0.77, 0.79):  # these tiny drafts are nearly uniform: sqrt(0.15 H) lies close to 0.78
         methods[f"svip-{h}"] = registry.build("entropy", lam=h, estimator="svip", max_candidates=6)
     methods["gammatune"] = registry.build("gammatune", max_candidates=6)

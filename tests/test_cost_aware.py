@@ -8,8 +8,9 @@ import functools
 import pytest
 import torch
 
-from hf_specdecpp import SpecDecPPMethod
-from hf_specdecpp.core.cost_aware import CostAwareStop, marginal_costs
+from hf_specdecpp import EntropyMethod, SpecDecPPMethod
+from hf_specdecpp.core.cost_aware import CostAwareStop, OnlineSettings, calibration_fit, fixed_k_rate, marginal_costs
+from hf_specdecpp.methods.specdecpp.generator import head_calibration
 from hf_specdecpp.testing import tiny_pair
 
 from helpers import producing_head, random_head
@@ -57,6 +58,26 @@ def test_cheaper_drafts_draft_longer():
     assert gpu[0] > cpu[0]
 
 
+def test_the_prior_rate_of_a_rule_without_a_policy():
+    # free drafts, flat verification: the longest K wins, (1 - a^(K+1)) / (1 - a) tokens per target step
+    assert fixed_k_rate(0.0, [1.0, 1.0], 3, acceptance=0.5) == pytest.approx(1.875)
+    # K = 1 costs 1.5 for 1.5 tokens, K = 2 costs 2.0 for 1.75: K = 1's rate 1.0 is the best
+    assert fixed_k_rate(0.5, [1.0, 1.0], 2, acceptance=0.5) == pytest.approx(1.0)
+    assert fixed_k_rate(0.1, [1.0, 1.01], 20) > fixed_k_rate(0.4, [1.0, 1.01], 20)  # cheaper drafts, higher rate
+
+
+def test_the_calibration_starts_from_the_dev_traces_fit():
+    p = torch.linspace(0.05, 0.95, 400)
+    truth = torch.sigmoid(2.0 * torch.logit(p) + 0.5)  # soft labels from a known miscalibration
+    scale, bias = calibration_fit(p, truth)
+    assert scale == pytest.approx(2.0, abs=1e-3) and bias == pytest.approx(0.5, abs=1e-3)
+    assert head_calibration(producing_head(32)) == (1.0, 0.0)  # no traces: uncalibrated start
+    rule = CostAwareStop(None, False, 0.3, [1.0, 1.0], 4, False, OnlineSettings(prior_scale=scale, prior_bias=bias))
+    rule.start_round(1)
+    rule.observe(torch.tensor([0.5]), 0, torch.device("cpu"))
+    assert rule.scale.item() == pytest.approx(2.0, abs=1e-3) and rule.bias.item() == pytest.approx(0.5, abs=1e-3)
+
+
 def test_marginal_costs_extend_the_table():
     assert marginal_costs(0.5, [1.0, 1.0, 1.5], 4) == [0.5, 1.0, 1.0, 1.0]
     assert marginal_costs(0.2, [1.0, 0.9], 2) == [0.2, 0.2]  # a falling v never makes a token free
@@ -68,12 +89,17 @@ def pair():
 
 
 @pytest.mark.parametrize("route", ["candidate_generator", "custom_generate"])
-@pytest.mark.parametrize("head_kind", ["lagged", "producing"])
-def test_greedy_output_is_the_targets(pair, route, head_kind):
+@pytest.mark.parametrize("estimate", ["lagged head", "producing head", "top-1", "entropy"])
+def test_greedy_output_is_the_targets(pair, route, estimate):
     target, draft = pair
-    head = random_head(32, seed=3) if head_kind == "lagged" else producing_head(32)
-    method = SpecDecPPMethod(head=head, stop_rule="cost-aware", max_candidates=8,
-                                         draft_model=draft if route == "custom_generate" else None)
+    own_draft = draft if route == "custom_generate" else None
+    if estimate.endswith("head"):
+        head = random_head(32, seed=3) if estimate == "lagged head" else producing_head(32)
+        method = SpecDecPPMethod(head=head, stop_rule="cost-aware", max_candidates=8, draft_model=own_draft)
+    else:  # training-free, with measured-looking costs
+        method = EntropyMethod(estimator="top1" if estimate == "top-1" else "entropy", stop_rule="cost-aware",
+                               max_candidates=8, cost_ratio=0.4, verify_costs=(1.0, 1.05, 1.1, 1.2),
+                               draft_model=own_draft)
     ids = torch.tensor([[0, 0, 2, 5, 6, 7], [3, 17, 4, 40, 41, 42]])
     mask = (ids != 0).long()
     batch = slice(None) if route == "custom_generate" else slice(1, 2)
@@ -93,3 +119,20 @@ def test_threshold_is_unused_and_the_rule_is_checked():
         SpecDecPPMethod(head=head, stop_rule="bandit")
     method = functools.partial(SpecDecPPMethod, head=head, stop_rule="cost-aware")
     assert method().config.stop_rule == "cost-aware"
+
+
+def test_the_default_rule_is_the_threshold():
+    head = producing_head(32)
+    assert SpecDecPPMethod(head=head).config.stop_rule == "threshold"  # issue 26: not ahead of it everywhere
+
+
+def test_training_free_costs_are_checked_and_assumed_where_not_given():
+    with pytest.raises(ValueError, match="verify_costs"):
+        EntropyMethod(stop_rule="cost-aware", verify_costs=[1.0])
+    with pytest.raises(ValueError, match=r"verify_costs\[1\]"):
+        EntropyMethod(stop_rule="cost-aware", verify_costs=[1.0, -2.0])
+    with pytest.raises(ValueError, match="cost_ratio"):
+        EntropyMethod(stop_rule="cost-aware", cost_ratio=0.0)
+    c, v = EntropyMethod(stop_rule="cost-aware", max_candidates=4).config.costs()
+    assert c == 0.3 and v == pytest.approx((1.0, 1.02, 1.04, 1.06, 1.08))
+    assert EntropyMethod(verify_costs=[1, 2]).config.verify_costs == (1.0, 2.0)  # a JSON list reads as a tuple

@@ -34,6 +34,8 @@ METHODS = {
     "fixed-k": lambda d: FixedLengthCandidateGenerator(5, draft_model=d),
     "entropy": lambda d: EntropyStoppingCandidateGenerator(lam=0.2, max_candidates=5, draft_model=d),
     "svip": lambda d: EntropyStoppingCandidateGenerator(lam=0.6, estimator="svip", max_candidates=6, draft_model=d),
+    "top1-cost-aware": lambda d: EntropyStoppingCandidateGenerator(estimator="top1", stop_rule="cost-aware",
+                                                                   max_candidates=6, draft_model=d),
     "gammatune": lambda d: GammaTuneCandidateGenerator(initial=2.0, max_candidates=6, draft_model=d),
     "dyspec": lambda d: DySpecCandidateGenerator(budget=8, draft_model=d),
 }

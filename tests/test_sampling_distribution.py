@@ -15,7 +15,7 @@ import torch
 from transformers import (LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TemperatureLogitsWarper,
                           TopKLogitsWarper)
 
-from hf_specdecpp import SpecDecPPCandidateGenerator
+from hf_specdecpp import EntropyMethod, SpecDecPPCandidateGenerator
 from hf_specdecpp.core.assisted import ChainCandidateGenerator
 from hf_specdecpp.testing import tiny_pair
 
@@ -52,7 +52,10 @@ def exact_first_two(model) -> dict[tuple[int, int], float]:
     return out
 
 
-def empirical_tv(target, draft, generator_cls, route="candidate_generator", head=None) -> tuple[float, float, list[int]]:
+def empirical_tv(target, draft, generator_cls, route="candidate_generator", head=None,
+                 max_new_tokens: int = 3) -> tuple[float, float, list[int]]:
+    """TV of the first two generated tokens' empirical law to the target's exact one, its bound, and the first
+    round's candidate count per call (`max_new_tokens` > 3 lets a first round draft past the two tokens compared)."""
     exact = exact_first_two(target)
     # default: a head that always predicts acceptance: the first round drafts 2 tokens, so two candidates get verified
     head = head if head is not None else constant_head(32, 1 - 1e-9)
@@ -61,7 +64,7 @@ def empirical_tv(target, draft, generator_cls, route="candidate_generator", head
     counts: dict[tuple[int, int], int] = {}
     first_round_lengths = []
     for _ in range(NUM_SAMPLES):
-        out = target.generate(PROMPT, **{route: generator}, **GENERATE_KWARGS)
+        out = target.generate(PROMPT, **{route: generator}, **dict(GENERATE_KWARGS, max_new_tokens=max_new_tokens))
         key = tuple(out[0, PROMPT.shape[1]: PROMPT.shape[1] + 2].tolist())
         counts[key] = counts.get(key, 0) + 1
         first_round_lengths.append(generator.stats.candidate_lengths[0])
@@ -115,6 +118,22 @@ def test_sampling_with_the_cost_aware_rule(pair):
     cost_aware = functools.partial(SpecDecPPCandidateGenerator, stop_rule="cost-aware")
     tv, bound, first_round = empirical_tv(target, draft, cost_aware, head=head)
     assert len(set(first_round)) > 1  # the first round's length varied with the drafted tokens
+    assert tv <= bound, f"TV {tv:.4f} exceeds the bound {bound:.4f}"
+
+
+@pytest.mark.slow
+def test_sampling_with_the_training_free_cost_aware_rule(pair):
+    """The cost-aware rule fed with the draft's top-1 probability (no head) keeps the target's law. Its first
+    decision reads only the prompt's draft distribution, so the round may run past the first two tokens: whether it
+    drafts a third one depends on the tokens drafted before."""
+    target, draft = pair
+
+    def top1_cost_aware(head, threshold, **kwargs):
+        return EntropyMethod(estimator="top1", stop_rule="cost-aware", cost_ratio=0.02,
+                             verify_costs=(1.0, 1.0, 1.0), **kwargs)
+
+    tv, bound, first_round = empirical_tv(target, draft, top1_cost_aware, max_new_tokens=6)
+    assert {2, 3} <= set(first_round)  # the first round's length varied with the drafted tokens
     assert tv <= bound, f"TV {tv:.4f} exceeds the bound {bound:.4f}"
 
 

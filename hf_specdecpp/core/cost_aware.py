@@ -28,22 +28,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from .device import to_device
 
+StopRuleName = Literal["threshold", "cost-aware"]
+"""How a chain method with a per-token acceptance estimate stops: at a fixed threshold, or by this module's rule."""
+
 LOGIT_BOUND = 8.0
 """Predictions are clamped to logits in [-8, 8] (probabilities 3e-4 .. 0.9997) before calibration."""
 SCALE_BOUNDS = (0.25, 4.0)
+ASSUMED_COST_RATIO = 0.3
+ASSUMED_VERIFY_SLOPE = 0.02
+"""The costs the rule assumes when nothing measured them (c = 0.3, v(K) = 1 + 0.02 K): an ASSUMPTION between a CPU
+(c about 0.4, v rising) and a GPU (c about 0.1-0.25, v nearly flat)."""
 BIAS_BOUNDS = (-4.0, 4.0)
 
 
 @dataclass(frozen=True)
 class OnlineSettings:
-    """How the rule adapts: the calibration's prior precision (`calibration_prior`, worth about that many verified
-    predictions) and Newton steps per round, and the prior on the rate (`prior_rate` tokens per target step,
-    weighted as `prior_weight` target steps of the call).
+    """How the rule adapts: the calibration's prior (centred on `prior_scale`, `prior_bias`, with precision
+    `calibration_prior`, worth about that many verified predictions) and Newton steps per round, and the prior on
+    the rate (`prior_rate` tokens per target step, weighted as `prior_weight` target steps of the call).
 
     Args:
         calibration_prior (`float`, *optional*, defaults to 4.0):
@@ -55,12 +63,18 @@ class OnlineSettings:
             The rate (tokens per target step) every row starts from.
         prior_weight (`float`, *optional*, defaults to 8.0):
             How many target steps of the call the prior rate counts as.
+        prior_scale (`float`, *optional*, defaults to 1.0):
+            The calibration's scale before the call has verified anything (and its prior's centre).
+        prior_bias (`float`, *optional*, defaults to 0.0):
+            The calibration's bias likewise (e.g. a fit to the estimator's dev traces, `calibration_fit`).
     """
 
     calibration_prior: float = 4.0
     newton_steps: int = 2
     prior_rate: float = 1.0
     prior_weight: float = 8.0
+    prior_scale: float = 1.0
+    prior_bias: float = 0.0
 
 
 def extended_verify_costs(verify_costs: Sequence[float], max_candidates: int) -> list[float]:
@@ -78,6 +92,70 @@ def extended_verify_costs(verify_costs: Sequence[float], max_candidates: int) ->
     while len(table) < max_candidates + 1:
         table.append(table[-1] + slope)
     return table
+
+
+def calibration_fit(predictions: torch.Tensor, labels: torch.Tensor, steps: int = 25) -> tuple[float, float]:
+    """(scale, bias) of the logistic fit `sigmoid(scale * logit(p) + bias)` to `labels` (0/1, or acceptance
+    probabilities), the starting point of the rule's online calibration for an estimator with dev traces.
+
+    Args:
+        predictions: the estimator's predictions p, any shape.
+        labels: the outcomes, the same shape.
+        steps: Newton steps (from (1, 0); the fit is held within the rule's bounds).
+
+    Returns:
+        `(scale, bias)` as floats.
+    """
+    z = torch.logit(predictions.double().flatten(), eps=1e-6).clamp(-LOGIT_BOUND, LOGIT_BOUND)
+    y = labels.double().flatten()
+    scale, bias = 1.0, 0.0
+    for _ in range(steps):
+        q = torch.sigmoid(scale * z + bias)
+        w = q * (1 - q) + 1e-9
+        g_s, g_b = float(((q - y) * z).sum()), float((q - y).sum())
+        h_ss, h_sb, h_bb = float((w * z * z).sum()), float((w * z).sum()), float(w.sum())
+        det = h_ss * h_bb - h_sb * h_sb
+        if det <= 0:
+            break
+        scale = min(max(scale - (h_bb * g_s - h_sb * g_b) / det, SCALE_BOUNDS[0]), SCALE_BOUNDS[1])
+        bias = min(max(bias - (h_ss * g_b - h_sb * g_s) / det, BIAS_BOUNDS[0]), BIAS_BOUNDS[1])
+    return scale, bias
+
+
+def assumed_verify_costs(max_candidates: int) -> tuple[float, ...]:
+    """v(0) .. v(max_candidates) under the assumed slope `ASSUMED_VERIFY_SLOPE`.
+
+    Args:
+        max_candidates: the largest K tabled.
+
+    Returns:
+        The table, `max_candidates + 1` long.
+    """
+    return tuple(1.0 + ASSUMED_VERIFY_SLOPE * k for k in range(max_candidates + 1))
+
+
+PRIOR_ACCEPTANCE = 0.85
+"""The per-token acceptance `fixed_k_rate` assumes for a rule that has no simulated policy to start from."""
+
+
+def fixed_k_rate(cost_ratio: float, verify_costs: Sequence[float], max_candidates: int,
+                 acceptance: float = PRIOR_ACCEPTANCE) -> float:
+    """Tokens per target step of the best fixed K when each drafted token is accepted independently with
+    probability `acceptance`: a prior rate for the cost-aware rule that needs only the costs (under the four
+    cost curves of `benchmarks/policy_curves.py` it lies within 7% of what a re-simulated head policy predicts).
+
+    Args:
+        cost_ratio: c, a draft step in target steps.
+        verify_costs: v(0), v(1), ... in target steps (extended as `extended_verify_costs` does).
+        max_candidates: the largest K considered.
+        acceptance: the assumed per-token acceptance.
+
+    Returns:
+        The best K's expected tokens per round over its cost, `(1 - a^(K+1)) / (1 - a) / (K c + v(K))`.
+    """
+    table = extended_verify_costs(verify_costs, max_candidates)
+    return max((1.0 - acceptance ** (k + 1)) / (1.0 - acceptance) / (k * cost_ratio + table[k])
+               for k in range(1, max(int(max_candidates), 1) + 1))
 
 
 def marginal_costs(cost_ratio: float, verify_costs: Sequence[float], max_candidates: int) -> list[float]:
@@ -156,8 +234,8 @@ class CostAwareStop:
     def _ensure_state(self, device: torch.device) -> None:
         if self.scale is None:
             rows = len(self.tokens)
-            self.scale = torch.ones(rows, device=device)
-            self.bias = torch.zeros(rows, device=device)
+            self.scale = torch.full((rows,), float(self.settings.prior_scale), device=device)
+            self.bias = torch.full((rows,), float(self.settings.prior_bias), device=device)
             self.marginal = to_device(self.marginal_host, device, torch.float32)
             self.rate = to_device(self._rates(), device, torch.float32)
 
@@ -201,8 +279,8 @@ class CostAwareStop:
         z, y, w, lam = self.seen_logits, self.seen_labels, self.seen_mask, self.settings.calibration_prior
         q = torch.sigmoid(self.scale[:, None] * z + self.bias[:, None])
         error, curvature = (q - y) * w, q * (1 - q) * w
-        g_scale = (error * z).sum(1) + lam * (self.scale - 1.0)
-        g_bias = error.sum(1) + lam * self.bias
+        g_scale = (error * z).sum(1) + lam * (self.scale - self.settings.prior_scale)
+        g_bias = error.sum(1) + lam * (self.bias - self.settings.prior_bias)
         h_ss = (curvature * z * z).sum(1) + lam
         h_sb = (curvature * z).sum(1)
         h_bb = curvature.sum(1) + lam

@@ -20,8 +20,11 @@ CARD_TEMPLATE = """---
 
 An acceptance head for [SpecDec++](https://arxiv.org/abs/2405.19715) speculative decoding with
 the `hf-specdecpp` package (`pip install hf-specdecpp`). It reads the draft model's hidden state
-and predicts the probability that a drafted token is accepted by the target model; drafting stops once
-the predicted probability of at least one rejection exceeds the threshold.
+and predicts the probability that a drafted token is accepted by the target model. By default drafting stops
+once the predicted probability of at least one rejection exceeds the calibrated threshold h below (the paper's
+rule). With `SpecDecPPMethod(head=head, stop_rule="cost-aware")` it goes on instead while one more token's expected
+gain, from these predictions re-calibrated online on the tokens the target has verified in the call, pays for its
+cost on the machine (the costs under Calibration).
 
 - draft model: `{{ draft_model_id }}`
 - target model: `{{ target_model_id }}`
@@ -150,6 +153,9 @@ def policy_section(policy) -> list[str]:
         f"- simulated on {_fmt(sim.get('dev_responses'))} dev responses: speed-up {_fmt(sim.get('speedup'), 2)}x vs best"
         f" fixed K = {_fmt(sim.get('best_fixed_k'))}: {_fmt(sim.get('fixed_k_speedup'), 2)}x; the oracle that stops"
         f" exactly at the first rejection: {_fmt(sim.get('oracle_speedup'), 2)}x (target alone = 1)",
+        "- the threshold rule reads h and the cap; the cost-aware rule reads c and v(K), and starts each call from the"
+        " simulated speed-up as its rate and from a logistic fit of the dev predictions to their labels as its"
+        " calibration",
         "- the policy depends on the hardware through c and v(K): re-calibrate it on yours.",
         "",
     ]

@@ -45,10 +45,11 @@ from ..core.pair import VocabMap, output_vocab_size
 from ..head import AcceptanceHead, head_on
 from ..methods.entropy.generator import ConfidenceStop, EntropyConfig
 from ..methods.specdecpp import DEFAULT_THRESHOLD, RejectionThresholdRule, check_head_fits
-from .hub_method import DEFAULT_RULE
 from .request_drafter import RequestDrafter
 
 ENV_VAR = "HF_SPECDECPP_VLLM"
+SVIP_H = 0.3
+"""`SVIPProposer`'s h when `lam` is not set: the SVIP authors' value."""
 logger = logging.getLogger(f"vllm.{__name__}")  # under vLLM's logger: printed with its own messages
 
 
@@ -61,7 +62,7 @@ class ProposerSettings:
     threshold: float | None = None
     recalibrate: str = "online"
     calibration_steps: int = 24
-    lam: float = DEFAULT_RULE[1]["lam"]
+    lam: float = SVIP_H
     gamma: float | None = None
     min_candidates: int = 1
     dtype: str | None = None

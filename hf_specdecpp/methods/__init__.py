@@ -32,11 +32,13 @@ from .specdecpp import (RejectionThresholdCriteria, RejectionThresholdRule, Spec
                         SpecDecPPConfig, SpecDecPPMethod)
 
 registry.register("specdec++", SpecDecPPMethod,
-                  "SpecDec++: stop when the acceptance head's predicted P(any rejection) exceeds h")
+                  "SpecDec++: stop when the acceptance head's predicted P(any rejection) exceeds h (stop_rule='cost-aware':"
+                  " draft on while one more token pays for its cost)")
 registry.register("fixed-k", FixedKMethod, "a fixed number K of candidates per round")
 registry.register("entropy", EntropyMethod,
                   "stop when the draft's entropy bound (AdaEDL) or top-1 probability falls below lambda, or "
-                  "when sqrt(gamma * entropy) exceeds h (SVIP, estimator='svip', lam=h)")
+                  "when sqrt(gamma * entropy) exceeds h (SVIP, estimator='svip', lam=h); stop_rule='cost-aware': "
+                  "draft on while one more token pays for its cost")
 registry.register("gammatune", GammaTuneMethod,
                   "K per round from a moving average of accepted counts (GammaTune-style)")
 registry.register("dyspec", DySpecMethod, "DySpec dynamic draft trees verified in one target pass")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...core.cost_aware import OnlineSettings, fixed_k_rate
 from ...head import head_on
 from ..configs import ASSISTED, HEURISTIC, HEURISTIC_START, method_name
 from .policies import DEFAULT_ASSISTANT_TOKENS, DEFAULT_CONFIDENCE, Confidence, CostAware, FixedK, GammaTune, \
@@ -25,6 +26,13 @@ def _sklearn() -> bool:
     return bool(is_sklearn_available())
 
 
+def _training_free_cost_aware(c) -> CostAware:
+    """The replay of `EntropyMethod(estimator="top1", stop_rule="cost-aware")` with the config's costs."""
+    cost_ratio, verify = c.costs()
+    prior = OnlineSettings(prior_rate=fixed_k_rate(cost_ratio, verify, c.max_candidates))
+    return CostAware(None, cost_ratio, tuple(verify), c.max_candidates, c.min_candidates, prior)
+
+
 def policy_for(config, target, draft) -> Policy | None:
     """The replay policy of `config` for this pair (None for target alone, trees, and anything unknown)."""
     if config in (ASSISTED, HEURISTIC):
@@ -37,6 +45,8 @@ def policy_for(config, target, draft) -> Policy | None:
         return FixedK(config.config.num_candidates)
     if name == "entropy":
         c = config.config
+        if c.stop_rule == "cost-aware":  # replayable with the top-1 estimate only (the others: counted calls)
+            return _training_free_cost_aware(c) if c.estimator == "top1" else None
         return Confidence(c.lam, c.gamma, c.estimator, c.min_candidates, c.max_candidates)
     if name == "gammatune":
         c = config.config

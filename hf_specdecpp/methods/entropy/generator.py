@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
+from ...core.cost_aware import CostAwareStop, OnlineSettings, fixed_k_rate
 from ..base import ChainMethod
 from .config import EntropyConfig
+
+if TYPE_CHECKING:
+    from ...core.chain import CallContext
+    from ...core.drafting import StopRule
+
 
 class ConfidenceStop:
     """Stop after a token whose training-free acceptance estimate falls below `lam`."""
@@ -22,6 +30,24 @@ class ConfidenceStop:
         return self.config.stop(scores)
 
 
+def cost_aware_stop(config: EntropyConfig) -> CostAwareStop:
+    """The cost-aware rule (`core.cost_aware`) fed with the config's training-free estimate, for one call; its
+    prior rate is `fixed_k_rate` of the costs (there is no simulated policy to take it from).
+
+    Args:
+        config (`EntropyConfig`): the estimator, its scale, the cap and the costs (assumed where None).
+
+    Returns:
+        `CostAwareStop`.
+    """
+    def estimate(input_ids, scores, hidden_states, step):
+        return config.acceptance(scores)
+
+    costs = config.costs()
+    settings = OnlineSettings(prior_rate=fixed_k_rate(*costs, config.max_candidates))
+    return CostAwareStop(estimate, False, *costs, config.max_candidates, needs_hidden_states=False, settings=settings)
+
+
 class EntropyMethod(ChainMethod):
     """A training-free, AdaEDL-style stopping rule based on the draft's own distribution.
 
@@ -31,6 +57,9 @@ class EntropyMethod(ChainMethod):
         a_t = max_v p_t[v]                    (estimator="top1")
 
     and stop drafting when `a_t < lam` and `t >= min_candidates`, or when `t == max_candidates`, or at EOS.
+    With `stop_rule="cost-aware"`, a_t (clamped to [0, 1]) feeds `core.cost_aware` instead of a threshold: drafting
+    goes on while one more token's expected gain pays for its cost at the call's own rate, the estimate
+    calibrated online; no parameter to tune, only the machine's costs (`cost_ratio`, `verify_costs`).
     AdaEDL (arXiv:2410.18351) decides before sampling the token and may adapt lambda online; here lambda is
     static and the token whose estimate fell below it is still proposed (as transformers' `ConfidenceCriteria`).
 
@@ -51,7 +80,10 @@ class EntropyMethod(ChainMethod):
     """
 
     config_class = EntropyConfig
-    rule_class = ConfidenceStop
+
+    def new_rule(self, ctx: CallContext) -> StopRule:
+        """The call's stop rule: `ConfidenceStop` at `lam`, or `cost_aware_stop` with `stop_rule="cost-aware"`."""
+        return cost_aware_stop(self.config) if self.config.stop_rule == "cost-aware" else ConfidenceStop(self.config)
 
 
 EntropyStoppingCandidateGenerator = EntropyMethod

@@ -5,19 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, get_args
 
+from ...core.cost_aware import StopRuleName
 from ...core.validation import check_candidate_bounds, check_int, check_probability
 from ..config_base import MethodConfig, document_fields
 
 RecalibrateMode = Literal["never", "auto"]
 RECALIBRATE_MODES = get_args(RecalibrateMode)
-StopRuleName = Literal["threshold", "cost-aware"]
-STOP_RULES = get_args(StopRuleName)
 
 
 @document_fields
 @dataclass(frozen=True)
 class SpecDecPPConfig(MethodConfig):
-    """Stop drafting once the head's predicted P(at least one rejection) exceeds `threshold`.
+    """Stop drafting once the head's predicted P(at least one rejection) exceeds `threshold` (or, with
+    `stop_rule="cost-aware"`, when one more token no longer pays for its cost).
 
     `threshold` and `max_candidates` default (None) to the head's calibrated policy when it was measured on
     the kind of device the draft runs on; otherwise to `DEFAULT_THRESHOLD` and `DEFAULT_MAX_CANDIDATES`.
@@ -37,8 +37,9 @@ class SpecDecPPConfig(MethodConfig):
         "measured on (seconds; needs a head with dev-set traces) and caches it per device kind; 'never' does not.")})
     stop_rule: StopRuleName = field(default="threshold", metadata={"help": (
         "'threshold': the paper's rule with h. 'cost-aware': draft on while the head's prediction, calibrated "
-        "online during the call, says one more token pays for its cost at the call's own tokens-per-cost rate "
-        "(core.cost_aware; the costs of the head's policy or of the re-calibration); threshold is then unused.")})
+        "online during the call (from the fit to its dev traces), says one more token pays for its cost at the "
+        "call's own tokens-per-cost rate (core.cost_aware; the costs of the head's policy or of the "
+        "re-calibration); threshold is then unused.")})
 
     def __post_init__(self):
         super().__post_init__()

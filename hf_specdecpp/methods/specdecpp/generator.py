@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from ...head import DEFAULT_MAX_CANDIDATES, AcceptanceHead, DeviceKind, HeadPolicy, head_on
 from ...utils.warnings import warn_once
 from ...core.chain import ChainSpec
-from ...core.cost_aware import CostAwareStop, OnlineSettings
+from ...core.cost_aware import (ASSUMED_COST_RATIO, CostAwareStop, OnlineSettings, assumed_verify_costs,
+                                calibration_fit, fixed_k_rate)
 from ...core.device import input_device
 from ..base import ChainMethod
 from .config import SpecDecPPConfig
@@ -21,9 +22,8 @@ if TYPE_CHECKING:
 
 DEFAULT_THRESHOLD = 0.7
 """h when neither the call nor a policy for this device gives one (the reference's sample script uses 0.7)."""
-ASSUMED_COSTS = (0.3, tuple(1.0 + 0.02 * k for k in range(DEFAULT_MAX_CANDIDATES + 1)))
-"""(c, v(0..20)) the cost-aware rule assumes when the head's policy records no costs: an ASSUMPTION between a
-CPU (c about 0.4, v rising) and a GPU (c about 0.1-0.25, v nearly flat)."""
+ASSUMED_COSTS = (ASSUMED_COST_RATIO, assumed_verify_costs(DEFAULT_MAX_CANDIDATES))
+"""(c, v(0..20)) the cost-aware rule assumes when the head's policy records no costs (`core.cost_aware`)."""
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,35 @@ class ResolvedPolicy:
     cost_ratio: float = ASSUMED_COSTS[0]
     verify_costs: tuple[float, ...] = ASSUMED_COSTS[1]
     expected_rate: float = 1.0
-    """Tokens per target step the policy was simulated to give with these costs (1.0: unknown): the cost-aware
-    rule's prior on the call's rate."""
+    """Tokens per target step the policy was simulated to give with these costs (`core.cost_aware.fixed_k_rate`
+    of the assumed costs when the policy records none): the cost-aware rule's prior on the call's rate."""
+
+    calibration: tuple[float, float] = (1.0, 0.0)
+    """(scale, bias) the cost-aware rule's online calibration starts from (`head_calibration`)."""
 
     def cost_aware_settings(self) -> OnlineSettings:
-        """The cost-aware rule's settings for this policy: its prior rate is `expected_rate`."""
-        return OnlineSettings(prior_rate=self.expected_rate)
+        """The cost-aware rule's settings for this policy: its prior rate is `expected_rate`, its calibration starts
+        from `calibration`."""
+        return OnlineSettings(prior_rate=self.expected_rate, prior_scale=self.calibration[0],
+                              prior_bias=self.calibration[1])
+
+
+def head_calibration(head: AcceptanceHead) -> tuple[float, float]:
+    """(scale, bias) of the logistic fit of the head's dev-trace predictions to their labels (`calibration_fit`),
+    or (1, 0) for a head without traces: a head trained with weighted losses predicts too low or too high (the
+    shipped T = 0.7 head: mean 0.47 against a mean label of 0.78), and the rule should not spend the first rounds
+    of every call learning that.
+
+    Args:
+        head (`AcceptanceHead`): the head.
+
+    Returns:
+        `tuple[float, float]`.
+    """
+    traces = head.traces or {}
+    if "pred" not in traces or "label" not in traces or traces["pred"].numel() == 0:
+        return 1.0, 0.0
+    return calibration_fit(traces["pred"], traces["label"])
 
 
 def expected_rate(policy: HeadPolicy) -> float:
@@ -58,7 +81,8 @@ def expected_rate(policy: HeadPolicy) -> float:
 
 
 class SpecDecPPMethod(ChainMethod):
-    """SpecDec++: stop drafting when the acceptance head's predicted P(any rejection) exceeds `threshold`.
+    """SpecDec++: stop drafting when the acceptance head's predicted P(any rejection) exceeds `threshold`, or with
+    `stop_rule="cost-aware"` when one more token no longer pays for its cost (`core.cost_aware`).
 
     Args:
         head (`AcceptanceHead`):
@@ -77,6 +101,7 @@ class SpecDecPPMethod(ChainMethod):
     def __init__(self, head: AcceptanceHead, *settings: Any, **kwargs: Any):
         check_head_type(head)
         self.head = head
+        self.calibration = head_calibration(head)
         super().__init__(*settings, **kwargs)
         if self.config.recalibrate == "auto" and not head.traces:
             raise ValueError("recalibrate='auto' re-simulates the head's dev traces, but this head ships no dev "
@@ -130,8 +155,10 @@ class SpecDecPPMethod(ChainMethod):
             else DEFAULT_MAX_CANDIDATES)
         has_costs = policy is not None and policy.cost_ratio and policy.verify_costs
         costs = (policy.cost_ratio, policy.verify_costs) if has_costs else ASSUMED_COSTS
-        return ResolvedPolicy(float(threshold), max(int(cap), config.min_candidates), trusted, *costs,
-                              expected_rate=expected_rate(policy) if has_costs else 1.0)
+        cap = max(int(cap), config.min_candidates)
+        prior = expected_rate(policy) if has_costs else fixed_k_rate(*costs, cap)
+        return ResolvedPolicy(float(threshold), cap, trusted, *costs, expected_rate=prior,
+                              calibration=self.calibration)
 
     def _plausible_policy(self) -> HeadPolicy | None:
         """The head's policy, or None (with a warning) when it holds values no calibration chooses."""
