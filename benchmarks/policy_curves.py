@@ -6,7 +6,9 @@
 
 Greedy decoding. Per prompt (HumanEval 0-79 and MT-Bench first turns, the first `--subset` of each) the trace is
 recorded once (`bench.exact`) and every policy replayed on it: the counts of a policy that ignores costs are the
-same under every curve; the cost-aware rule (`core.cost_aware`) reads the curve, so it is replayed once per curve.
+same under every curve; the cost-aware rule (`core.cost_aware`) reads the curve, so it is replayed once per curve
+(except with the assumed costs, "-assumed"), and its rounds with the shipped costs (this machine's curve) are also
+costed under the other curves: what `stop_rule="cost-aware"` gives there without `recalibrate="auto"`.
 The candidate lengths of every round are saved per prompt (`rounds.jsonl`, resumable), and a round with K
 candidates costs `K * c + v(K)` target steps under a curve. Curves: this machine's (AMD EPYC bf16, measured quiet
 on 2026-11-27), the Intel AMX bf16 CPU's (measured elsewhere, `benchmarks/curves/`), and two GPU-like curves that
@@ -58,7 +60,8 @@ def curves() -> dict[str, CostCurve]:
 
 
 def fixed_policies(target, draft, head) -> dict[str, P.Policy]:
-    """The policies whose counts do not depend on the costs."""
+    """The policies whose counts do not depend on the costs (the cost-aware rules with the assumed costs among them:
+    "-assumed", what `EntropyMethod(estimator="top1", stop_rule="cost-aware")` does when no costs are given)."""
     configs = build_configs(range(1, 9), (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6), (0.1, 0.2, 0.3, 0.4, 0.5),
                             head=None, max_candidates=CAP, svip_hs=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6))
     out = {name: policy_for(config, target, draft) for name, config in configs.items()
@@ -77,8 +80,10 @@ def fixed_policies(target, draft, head) -> dict[str, P.Policy]:
 
 def cost_policies(head, curve: CostCurve) -> dict[str, P.Policy]:
     """The policies that read the curve: SpecDec++ as a user with `recalibrate="auto"` gets it on that machine
-    (the threshold and cap re-simulated for the curve, `policy_from_costs`), and the cost-aware rule with the head
-    or the draft's top-1 probability, its prior rate the re-simulated policy's speed-up (as `SpecDecPPMethod` does)."""
+    (the threshold and cap re-simulated for the curve, `policy_from_costs`), the cost-aware rule with the head
+    (its prior rate the re-simulated policy's speed-up and its calibration the head's dev fit, as `SpecDecPPMethod`
+    does) or the draft's top-1 probability (prior rate likewise), and `EntropyMethod(estimator="top1",
+    stop_rule="cost-aware")` given the curve's costs ("-given": prior rate `fixed_k_rate`)."""
     auto = policy_from_costs(head, curve, max_candidates=CAP)
     table = tuple(float(v) for v in curve.table(CAP + 1))
     scale, bias = head_calibration(head)
