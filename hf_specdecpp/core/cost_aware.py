@@ -40,11 +40,11 @@ StopRuleName = Literal["threshold", "cost-aware"]
 LOGIT_BOUND = 8.0
 """Predictions are clamped to logits in [-8, 8] (probabilities 3e-4 .. 0.9997) before calibration."""
 SCALE_BOUNDS = (0.25, 4.0)
+BIAS_BOUNDS = (-4.0, 4.0)
 ASSUMED_COST_RATIO = 0.3
 ASSUMED_VERIFY_SLOPE = 0.02
 """The costs the rule assumes when nothing measured them (c = 0.3, v(K) = 1 + 0.02 K): an ASSUMPTION between a CPU
 (c about 0.4, v rising) and a GPU (c about 0.1-0.25, v nearly flat)."""
-BIAS_BOUNDS = (-4.0, 4.0)
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,36 @@ def extended_verify_costs(verify_costs: Sequence[float], max_candidates: int) ->
     return table
 
 
+def newton_update(scale: torch.Tensor, bias: torch.Tensor, z: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                  precision: float = 0.0, centre: tuple[float, float] = (1.0, 0.0)) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Newton step, per row, of the logistic fit `sigmoid(scale * z + bias)` to `y` with weights `w` and a
+    Gaussian prior of `precision` about `centre`, in closed form (2 x 2), held within the rule's bounds; a row whose
+    system is singular keeps its values.
+
+    Args:
+        scale, bias: `(B,)` current values.
+        z, y, w: `(B, N)` logits, labels (0/1 or probabilities) and weights.
+        precision: the prior's precision (0: no prior).
+        centre: the prior's (scale, bias).
+
+    Returns:
+        The new `(scale, bias)`.
+    """
+    q = torch.sigmoid(scale[:, None] * z + bias[:, None])
+    error, curvature = (q - y) * w, q * (1 - q) * w
+    g_scale = (error * z).sum(1) + precision * (scale - centre[0])
+    g_bias = error.sum(1) + precision * (bias - centre[1])
+    h_ss = (curvature * z * z).sum(1) + precision
+    h_sb = (curvature * z).sum(1)
+    h_bb = curvature.sum(1) + precision
+    det = h_ss * h_bb - h_sb * h_sb
+    ok = det > 0
+    safe = torch.where(ok, det, torch.ones_like(det))
+    new_scale = (scale - (h_bb * g_scale - h_sb * g_bias) / safe).clamp(*SCALE_BOUNDS)
+    new_bias = (bias - (h_ss * g_bias - h_sb * g_scale) / safe).clamp(*BIAS_BOUNDS)
+    return torch.where(ok, new_scale, scale), torch.where(ok, new_bias, bias)
+
+
 def calibration_fit(predictions: torch.Tensor, labels: torch.Tensor, steps: int = 25) -> tuple[float, float]:
     """(scale, bias) of the logistic fit `sigmoid(scale * logit(p) + bias)` to `labels` (0/1, or acceptance
     probabilities), the starting point of the rule's online calibration for an estimator with dev traces.
@@ -101,25 +131,17 @@ def calibration_fit(predictions: torch.Tensor, labels: torch.Tensor, steps: int 
     Args:
         predictions: the estimator's predictions p, any shape.
         labels: the outcomes, the same shape.
-        steps: Newton steps (from (1, 0); the fit is held within the rule's bounds).
+        steps: Newton steps (`newton_update` from (1, 0), without a prior).
 
     Returns:
         `(scale, bias)` as floats.
     """
-    z = torch.logit(predictions.double().flatten(), eps=1e-6).clamp(-LOGIT_BOUND, LOGIT_BOUND)
-    y = labels.double().flatten()
-    scale, bias = 1.0, 0.0
+    z = torch.logit(predictions.double().flatten(), eps=1e-6).clamp(-LOGIT_BOUND, LOGIT_BOUND)[None]
+    y = labels.double().flatten()[None]
+    scale, bias = torch.ones(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
     for _ in range(steps):
-        q = torch.sigmoid(scale * z + bias)
-        w = q * (1 - q) + 1e-9
-        g_s, g_b = float(((q - y) * z).sum()), float((q - y).sum())
-        h_ss, h_sb, h_bb = float((w * z * z).sum()), float((w * z).sum()), float(w.sum())
-        det = h_ss * h_bb - h_sb * h_sb
-        if det <= 0:
-            break
-        scale = min(max(scale - (h_bb * g_s - h_sb * g_b) / det, SCALE_BOUNDS[0]), SCALE_BOUNDS[1])
-        bias = min(max(bias - (h_ss * g_b - h_sb * g_s) / det, BIAS_BOUNDS[0]), BIAS_BOUNDS[1])
-    return scale, bias
+        scale, bias = newton_update(scale, bias, z, y, torch.ones_like(z))
+    return float(scale[0]), float(bias[0])
 
 
 def assumed_verify_costs(max_candidates: int) -> tuple[float, ...]:
@@ -275,18 +297,11 @@ class CostAwareStop:
             self._newton_step()
 
     def _newton_step(self) -> None:
-        """One Newton step of the penalised logistic fit of (scale, bias), per row, in closed form (2 x 2)."""
-        z, y, w, lam = self.seen_logits, self.seen_labels, self.seen_mask, self.settings.calibration_prior
-        q = torch.sigmoid(self.scale[:, None] * z + self.bias[:, None])
-        error, curvature = (q - y) * w, q * (1 - q) * w
-        g_scale = (error * z).sum(1) + lam * (self.scale - self.settings.prior_scale)
-        g_bias = error.sum(1) + lam * (self.bias - self.settings.prior_bias)
-        h_ss = (curvature * z * z).sum(1) + lam
-        h_sb = (curvature * z).sum(1)
-        h_bb = curvature.sum(1) + lam
-        det = h_ss * h_bb - h_sb * h_sb
-        self.scale = (self.scale - (h_bb * g_scale - h_sb * g_bias) / det).clamp(*SCALE_BOUNDS)
-        self.bias = (self.bias - (h_ss * g_bias - h_sb * g_scale) / det).clamp(*BIAS_BOUNDS)
+        """One Newton step of the penalised logistic fit of (scale, bias), per row (`newton_update`)."""
+        settings = self.settings
+        self.scale, self.bias = newton_update(self.scale, self.bias, self.seen_logits, self.seen_labels,
+                                              self.seen_mask, settings.calibration_prior,
+                                              (settings.prior_scale, settings.prior_bias))
 
     def select_rows(self, keep: list[int]) -> None:
         """Keep the per-row state of the rows that stay in the batch (by position)."""

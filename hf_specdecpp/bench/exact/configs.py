@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ...core.cost_aware import OnlineSettings, fixed_k_rate
 from ...head import head_on
 from ..configs import ASSISTED, HEURISTIC, HEURISTIC_START, method_name
 from .policies import DEFAULT_ASSISTANT_TOKENS, DEFAULT_CONFIDENCE, Confidence, CostAware, FixedK, GammaTune, \
@@ -29,8 +28,7 @@ def _sklearn() -> bool:
 def _training_free_cost_aware(c) -> CostAware:
     """The replay of `EntropyMethod(estimator="top1", stop_rule="cost-aware")` with the config's costs."""
     cost_ratio, verify = c.costs()
-    prior = OnlineSettings(prior_rate=fixed_k_rate(cost_ratio, verify, c.max_candidates))
-    return CostAware(None, cost_ratio, tuple(verify), c.max_candidates, c.min_candidates, prior)
+    return CostAware(None, cost_ratio, tuple(verify), c.max_candidates, c.min_candidates, c.cost_aware_settings())
 
 
 def policy_for(config, target, draft) -> Policy | None:

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import torch
 
-from ...core.cost_aware import ASSUMED_COST_RATIO, StopRuleName, assumed_verify_costs
+from ...core.cost_aware import ASSUMED_COST_RATIO, OnlineSettings, StopRuleName, assumed_verify_costs, fixed_k_rate
 from ...core.validation import check_candidate_bounds, check_number
 from ..config_base import MethodConfig, document_fields
 from .estimators import DEFAULT_GAMMA, Estimator, estimate_acceptance, svip_stop
@@ -50,8 +50,7 @@ class EntropyConfig(MethodConfig):
             object.__setattr__(self, "gamma", DEFAULT_GAMMA[self.estimator])
         check_number("gamma", self.gamma, 0.0, None, low_open=True)
         check_candidate_bounds(self.min_candidates, self.max_candidates)
-        if self.cost_ratio is not None:
-            check_number("cost_ratio", self.cost_ratio, 0.0, None, low_open=True)
+        check_number("cost_ratio", self.cost_ratio, 0.0, None, low_open=True, allow_none=True)
         if self.verify_costs is not None:
             object.__setattr__(self, "verify_costs", check_verify_costs(self.verify_costs))
 
@@ -59,6 +58,11 @@ class EntropyConfig(MethodConfig):
         """(c, v(0), v(1), ...) the cost-aware rule reads: `cost_ratio` and `verify_costs`, assumed where None."""
         c = self.cost_ratio if self.cost_ratio is not None else ASSUMED_COST_RATIO
         return c, self.verify_costs if self.verify_costs is not None else assumed_verify_costs(self.max_candidates)
+
+    def cost_aware_settings(self) -> OnlineSettings:
+        """The cost-aware rule's settings: its prior rate is `fixed_k_rate` of `costs()` (there is no simulated
+        policy to take it from)."""
+        return OnlineSettings(prior_rate=fixed_k_rate(*self.costs(), self.max_candidates))
 
     def acceptance(self, scores: torch.Tensor) -> torch.Tensor:
         """Per row: the estimated acceptance probability of the token drawn from `scores`, in [0, 1] (SVIP's

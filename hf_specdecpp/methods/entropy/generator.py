@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ...core.cost_aware import CostAwareStop, OnlineSettings, fixed_k_rate
+from ...core.cost_aware import CostAwareStop
 from ..base import ChainMethod
 from .config import EntropyConfig
 
@@ -31,8 +31,7 @@ class ConfidenceStop:
 
 
 def cost_aware_stop(config: EntropyConfig) -> CostAwareStop:
-    """The cost-aware rule (`core.cost_aware`) fed with the config's training-free estimate, for one call; its
-    prior rate is `fixed_k_rate` of the costs (there is no simulated policy to take it from).
+    """The cost-aware rule (`core.cost_aware`) fed with the config's training-free estimate, for one call.
 
     Args:
         config (`EntropyConfig`): the estimator, its scale, the cap and the costs (assumed where None).
@@ -43,9 +42,8 @@ def cost_aware_stop(config: EntropyConfig) -> CostAwareStop:
     def estimate(input_ids, scores, hidden_states, step):
         return config.acceptance(scores)
 
-    costs = config.costs()
-    settings = OnlineSettings(prior_rate=fixed_k_rate(*costs, config.max_candidates))
-    return CostAwareStop(estimate, False, *costs, config.max_candidates, needs_hidden_states=False, settings=settings)
+    return CostAwareStop(estimate, False, *config.costs(), config.max_candidates, needs_hidden_states=False,
+                         settings=config.cost_aware_settings())
 
 
 class EntropyMethod(ChainMethod):

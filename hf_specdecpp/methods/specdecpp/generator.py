@@ -101,8 +101,9 @@ class SpecDecPPMethod(ChainMethod):
     def __init__(self, head: AcceptanceHead, *settings: Any, **kwargs: Any):
         check_head_type(head)
         self.head = head
-        self.calibration = head_calibration(head)
         super().__init__(*settings, **kwargs)
+        # only the cost-aware rule reads the dev-trace fit: the default threshold rule pays nothing for it
+        self._calibration = head_calibration(head) if self.config.stop_rule == "cost-aware" else (1.0, 0.0)
         if self.config.recalibrate == "auto" and not head.traces:
             raise ValueError("recalibrate='auto' re-simulates the head's dev traces, but this head ships no dev "
                              "traces (head.traces): calibrate it with `hf-specdecpp calibrate` and its make-data "
@@ -158,7 +159,7 @@ class SpecDecPPMethod(ChainMethod):
         cap = max(int(cap), config.min_candidates)
         prior = expected_rate(policy) if has_costs else fixed_k_rate(*costs, cap)
         return ResolvedPolicy(float(threshold), cap, trusted, *costs, expected_rate=prior,
-                              calibration=self.calibration)
+                              calibration=self._calibration)
 
     def _plausible_policy(self) -> HeadPolicy | None:
         """The head's policy, or None (with a warning) when it holds values no calibration chooses."""
