@@ -44,7 +44,8 @@ from hf_specdecpp.bench.runner import generation_kwargs, prompt_items
 from hf_specdecpp.core.cost_aware import ASSUMED_COST_RATIO, OnlineSettings, assumed_verify_costs, fixed_k_rate
 from hf_specdecpp.core.costs import CostCurve
 from hf_specdecpp.methods.specdecpp.calibration import policy_from_costs
-from hf_specdecpp.methods.specdecpp.generator import expected_rate, head_calibration
+from hf_specdecpp.methods.specdecpp.estimator import head_calibration
+from hf_specdecpp.methods.specdecpp.generator import expected_rate
 
 HERE = Path(__file__).resolve().parent
 CAP = 20
@@ -158,7 +159,14 @@ SHIPPED_COSTS = "amd-epyc-bf16"
 """The curve the shipped heads' policies were measured on: the costs SpecDec++'s cost-aware rule reads on any machine
 unless `recalibrate="auto"` re-times there."""
 SHIPPED_COST_AWARE = "cost-aware-head (shipped costs)"
-"""`SpecDecPPMethod(head=load_shipped_head(), stop_rule="cost-aware")` with no other argument, on any machine."""
+"""`SpecDecPPMethod(head=load_shipped_head(), stop_rule="cost-aware", estimator="head")`, on any machine."""
+SHIPPED_DEFAULT = "specdec++ default (shipped costs)"
+"""`SpecDecPPMethod(head=load_shipped_head())` with no other argument, on any machine: the cost-aware rule on the
+draft's top-1 probability (what `choose_estimator` picks for the shipped heads) with the shipped policy's costs and
+prior rate, i.e. the rounds of "cost-aware-top1" under the shipped costs (the replay of the real default,
+`bench.exact.configs.policy_for`, gave identical rounds on all 32 prompts it was compared on)."""
+SHIPPED_COST_ROUNDS = {SHIPPED_COST_AWARE: "cost-aware-head", SHIPPED_DEFAULT: "cost-aware-top1"}
+"""Columns that take another policy's rounds under the shipped costs, whatever the curve they are costed under."""
 
 
 def summarise(rows: list[dict]) -> str:
@@ -171,17 +179,17 @@ def summarise(rows: list[dict]) -> str:
 
 
 def rounds_of(row: dict, name: str, curve_name: str) -> list[int]:
-    """A policy's candidate counts on `row` when costed under `curve_name` (`SHIPPED_COST_AWARE`: with the shipped
+    """A policy's candidate counts on `row` when costed under `curve_name` (`SHIPPED_COST_ROUNDS`: with the shipped
     costs whatever the curve)."""
-    if name == SHIPPED_COST_AWARE:
-        return row["rounds"][f"cost-aware-head@{SHIPPED_COSTS}"]
+    if name in SHIPPED_COST_ROUNDS:
+        return row["rounds"][f"{SHIPPED_COST_ROUNDS[name]}@{SHIPPED_COSTS}"]
     return row["rounds"].get(f"{name}@{curve_name}", row["rounds"].get(name))
 
 
 def speedups(curve_name: str, curve: CostCurve, rows: list[dict]) -> dict[str, float]:
     tokens = sum(r["new_tokens"] for r in rows)
     names = [n.split("@")[0] for n in rows[0]["rounds"] if "@" not in n or n.endswith("@" + curve_name)]
-    return {n: tokens / sum(units(rounds_of(r, n, curve_name), curve) for r in rows) for n in names + [SHIPPED_COST_AWARE]}
+    return {n: tokens / sum(units(rounds_of(r, n, curve_name), curve) for r in rows) for n in names + list(SHIPPED_COST_ROUNDS)}
 
 
 def best(s: dict[str, float], *prefixes: str) -> tuple[str, float]:
@@ -195,13 +203,14 @@ def cell_entries(s: dict[str, float]) -> list[tuple[str, float]]:
     hindsight-best parameter (entropy and SVIP are one family: both stop on the draft's entropy)."""
     entries = [("oracle", s["oracle"]), ("hf-default", s["hf-default"]), ("hf-heuristic", s["hf-heuristic"]),
                best(s, "fixed-K"), best(s, "entropy-", "svip-"), ("svip-h0.3", s["svip-h0.3"]),
-               ("specdec++-h0.25", s["specdec++-h0.25"]), best(s, "specdec++-h"), ("specdec++-auto", s["specdec++-auto"])]
+               ("specdec++-h0.25", s["specdec++-h0.25"]), best(s, "specdec++-h"), ("specdec++-auto", s["specdec++-auto"]),
+               (SHIPPED_DEFAULT, s[SHIPPED_DEFAULT])]
     return entries + [(n, s[n]) for n in (SHIPPED_COST_AWARE, "cost-aware-head", "cost-aware-top1", "cost-aware-top1-given",
                                           "cost-aware-top1-assumed", "cost-aware-head-assumed") if n in s]
 
 
-PAIRS = ((SHIPPED_COST_AWARE, "specdec++-h0.25"), (SHIPPED_COST_AWARE, "specdec++-auto"), ("cost-aware-top1-assumed", "svip-h0.3"),
-         ("cost-aware-top1-given", "specdec++-auto"))
+PAIRS = ((SHIPPED_DEFAULT, "specdec++-h0.25"), (SHIPPED_DEFAULT, "specdec++-auto"), (SHIPPED_DEFAULT, SHIPPED_COST_AWARE),
+         ("cost-aware-top1-assumed", "svip-h0.3"), ("cost-aware-top1-given", "specdec++-auto"))
 """(rule, reference) pairs whose per-prompt time ratios the summary reports with intervals."""
 
 
@@ -210,14 +219,17 @@ def cell(curve_name: str, curve: CostCurve, dataset: str, rows: list[dict]) -> l
     entries = cell_entries(s)
     oracle = entries[0][1]
     body = ", ".join(f"{n} {v:.3f}x ({v / oracle:.0%})" for n, v in entries)
-    pairs = [(a, b) for a, b in PAIRS + ((SHIPPED_COST_AWARE, entries[4][0]),) if a in s and b in s]
+    pairs = [(a, b) for a, b in PAIRS + ((SHIPPED_DEFAULT, entries[4][0]),) if a in s and b in s]
     return [f"{curve_name} | {dataset} ({len(rows)} prompts, c={curve.c_draft:.2f}): {body}",
             "    paired, time of the reference / time of the rule (> 1: the rule faster): "
             + "; ".join(paired(curve_name, curve, rows, a, b) for a, b in pairs)]
 
 
 TABLE_COLUMNS = (("oracle", "oracle"), ("hf default", "hf-default"), ("best entropy / SVIP", None),
-                 ("SVIP h 0.3", "svip-h0.3"), ("**SpecDec++ default** (threshold as shipped, h 0.25)", "specdec++-h0.25"),
+                 ("SVIP h 0.3", "svip-h0.3"),
+                 ("**SpecDec++ default** (cost-aware, draft top-1 chosen by the head's dev traces, shipped costs)",
+                  SHIPPED_DEFAULT),
+                 ("threshold as shipped (h 0.25; the default before 2026-12-07)", "specdec++-h0.25"),
                  ("threshold re-calibrated (auto)", "specdec++-auto"),
                  ("cost-aware head, shipped costs", SHIPPED_COST_AWARE),
                  ("cost-aware head, re-calibrated costs", "cost-aware-head"),
@@ -228,7 +240,7 @@ TABLE_COLUMNS = (("oracle", "oracle"), ("hf default", "hf-default"), ("best entr
 def markdown_table(rows: list[dict]) -> str:
     """The cells as one markdown table (the README's): speed-up (% of the oracle) per curve and prompt set."""
     columns = [(title, key) for title, key in TABLE_COLUMNS if key is None or key in rows[0]["rounds"]
-               or f"{key}@{SHIPPED_COSTS}" in rows[0]["rounds"] or key == SHIPPED_COST_AWARE]
+               or f"{key}@{SHIPPED_COSTS}" in rows[0]["rounds"] or key in SHIPPED_COST_ROUNDS]
     lines = ["| curve | set (prompts) | " + " | ".join(t for t, _ in columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for curve_name, curve in curves().items():

@@ -9,7 +9,8 @@ MT-Bench first turns, and its candidates per round are saved (`calls.jsonl`, res
 configuration: a configuration added later runs on the prompts done before). A round
 with K candidates costs `K * c + v(K)` target steps under a curve (`policy_curves.curves`). Configurations that
 do not read costs are costed under every curve. The cost-aware rules read costs, so they are run once per
-costing they stand for: SpecDec++'s cost-aware rule reads its head's policy (measured on this kind of machine), the
+costing they stand for: SpecDec++'s cost-aware rules (its default, which reads the estimate `choose_estimator` picks,
+and the same rule on the head's predictions) read the head's policy (measured on this kind of machine), the
 training-free rule (`EntropyMethod(estimator="top1", stop_rule="cost-aware")`) runs with this
 machine's curve, with the GPU-like c = 0.25 curve (an ASSUMPTION) and with no costs given (the assumed ones);
 a run's name ends in `@<curve>` when it belongs to that curve only. The head is the shipped T = 0.7 one.
@@ -36,8 +37,9 @@ from policy_curves import CAP, curves, units
 
 HERE_CURVE, GPU_CURVE = "amd-epyc-bf16", "gpu-like-c0.25 (assumed)"
 SVIP_HS = (0.2, 0.3, 0.4)
-USERS_GET = "specdec++ default (threshold, shipped h)"
-COST_AWARE = "specdec++ cost-aware"
+USERS_GET = "specdec++ default (cost-aware, estimator auto)"
+THRESHOLD = "specdec++ threshold (shipped h)"
+COST_AWARE = "specdec++ cost-aware, head"
 
 
 def configs(head) -> dict:
@@ -46,7 +48,8 @@ def configs(head) -> dict:
     out.update({f"svip-h{h:g}": registry.build("entropy", lam=h, estimator="svip", max_candidates=CAP)
                 for h in SVIP_HS})
     out[USERS_GET] = registry.build("specdec++", head=head)
-    out[COST_AWARE] = registry.build("specdec++", head=head, stop_rule="cost-aware")
+    out[THRESHOLD] = registry.build("specdec++", head=head, stop_rule="threshold")
+    out[COST_AWARE] = registry.build("specdec++", head=head, stop_rule="cost-aware", estimator="head")
     top1 = dict(estimator="top1", stop_rule="cost-aware", max_candidates=CAP)
     out["cost-aware top-1 (assumed costs)"] = registry.build("entropy", **top1)
     for name in (HERE_CURVE, GPU_CURVE):
@@ -96,10 +99,10 @@ def summarise(calls: list[dict]) -> str:
             lines.append(f"{curve_name} | {dataset} ({len({c['prompt'] for c in cell})} prompts x "
                          f"{len({c['seed'] for c in cell})} seeds): "
                          + ", ".join(f"{n.split('@')[0]} {v:.3f}x" for n, v in speed.items()))
-            for reference in (USERS_GET, svip):
+            for reference in (THRESHOLD, svip):
                 lines.append(f"    paired, time of {reference} / time of the rule: " + ", ".join(
                     paired(cell, curve, reference, n) for n in names if n.split("@")[0].startswith("cost-aware")
-                    or n == COST_AWARE))
+                    or n in (COST_AWARE, USERS_GET)))
     return "\n".join(lines)
 
 

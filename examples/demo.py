@@ -39,7 +39,7 @@ def main() -> None:
     prompt = args.prompt or default_prompt(setup, "Write a Python function that checks whether a number is prime.")
     inputs = chat_inputs(setup, [{"role": "user", "content": prompt}])
     generation = dict(max_new_tokens=args.max_new_tokens, do_sample=False)
-    method = SpecDecPPMethod(head=setup.head)  # h and the cap: the head's policy for this device
+    method = SpecDecPPMethod(head=setup.head)  # the cost-aware rule; costs and cap: the head's policy
     setup.target.generate(**inputs, max_new_tokens=4)  # warm-up of both paths, not timed
     setup.target.generate(**inputs, assistant_model=setup.draft, candidate_generator=method, max_new_tokens=4)
     torch.manual_seed(0)

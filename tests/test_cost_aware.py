@@ -10,7 +10,7 @@ import torch
 
 from hf_specdecpp import EntropyMethod, SpecDecPPMethod
 from hf_specdecpp.core.cost_aware import CostAwareStop, OnlineSettings, calibration_fit, fixed_k_rate, marginal_costs
-from hf_specdecpp.methods.specdecpp.generator import head_calibration
+from hf_specdecpp.methods.specdecpp.estimator import head_calibration
 from hf_specdecpp.testing import tiny_pair
 
 from helpers import producing_head, random_head
@@ -89,13 +89,15 @@ def pair():
 
 
 @pytest.mark.parametrize("route", ["candidate_generator", "custom_generate"])
-@pytest.mark.parametrize("estimate", ["lagged head", "producing head", "top-1", "entropy"])
+@pytest.mark.parametrize("estimate", ["lagged head", "producing head", "specdec++ top-1", "top-1", "entropy"])
 def test_greedy_output_is_the_targets(pair, route, estimate):
     target, draft = pair
     own_draft = draft if route == "custom_generate" else None
     if estimate.endswith("head"):
         head = random_head(32, seed=3) if estimate == "lagged head" else producing_head(32)
         method = SpecDecPPMethod(head=head, stop_rule="cost-aware", max_candidates=8, draft_model=own_draft)
+    elif estimate == "specdec++ top-1":  # the default for a head whose dev traces favour the draft's confidence
+        method = SpecDecPPMethod(head=producing_head(32), estimator="top1", max_candidates=8, draft_model=own_draft)
     else:  # training-free, with measured-looking costs
         method = EntropyMethod(estimator="top1" if estimate == "top-1" else "entropy", stop_rule="cost-aware",
                                max_candidates=8, cost_ratio=0.4, verify_costs=(1.0, 1.05, 1.1, 1.2),
@@ -121,9 +123,40 @@ def test_threshold_is_unused_and_the_rule_is_checked():
     assert method().config.stop_rule == "cost-aware"
 
 
-def test_the_default_rule_is_the_threshold():
+def test_the_default_rule_is_the_cost_aware_one_unless_a_threshold_is_given():
     head = producing_head(32)
-    assert SpecDecPPMethod(head=head).config.stop_rule == "threshold"  # issue 26: not ahead of it everywhere
+    assert SpecDecPPMethod(head=head).config.stop_rule == "cost-aware"  # issue 26: the adaptive rule
+    assert SpecDecPPMethod(head=head, threshold=0.3).config.stop_rule == "threshold"  # a threshold means its rule
+    with pytest.raises(ValueError, match="estimator"):
+        SpecDecPPMethod(head=head, threshold=0.3, estimator="top1")
+    with pytest.raises(ValueError, match="estimator"):
+        SpecDecPPMethod(head=head, estimator="entropy")
+
+
+def _head_with_traces(head_better: bool):
+    """A head whose dev traces make its own predictions (or the draft's top-1 probability) the sharper ones."""
+    generator = torch.Generator().manual_seed(0)
+    labels = (torch.rand(2000, generator=generator) < 0.7).float()
+    sharp = torch.where(labels > 0, 0.9, 0.3) + 0.05 * torch.rand(2000, generator=generator)
+    vague = torch.full((2000,), 0.7) + 0.1 * torch.rand(2000, generator=generator)
+    head_pred, top1 = (sharp, vague) if head_better else (vague, sharp)
+    features = torch.stack([top1.log(), top1.log(), torch.zeros(2000)], dim=-1)
+    head = producing_head(32)
+    head.traces = {"pred": head_pred, "label": labels, "features": features}
+    return head
+
+
+@pytest.mark.parametrize("head_better", [True, False])
+def test_the_estimator_is_the_one_that_predicts_the_dev_traces_better(head_better):
+    head = _head_with_traces(head_better)
+    choice = SpecDecPPMethod(head=head).estimator_choice
+    assert choice.name == ("head" if head_better else "top1")
+    losses = dict(choice.dev_log_loss)
+    assert (losses["head"] < losses["top1"]) == head_better
+    assert choice.calibration == (head_calibration(head) if head_better else (1.0, 0.0))
+    assert SpecDecPPMethod(head=head, estimator="head").estimator_choice.name == "head"  # overrides
+    assert SpecDecPPMethod(head=head, estimator="top1").estimator_choice.name == "top1"
+    assert SpecDecPPMethod(head=producing_head(32)).estimator_choice.name == "head"  # no traces: the head
 
 
 def test_training_free_costs_are_checked_and_assumed_where_not_given():

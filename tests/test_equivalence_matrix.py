@@ -31,6 +31,8 @@ METHODS = {
                                                                  max_candidates=6, draft_model=d),
     "specdec++-cost-aware": lambda d: SpecDecPPCandidateGenerator(head=random_head(32, seed=3), stop_rule="cost-aware",
                                                                   max_candidates=6, draft_model=d),
+    "specdec++-top1": lambda d: SpecDecPPCandidateGenerator(head=producing_head(32), estimator="top1",
+                                                            max_candidates=6, draft_model=d),
     "fixed-k": lambda d: FixedLengthCandidateGenerator(5, draft_model=d),
     "entropy": lambda d: EntropyStoppingCandidateGenerator(lam=0.2, max_candidates=5, draft_model=d),
     "svip": lambda d: EntropyStoppingCandidateGenerator(lam=0.6, estimator="svip", max_candidates=6, draft_model=d),

@@ -17,6 +17,7 @@ from transformers import (LogitsProcessorList, StoppingCriteria, StoppingCriteri
 
 from hf_specdecpp import EntropyMethod, SpecDecPPCandidateGenerator
 from hf_specdecpp.core.assisted import ChainCandidateGenerator
+from hf_specdecpp.head import HeadPolicy
 from hf_specdecpp.testing import tiny_pair
 
 from helpers import constant_head, producing_head, tv_and_bound
@@ -117,6 +118,20 @@ def test_sampling_with_the_cost_aware_rule(pair):
     head = producing_head(32, feature_weights=(4.0, 0.0, 0.0), bias=4.5)
     cost_aware = functools.partial(SpecDecPPCandidateGenerator, stop_rule="cost-aware")
     tv, bound, first_round = empirical_tv(target, draft, cost_aware, head=head)
+    assert len(set(first_round)) > 1  # the first round's length varied with the drafted tokens
+    assert tv <= bound, f"TV {tv:.4f} exceeds the bound {bound:.4f}"
+
+
+@pytest.mark.slow
+def test_sampling_with_specdecpp_reading_the_drafts_top1(pair):
+    """SpecDec++'s default for a head whose dev traces favour the draft's confidence (`estimator="top1"`): the
+    cost-aware rule on the draft's top-1 probability, with the head's policy's costs, keeps the target's law."""
+    target, draft = pair
+    head = producing_head(32)
+    # given (not measured) cheap costs, valid on any device: long enough rounds for their length to vary
+    head.policy = HeadPolicy(threshold=0.5, max_candidates=4, cost_ratio=0.02, verify_costs=(1.0, 1.0, 1.0))
+    top1 = functools.partial(SpecDecPPCandidateGenerator, stop_rule="cost-aware", estimator="top1")
+    tv, bound, first_round = empirical_tv(target, draft, top1, head=head, max_new_tokens=6)
     assert len(set(first_round)) > 1  # the first round's length varied with the drafted tokens
     assert tv <= bound, f"TV {tv:.4f} exceeds the bound {bound:.4f}"
 

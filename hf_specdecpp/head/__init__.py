@@ -1,7 +1,8 @@
 """The acceptance head: a small network over the draft's hidden state, its calibrated policy, and shipped heads."""
 
 from .checkpoint import convert_reference_state_dict
-from .features import CONFIDENCE_FEATURES, DRAFTED_TOKEN, INPUT_STATES, PRODUCING_STATE, confidence_features
+from .features import (CONFIDENCE_FEATURES, DRAFTED_TOKEN, INPUT_STATES, PRODUCING_STATE, confidence_features,
+                       top1_probability)
 from .modeling import AcceptanceHead, check_owned_folder, head_on
 from ..core.device import DeviceKind
 from .policy import HeadPolicy
@@ -22,4 +23,5 @@ __all__ = [
     "confidence_features",
     "convert_reference_state_dict",
     "head_on",
+    "top1_probability",
 ]

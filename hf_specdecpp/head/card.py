@@ -20,11 +20,13 @@ CARD_TEMPLATE = """---
 
 An acceptance head for [SpecDec++](https://arxiv.org/abs/2405.19715) speculative decoding with
 the `hf-specdecpp` package (`pip install hf-specdecpp`). It reads the draft model's hidden state
-and predicts the probability that a drafted token is accepted by the target model. By default drafting stops
-once the predicted probability of at least one rejection exceeds the calibrated threshold h below (the paper's
-rule). With `SpecDecPPMethod(head=head, stop_rule="cost-aware")` it goes on instead while one more token's expected
-gain, from these predictions re-calibrated online on the tokens the target has verified in the call, pays for its
-cost on the machine (the costs under Calibration).
+and predicts the probability that a drafted token is accepted by the target model. By default
+(`SpecDecPPMethod(head=head)`) drafting goes on while one more token's expected gain pays for its cost on the
+machine (the costs under Calibration), its acceptance estimate re-calibrated online on the tokens the target has
+verified in the call; the estimate is this head's prediction or the draft's own top-1 probability, whichever
+predicts the head's dev traces better once calibrated (`SpecDecPPMethod(head=head).estimator_choice` says which).
+With `threshold=h` (or `stop_rule="threshold"`) drafting stops once the head's predicted probability of at least
+one rejection exceeds h (the paper's rule; the calibrated h is below).
 
 - draft model: `{{ draft_model_id }}`
 - target model: `{{ target_model_id }}`
@@ -153,9 +155,9 @@ def policy_section(policy) -> list[str]:
         f"- simulated on {_fmt(sim.get('dev_responses'))} dev responses: speed-up {_fmt(sim.get('speedup'), 2)}x vs best"
         f" fixed K = {_fmt(sim.get('best_fixed_k'))}: {_fmt(sim.get('fixed_k_speedup'), 2)}x; the oracle that stops"
         f" exactly at the first rejection: {_fmt(sim.get('oracle_speedup'), 2)}x (target alone = 1)",
-        "- the threshold rule reads h and the cap; the cost-aware rule reads c and v(K), and starts each call from the"
-        " simulated speed-up as its rate and from a logistic fit of the dev predictions to their labels as its"
-        " calibration",
+        "- the threshold rule reads h and the cap; the cost-aware rule (the default) reads c and v(K), and starts each"
+        " call from the simulated speed-up as its rate and, when it reads the head, from a logistic fit of the dev"
+        " predictions to their labels as its calibration",
         "- the policy depends on the hardware through c and v(K): re-calibrate it on yours.",
         "",
     ]

@@ -50,3 +50,16 @@ def distribution_features(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     """
     log_q = torch.log_softmax(scores.float(), dim=-1)
     return log_q, log_q.max(dim=-1).values, torch.special.entr(log_q.exp()).sum(dim=-1)
+
+
+def top1_probability(scores: torch.Tensor) -> torch.Tensor:
+    """The draft's confidence in its most likely token, `max_v softmax(scores)_v`, per row: the training-free
+    acceptance estimate ("top1") the cost-aware rule reads when no head predicts better.
+
+    Args:
+        scores (`torch.Tensor` of shape `(..., vocab_size)`): the processed draft scores.
+
+    Returns:
+        `torch.Tensor` of shape `(...)`: float32 probabilities.
+    """
+    return torch.softmax(scores.float(), dim=-1).max(dim=-1).values

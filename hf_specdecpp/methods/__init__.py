@@ -32,8 +32,9 @@ from .specdecpp import (RejectionThresholdCriteria, RejectionThresholdRule, Spec
                         SpecDecPPConfig, SpecDecPPMethod)
 
 registry.register("specdec++", SpecDecPPMethod,
-                  "SpecDec++: stop when the acceptance head's predicted P(any rejection) exceeds h (stop_rule='cost-aware':"
-                  " draft on while one more token pays for its cost)")
+                  "SpecDec++: draft on while one more token pays for its cost by the head's (or the draft's top-1, "
+                  "whichever predicts the head's dev traces better) online-calibrated estimate; with threshold=h, "
+                  "stop when the head's predicted P(any rejection) exceeds h")
 registry.register("fixed-k", FixedKMethod, "a fixed number K of candidates per round")
 registry.register("entropy", EntropyMethod,
                   "stop when the draft's entropy bound (AdaEDL) or top-1 probability falls below lambda, or "

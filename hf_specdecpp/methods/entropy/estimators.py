@@ -7,6 +7,8 @@ from typing import Literal, get_args
 
 import torch
 
+from ...head import top1_probability
+
 Estimator = Literal["entropy", "top1", "svip"]
 ESTIMATORS = get_args(Estimator)
 DEFAULT_GAMMA = {"entropy": 1.0, "top1": 1.0, "svip": 0.15}
@@ -64,5 +66,5 @@ def estimate_acceptance(scores: torch.Tensor, estimator: str = "entropy", gamma:
     if estimator == "entropy":
         return 1.0 - torch.sqrt(gamma * draft_entropy(scores).clamp_min(0.0))
     if estimator == "top1":
-        return torch.softmax(scores.float(), dim=-1).max(dim=-1).values
+        return top1_probability(scores)
     raise ValueError(f"estimator must be one of {ESTIMATORS[:2]} (SVIP: svip_stop), got {estimator!r}")

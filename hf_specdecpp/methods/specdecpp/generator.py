@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 from ...head import DEFAULT_MAX_CANDIDATES, AcceptanceHead, DeviceKind, HeadPolicy, head_on
 from ...utils.warnings import warn_once
 from ...core.chain import ChainSpec
-from ...core.cost_aware import (ASSUMED_COST_RATIO, CostAwareStop, OnlineSettings, assumed_verify_costs,
-                                calibration_fit, fixed_k_rate)
+from ...core.cost_aware import ASSUMED_COST_RATIO, CostAwareStop, OnlineSettings, assumed_verify_costs, fixed_k_rate
 from ...core.device import input_device
 from ..base import ChainMethod
 from .config import SpecDecPPConfig
-from .stopping import RejectionThresholdRule, head_estimate
+from .estimator import EstimatorChoice, choose_estimator
+from .stopping import RejectionThresholdRule, head_estimate, top1_estimate
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -40,31 +40,16 @@ class ResolvedPolicy:
     of the assumed costs when the policy records none): the cost-aware rule's prior on the call's rate."""
 
     calibration: tuple[float, float] = (1.0, 0.0)
-    """(scale, bias) the cost-aware rule's online calibration starts from (`head_calibration`)."""
+    """(scale, bias) the cost-aware rule's online calibration starts from (`EstimatorChoice.calibration`)."""
+
+    estimator: str = "head"
+    """What the cost-aware rule reads: "head" or "top1" (`choose_estimator`)."""
 
     def cost_aware_settings(self) -> OnlineSettings:
         """The cost-aware rule's settings for this policy: its prior rate is `expected_rate`, its calibration starts
         from `calibration`."""
         return OnlineSettings(prior_rate=self.expected_rate, prior_scale=self.calibration[0],
                               prior_bias=self.calibration[1])
-
-
-def head_calibration(head: AcceptanceHead) -> tuple[float, float]:
-    """(scale, bias) of the logistic fit of the head's dev-trace predictions to their labels (`calibration_fit`),
-    or (1, 0) for a head without traces: a head trained with weighted losses predicts too low or too high (the
-    shipped T = 0.7 head: mean 0.47 against a mean label of 0.78), and the rule should not spend the first rounds
-    of every call learning that.
-
-    Args:
-        head (`AcceptanceHead`): the head.
-
-    Returns:
-        `tuple[float, float]`.
-    """
-    traces = head.traces or {}
-    if "pred" not in traces or "label" not in traces or traces["pred"].numel() == 0:
-        return 1.0, 0.0
-    return calibration_fit(traces["pred"], traces["label"])
 
 
 def expected_rate(policy: HeadPolicy) -> float:
@@ -102,12 +87,19 @@ class SpecDecPPMethod(ChainMethod):
         check_head_type(head)
         self.head = head
         super().__init__(*settings, **kwargs)
-        # only the cost-aware rule reads the dev-trace fit: the default threshold rule pays nothing for it
-        self._calibration = head_calibration(head) if self.config.stop_rule == "cost-aware" else (1.0, 0.0)
+        # only the cost-aware rule reads an estimate chosen from the dev traces: the threshold rule pays nothing
+        self._estimator = choose_estimator(head, self.config.estimator) if self.config.stop_rule == "cost-aware" \
+            else EstimatorChoice("head")
         if self.config.recalibrate == "auto" and not head.traces:
             raise ValueError("recalibrate='auto' re-simulates the head's dev traces, but this head ships no dev "
                              "traces (head.traces): calibrate it with `hf-specdecpp calibrate` and its make-data "
                              "folder, or use recalibrate='never'.")
+
+    @property
+    def estimator_choice(self) -> EstimatorChoice:
+        """What the cost-aware rule reads for this head ("head" or "top1") and where its calibration starts
+        (`choose_estimator`; the head, unused, under the threshold rule)."""
+        return self._estimator
 
     def check_draft(self, draft: PreTrainedModel) -> None:
         check_head_fits(self.head, draft)
@@ -141,10 +133,12 @@ class SpecDecPPMethod(ChainMethod):
             trusted = use_cap = policy is not None and policy.measured_on in (None, device)
             if policy is not None and not trusted and (config.threshold is None or config.max_candidates is None):
                 measured = policy.measured_on.describe() if policy.measured_on else "an unrecorded device"
+                using = (f"its costs (c={policy.cost_ratio:g})" if config.stop_rule == "cost-aware"
+                         and policy.cost_ratio else f"h={policy.threshold:g}")
                 warn_once(f"policy-device:{id(self.head)}:{device.key()}",
                           f"The acceptance head's policy (h={policy.threshold:g}, cap {policy.max_candidates}) was "
                           f"calibrated on {measured}; the draft runs on {device.describe()}. Using "
-                          f"h={policy.threshold:g} with the default cap {DEFAULT_MAX_CANDIDATES}. Re-calibrate in "
+                          f"{using} with the default cap {DEFAULT_MAX_CANDIDATES}. Re-calibrate in "
                           "seconds: SpecDecPPMethod(head=head, recalibrate='auto'), or "
                           "`hf-specdecpp recalibrate`.")
         if do_sample is not None:
@@ -159,7 +153,7 @@ class SpecDecPPMethod(ChainMethod):
         cap = max(int(cap), config.min_candidates)
         prior = expected_rate(policy) if has_costs else fixed_k_rate(*costs, cap)
         return ResolvedPolicy(float(threshold), cap, trusted, *costs, expected_rate=prior,
-                              calibration=self._calibration)
+                              calibration=self._estimator.calibration, estimator=self._estimator.name)
 
     def _plausible_policy(self) -> HeadPolicy | None:
         """The head's policy, or None (with a warning) when it holds values no calibration chooses."""
@@ -188,9 +182,12 @@ class SpecDecPPMethod(ChainMethod):
         policy = self.resolve_policy(ctx.draft, ctx.target, ctx.do_sample)
         head = head_on(self.head, input_device(ctx.draft))
         if self.config.stop_rule == "cost-aware":
+            reads_head = policy.estimator == "head"
+            estimate = head_estimate(head) if reads_head else top1_estimate
+
             def new_rule():
-                return CostAwareStop(head_estimate(head), not head.scores_without_lag, policy.cost_ratio,
-                                     policy.verify_costs, policy.max_candidates, needs_hidden_states=True,
+                return CostAwareStop(estimate, reads_head and not head.scores_without_lag, policy.cost_ratio,
+                                     policy.verify_costs, policy.max_candidates, needs_hidden_states=reads_head,
                                      settings=policy.cost_aware_settings())
         else:
             def new_rule():

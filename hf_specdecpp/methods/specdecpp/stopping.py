@@ -1,11 +1,12 @@
-"""SpecDec++'s stopping rule: stop drafting once the predicted chance of a rejection exceeds a threshold."""
+"""SpecDec++'s stopping rule (stop drafting once the predicted chance of a rejection exceeds a threshold) and the
+per-step estimates the cost-aware rule reads instead (the head's, or the draft's top-1 probability)."""
 
 from __future__ import annotations
 
 import torch
 
 from ...core.validation import check_probability
-from ...head import AcceptanceHead
+from ...head import AcceptanceHead, top1_probability
 
 
 class RejectionThresholdRule:
@@ -80,6 +81,13 @@ def head_estimate(head: AcceptanceHead):
             return None
         return head.score_step(hidden_states, scores, input_ids[:, -1])
     return estimate
+
+
+def top1_estimate(input_ids: torch.LongTensor, scores: torch.Tensor, hidden_states: torch.Tensor | None,
+                  step: int) -> torch.Tensor:
+    """The draft's top-1 probability as `core.cost_aware.CostAwareStop` reads it (`estimator="top1"`): `(B,)`,
+    every step (it needs no hidden state)."""
+    return top1_probability(scores)
 
 
 RejectionThresholdCriteria = RejectionThresholdRule
