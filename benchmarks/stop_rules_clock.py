@@ -1,14 +1,14 @@
-"""The clock check of issue 26's exact run: target alone, transformers' default, SpecDec++ with the threshold rule
-(its default, the shipped policy) and with the cost-aware rule, the no-head default (the cost-aware rule on the draft's
-top-1 probability, assumed costs) and SVIP at h 0.3, timed interleaved per prompt on the real pair, with per-prompt
-paired ratios against the threshold rule.
+"""The clock check of issue 26's exact run: target alone, transformers' default and heuristic schedule, SpecDec++ as users get it (the
+cost-aware rule on the estimate its head's dev traces choose, the shipped policy's costs) and with the threshold rule
+(the shipped h), the no-head default (the cost-aware rule on the draft's top-1 probability, assumed costs) and SVIP at
+h 0.3, timed interleaved per prompt on the real pair, with per-prompt paired ratios against SpecDec++'s default.
 
     python benchmarks/stop_rules_clock.py OUT_DIR [--subset 4] [--max-new-tokens 96] [--dtype bfloat16]
     python benchmarks/stop_rules_clock.py OUT_DIR --compare-only --exact RUN_DIR   # the check table again
 
 The prompts are the first `--subset` of the exact run's sets (HumanEval 0-, MT-Bench 81-), so the timed runs can be
 set beside the counts of `benchmarks/policy_curves.py` on the same prompts. Writes the benchmark tables
-(`bench.runner.run_benchmark`: warm-up, interleaving, paired ratios with the threshold rule). With `--exact RUN_DIR`
+(`bench.runner.run_benchmark`: warm-up, interleaving, paired ratios with `REFERENCE`). With `--exact RUN_DIR`
 (a `policy_curves.py` output folder) it also writes `check.md`: each paired clock ratio next to the exact mode's
 prediction for the same prompts under this machine's cost curve (decode only: the prefill, the same work for every
 configuration, is left out of the counts).
@@ -24,14 +24,15 @@ from pathlib import Path
 import torch
 
 from hf_specdecpp import EntropyMethod, SpecDecPPMethod
-from hf_specdecpp.bench.configs import ASSISTED, TARGET_ALONE
+from hf_specdecpp.bench.configs import ASSISTED, HEURISTIC, TARGET_ALONE
 from hf_specdecpp.bench.models import real_setup
 from hf_specdecpp.bench.runner import run_benchmark
 
 from policy_curves import SHIPPED_COSTS, curves, read_rows, units
 
-EXACT_NAMES = {"target": None, "hf-default": "hf-default", "specdec++-threshold": "specdec++-h0.25",
-               "specdec++-cost-aware": f"cost-aware-head@{SHIPPED_COSTS}", "no-head-default": "cost-aware-top1-assumed",
+REFERENCE = "specdec++-default"
+EXACT_NAMES = {"target": None, "hf-default": "hf-default", "hf-heuristic": "hf-heuristic", "specdec++-default": f"cost-aware-top1@{SHIPPED_COSTS}",
+               "specdec++-threshold": "specdec++-h0.25", "no-head-default": "cost-aware-top1-assumed",
                "svip-h0.3": "svip-h0.3"}
 """Clock configuration -> its policy in `policy_curves.py`'s rounds (None: the target alone, one step per token)."""
 
@@ -55,15 +56,15 @@ def main(argv=None) -> None:
 
 def time_configs(args) -> None:
     setup = real_setup("both", args.subset, getattr(torch, args.dtype), None, None, None, False, False)
-    configs = {"target": TARGET_ALONE, "hf-default": ASSISTED,
+    configs = {"target": TARGET_ALONE, "hf-default": ASSISTED, "hf-heuristic": HEURISTIC,
+               "specdec++-default": SpecDecPPMethod(head=setup.head),
                "specdec++-threshold": SpecDecPPMethod(head=setup.head, stop_rule="threshold"),
-               "specdec++-cost-aware": SpecDecPPMethod(head=setup.head, stop_rule="cost-aware"),
                "no-head-default": EntropyMethod(estimator="top1", stop_rule="cost-aware"),
                "svip-h0.3": EntropyMethod(lam=0.3, estimator="svip")}
     for name, prompts in setup.sets.items():
         run_benchmark(setup.target, setup.draft, setup.tokenizer, prompts, configs,
                                max_new_tokens=args.max_new_tokens, output_dir=Path(args.out_dir) / name,
-                               paired_with="specdec++-threshold",
+                               paired_with=REFERENCE,
                                progress=lambda p, c, r: print(f"{p} {c}: {r.time_s:.1f} s", flush=True))
         print((Path(args.out_dir) / name / "summary.md").read_text(), flush=True)
 
@@ -72,7 +73,7 @@ def check_table(out_dir: Path, exact_dir: Path) -> str:
     """Each paired clock ratio (`*/paired.csv`) beside the exact mode's geometric mean over the same prompts."""
     rows = {r["prompt"]: r for r in read_rows(exact_dir)}
     curve = curves()[SHIPPED_COSTS]
-    lines = ["| set | configuration | clock: time / time of specdec++-threshold | exact mode |", "|---|---|---|---|"]
+    lines = [f"| set | configuration | clock: time / time of {REFERENCE} | exact mode |", "|---|---|---|---|"]
     for paired_csv in sorted(out_dir.glob("*/paired.csv")):
         with open(paired_csv.parent / "results.csv") as f:
             prompts = sorted({r["prompt_id"] for r in csv.DictReader(f)})

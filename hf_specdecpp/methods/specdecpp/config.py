@@ -28,8 +28,9 @@ class SpecDecPPConfig(MethodConfig):
     method: ClassVar[str] = "specdec++"
 
     threshold: float | None = field(default=None, metadata={"help": (
-        "h in (0, 1): stop drafting once the predicted P(any rejection) exceeds it. None: the head's calibrated "
-        "policy for the draft's kind of device (and dtype), else the policy's h with a warning, else 0.7.")})
+        "h in (0, 1) for the threshold rule: stop drafting once the predicted P(any rejection) exceeds it (giving it "
+        "selects that rule unless stop_rule says otherwise). None: the head's calibrated policy for the draft's kind "
+        "of device (and dtype), else the policy's h with a warning, else 0.7.")})
     min_candidates: int = field(default=1, metadata={"help": "Fewest candidates drafted per round (>= 1)."})
     max_candidates: int | None = field(default=None, metadata={"help": (
         "Most candidates drafted per round. None: the policy's cap when it was calibrated on this kind of device, "

@@ -1,4 +1,5 @@
-"""SpecDec++ as a decoding method: the acceptance head decides when to stop drafting."""
+"""SpecDec++ as a decoding method: the acceptance head (its predictions, or its dev traces' choice of the draft's own
+confidence) and the machine's costs decide when to stop drafting."""
 
 from __future__ import annotations
 
@@ -66,8 +67,10 @@ def expected_rate(policy: HeadPolicy) -> float:
 
 
 class SpecDecPPMethod(ChainMethod):
-    """SpecDec++: stop drafting when the acceptance head's predicted P(any rejection) exceeds `threshold`, or with
-    `stop_rule="cost-aware"` when one more token no longer pays for its cost (`core.cost_aware`).
+    """SpecDec++: stop drafting when one more token no longer pays for its cost (`core.cost_aware`, the default), by the
+    head's prediction or the draft's top-1 probability, whichever predicts the head's dev traces better
+    (`choose_estimator`); with `threshold=h` (or `stop_rule="threshold"`) when the head's predicted P(any rejection)
+    exceeds h (the paper's rule).
 
     Args:
         head (`AcceptanceHead`):
