@@ -28,13 +28,14 @@ from hf_specdecpp.bench.configs import ASSISTED, HEURISTIC, TARGET_ALONE
 from hf_specdecpp.bench.models import real_setup
 from hf_specdecpp.bench.runner import run_benchmark
 
-from policy_curves import SHIPPED_COSTS, curves, read_rows, units
+from policy_curves import SHIPPED_COSTS, SHIPPED_DEFAULT, curves, read_rows, rounds_of, units
 
 REFERENCE = "specdec++-default"
-EXACT_NAMES = {"target": None, "hf-default": "hf-default", "hf-heuristic": "hf-heuristic", "specdec++-default": f"cost-aware-top1@{SHIPPED_COSTS}",
-               "specdec++-threshold": "specdec++-h0.25", "no-head-default": "cost-aware-top1-assumed",
-               "svip-h0.3": "svip-h0.3"}
-"""Clock configuration -> its policy in `policy_curves.py`'s rounds (None: the target alone, one step per token)."""
+EXACT_NAMES = {"target": None, "hf-default": "hf-default", "hf-heuristic": "hf-heuristic",
+               "specdec++-default": SHIPPED_DEFAULT, "specdec++-threshold": "specdec++-h0.25",
+               "no-head-default": "cost-aware-top1-assumed", "svip-h0.3": "svip-h0.3"}
+"""Clock configuration -> its policy in `policy_curves.py`'s rounds (`rounds_of` under this machine's curve; None:
+the target alone, one step per token)."""
 
 
 def main(argv=None) -> None:
@@ -80,7 +81,7 @@ def check_table(out_dir: Path, exact_dir: Path) -> str:
         with open(paired_csv) as f:
             for p in csv.DictReader(f):
                 cost = lambda name, r: (r["new_tokens"] if EXACT_NAMES[name] is None
-                                        else units(r["rounds"][EXACT_NAMES[name]], curve))
+                                        else units(rounds_of(r, EXACT_NAMES[name], SHIPPED_COSTS), curve))
                 logs = [math.log(cost(p["config"], rows[q]) / cost(p["reference"], rows[q])) for q in prompts]
                 lines.append(f"| {paired_csv.parent.name} ({len(prompts)}) | {p['config']} | {float(p['ratio']):.3f} "
                              f"[{float(p['ci_low']):.3f}, {float(p['ci_high']):.3f}] | "

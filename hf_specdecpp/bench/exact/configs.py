@@ -53,7 +53,8 @@ def policy_for(config, target, draft) -> Policy | None:
         resolved = config.resolve_policy(draft, target, do_sample=False)
         head = head_on(config.head, next(draft.parameters()).device)
         if config.config.stop_rule == "cost-aware":
-            return CostAware(head if resolved.estimator == "head" else None, resolved.cost_ratio, tuple(resolved.verify_costs), resolved.max_candidates,
-                             config.config.min_candidates, resolved.cost_aware_settings())
+            return CostAware(head if resolved.estimate.name == "head" else None, resolved.cost_ratio,
+                             tuple(resolved.verify_costs), resolved.max_candidates, config.config.min_candidates,
+                             resolved.cost_aware_settings())
         return SpecDecPP(head, resolved.threshold, config.config.min_candidates, resolved.max_candidates)
     return None

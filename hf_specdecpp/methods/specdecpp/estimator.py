@@ -4,8 +4,8 @@ probability, whichever predicts the head's dev-set outcomes better once each is 
 Why: a head is worth reading only where it ranks and calibrates acceptance better than the confidence the draft
 already reports for free. On the shipped pair it does not (issue 17; issue 26 measured it again): on the heads'
 own dev traces the calibrated top-1 probability has the lower log-loss (greedy head 0.3375 against 0.3167, T = 0.7
-head 0.4234 against 0.3980), and the cost-aware rule on top-1 was ahead of the same rule on the head on all eight
-cells of the 80 + 80 prompt exact study. A head trained for another pair may well win; the choice is made per head
+head 0.4234 against 0.3980), and the cost-aware rule on top-1 was ahead of the same rule on the head on six of the
+eight cells of the 80 + 80 prompt exact study (behind on chat under the two GPU-like cost curves). A head trained for another pair may well win; the choice is made per head
 from its traces, and `estimator="head"` or `"top1"` overrides it.
 """
 
@@ -52,17 +52,18 @@ def head_calibration(head: AcceptanceHead) -> tuple[float, float]:
     return calibration_fit(traces["pred"], traces["label"])
 
 
-def calibrated_log_loss(predictions: torch.Tensor, labels: torch.Tensor) -> float:
-    """Mean log-loss of `predictions` on `labels` (0/1 or probabilities) after their own logistic calibration.
+def calibrated_log_loss(predictions: torch.Tensor, labels: torch.Tensor, fit: tuple[float, float]) -> float:
+    """Mean log-loss of `predictions` on `labels` (0/1 or probabilities) after the logistic calibration `fit`.
 
     Args:
         predictions: probabilities, any shape.
         labels: the outcomes, the same shape.
+        fit: `(scale, bias)`, their own `calibration_fit`.
 
     Returns:
         `float`: nats per prediction.
     """
-    scale, bias = calibration_fit(predictions, labels)
+    scale, bias = fit
     z = torch.logit(predictions.double().flatten(), eps=1e-6).clamp(-LOGIT_BOUND, LOGIT_BOUND)
     log_q = torch.nn.functional.logsigmoid(scale * z + bias)
     log_not_q = torch.nn.functional.logsigmoid(-(scale * z + bias))
@@ -87,11 +88,13 @@ def choose_estimator(head: AcceptanceHead, requested: EstimatorName = "auto") ->
     """
     traces = head.traces or {}
     losses: tuple[tuple[str, float], ...] = ()
+    head_fit = head_calibration(head) if requested != "top1" else (1.0, 0.0)
     features, labels = traces.get("features"), traces.get("label")
     if requested == "auto" and features is not None and labels is not None and features.numel() and \
             "pred" in traces and features.shape[-1] == len(CONFIDENCE_FEATURES):
         top1 = features[..., CONFIDENCE_FEATURES.index("log_q_max")].double().exp()
-        losses = (("head", calibrated_log_loss(traces["pred"], labels)), ("top1", calibrated_log_loss(top1, labels)))
+        losses = (("head", calibrated_log_loss(traces["pred"], labels, head_fit)),
+                  ("top1", calibrated_log_loss(top1, labels, calibration_fit(top1, labels))))
         requested = "top1" if losses[1][1] < losses[0][1] else "head"
     name = "head" if requested == "auto" else requested
-    return EstimatorChoice(name, head_calibration(head) if name == "head" else (1.0, 0.0), losses)
+    return EstimatorChoice(name, head_fit if name == "head" else (1.0, 0.0), losses)

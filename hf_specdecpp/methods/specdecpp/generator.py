@@ -40,17 +40,14 @@ class ResolvedPolicy:
     """Tokens per target step the policy was simulated to give with these costs (`core.cost_aware.fixed_k_rate`
     of the assumed costs when the policy records none): the cost-aware rule's prior on the call's rate."""
 
-    calibration: tuple[float, float] = (1.0, 0.0)
-    """(scale, bias) the cost-aware rule's online calibration starts from (`EstimatorChoice.calibration`)."""
-
-    estimator: str = "head"
-    """What the cost-aware rule reads: "head" or "top1" (`choose_estimator`)."""
+    estimate: EstimatorChoice = EstimatorChoice("head")
+    """What the cost-aware rule reads ("head" or "top1") and where its calibration starts (`choose_estimator`)."""
 
     def cost_aware_settings(self) -> OnlineSettings:
         """The cost-aware rule's settings for this policy: its prior rate is `expected_rate`, its calibration starts
-        from `calibration`."""
-        return OnlineSettings(prior_rate=self.expected_rate, prior_scale=self.calibration[0],
-                              prior_bias=self.calibration[1])
+        from `estimate.calibration`."""
+        scale, bias = self.estimate.calibration
+        return OnlineSettings(prior_rate=self.expected_rate, prior_scale=scale, prior_bias=bias)
 
 
 def expected_rate(policy: HeadPolicy) -> float:
@@ -155,8 +152,7 @@ class SpecDecPPMethod(ChainMethod):
         costs = (policy.cost_ratio, policy.verify_costs) if has_costs else ASSUMED_COSTS
         cap = max(int(cap), config.min_candidates)
         prior = expected_rate(policy) if has_costs else fixed_k_rate(*costs, cap)
-        return ResolvedPolicy(float(threshold), cap, trusted, *costs, expected_rate=prior,
-                              calibration=self._estimator.calibration, estimator=self._estimator.name)
+        return ResolvedPolicy(float(threshold), cap, trusted, *costs, expected_rate=prior, estimate=self._estimator)
 
     def _plausible_policy(self) -> HeadPolicy | None:
         """The head's policy, or None (with a warning) when it holds values no calibration chooses."""
@@ -183,13 +179,13 @@ class SpecDecPPMethod(ChainMethod):
 
     def chain_spec(self, ctx: CallContext) -> ChainSpec:
         policy = self.resolve_policy(ctx.draft, ctx.target, ctx.do_sample)
-        head = head_on(self.head, input_device(ctx.draft))
+        reads_head = policy.estimate.name == "head"  # always under the threshold rule
+        head = head_on(self.head, input_device(ctx.draft)) if reads_head else None  # top-1: the head stays put
         if self.config.stop_rule == "cost-aware":
-            reads_head = policy.estimator == "head"
             estimate = head_estimate(head) if reads_head else top1_estimate
 
             def new_rule():
-                return CostAwareStop(estimate, reads_head and not head.scores_without_lag, policy.cost_ratio,
+                return CostAwareStop(estimate, reads_head and not self.head.scores_without_lag, policy.cost_ratio,
                                      policy.verify_costs, policy.max_candidates, needs_hidden_states=reads_head,
                                      settings=policy.cost_aware_settings())
         else:
